@@ -1,0 +1,100 @@
+"""One Transformer encoder block: self-attention then a position-wise feed-forward net."""
+import keras
+from keras import ops
+
+from kerasllm.layers.attention import MultiHeadAttention
+
+
+@keras.saving.register_keras_serializable(package="kerasllm")
+class TransformerEncoderBlock(keras.layers.Layer):
+    """Self-attention + feed-forward, each wrapped in dropout, residual and LayerNorm.
+
+    Post-LN (the original BERT/Transformer formulation, the default):
+        h = LN(x + Dropout(Attention(x)));  y = LN(h + Dropout(FFN(h)))
+    Pre-LN (`norm_first=True`, more stable for deep stacks):
+        h = x + Dropout(Attention(LN(x)));  y = h + Dropout(FFN(LN(h)))
+
+    Call args:
+        inputs: float [batch, seq, hidden].
+        padding_mask: int/bool [batch, seq], 1 = real token; or None.
+        attention_mask: int/bool [batch, seq, seq]; or None. Combined with padding_mask.
+    Returns:
+        float [batch, seq, hidden].
+    """
+
+    def __init__(self, num_heads, intermediate_size, dropout=0.1, attention_dropout=0.1,
+                 activation="gelu", layer_norm_epsilon=1e-12, norm_first=False,
+                 initializer_range=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.intermediate_size = intermediate_size
+        self.dropout_rate = dropout
+        self.attention_dropout = attention_dropout
+        self.activation = activation
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.norm_first = norm_first
+        self.initializer_range = initializer_range
+
+    def build(self, input_shape):
+        hidden = input_shape[-1]
+        if hidden % self.num_heads:
+            raise ValueError(
+                f"hidden size {hidden} is not divisible by num_heads {self.num_heads}")
+        dtype = self.dtype_policy
+        init = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
+        self.attention = MultiHeadAttention(
+            self.num_heads, hidden // self.num_heads, dropout=self.attention_dropout,
+            initializer_range=self.initializer_range, dtype=dtype, name="attention")
+        self.attention.build(input_shape)
+        self.attention_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=dtype, name="attention_norm")
+        self.attention_norm.build(input_shape)
+        self.intermediate_dense = keras.layers.Dense(
+            self.intermediate_size, activation=self.activation, kernel_initializer=init,
+            dtype=dtype, name="intermediate")
+        self.intermediate_dense.build(input_shape)
+        self.output_dense = keras.layers.Dense(
+            hidden, kernel_initializer=init, dtype=dtype, name="output")
+        self.output_dense.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
+        self.output_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=dtype, name="output_norm")
+        self.output_norm.build(input_shape)
+        self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=dtype)
+        self.built = True
+
+    def call(self, inputs, padding_mask=None, attention_mask=None, training=None):
+        mask = attention_mask
+        if padding_mask is not None:
+            key_mask = ops.expand_dims(ops.cast(padding_mask, "bool"), 1)
+            mask = key_mask if mask is None else ops.logical_and(
+                ops.cast(mask, "bool"), key_mask)
+
+        def attend(x):
+            return self.dropout(
+                self.attention(x, attention_mask=mask, training=training), training=training)
+
+        def feed_forward(x):
+            return self.dropout(
+                self.output_dense(self.intermediate_dense(x)), training=training)
+
+        if self.norm_first:
+            x = inputs + attend(self.attention_norm(inputs))
+            return x + feed_forward(self.output_norm(x))
+        x = self.attention_norm(inputs + attend(inputs))
+        return self.output_norm(x + feed_forward(x))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "intermediate_size": self.intermediate_size,
+            "dropout": self.dropout_rate,
+            "attention_dropout": self.attention_dropout,
+            "activation": self.activation,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "norm_first": self.norm_first,
+            "initializer_range": self.initializer_range,
+        }

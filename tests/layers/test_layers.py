@@ -1,0 +1,107 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from kerasllm.layers import (BertEmbedding, MaskedLMHead, MultiHeadAttention,
+                             NextSentencePredictionHead, TransformerEncoderBlock)
+
+
+def roundtrip(layer):
+    """A layer rebuilt from its serialized config, which must be the same config."""
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(clone) is type(layer)
+    assert clone.get_config() == layer.get_config()
+    return clone
+
+
+def test_bert_embedding_shapes_and_segments():
+    layer = BertEmbedding(vocab_size=50, hidden_size=16, max_sequence_length=12,
+                          dropout=0.0)
+    ids = np.array([[1, 2, 3, 0], [4, 5, 0, 0]])
+    out = layer(ids, np.zeros_like(ids))
+    assert out.shape == (2, 4, 16)
+    other_segment = layer(ids, np.ones_like(ids))
+    assert not np.allclose(out, other_segment)
+    # LayerNorm output: zero mean, unit variance over the hidden axis.
+    np.testing.assert_allclose(ops.mean(out, -1), 0.0, atol=1e-5)
+    roundtrip(layer)
+
+
+def test_attention_padding_mask_ignores_masked_keys():
+    layer = MultiHeadAttention(num_heads=2, head_size=4)
+    x = np.random.default_rng(0).normal(size=(1, 5, 8)).astype("float32")
+    mask = np.array([[[1, 1, 1, 0, 0]] * 5])
+    out = layer(x, attention_mask=mask)
+    changed = x.copy()
+    changed[:, 3:] = 100.0
+    # Keys 3 and 4 are masked, but queries 3 and 4 are real inputs too: compare queries 0..2.
+    np.testing.assert_allclose(out[:, :3], layer(changed, attention_mask=mask)[:, :3], atol=1e-5)
+    roundtrip(layer)
+
+
+def test_attention_causal_mask_hides_future():
+    layer = MultiHeadAttention(num_heads=2, head_size=4)
+    x = np.random.default_rng(1).normal(size=(2, 6, 8)).astype("float32")
+    out = layer(x, use_causal_mask=True)
+    changed = x.copy()
+    changed[:, 4:] = -7.0
+    np.testing.assert_allclose(out[:, :4], layer(changed, use_causal_mask=True)[:, :4],
+                               atol=1e-5)
+    assert not np.allclose(out[:, 4:], layer(changed, use_causal_mask=True)[:, 4:])
+
+
+def test_attention_kv_cache_matches_full_causal_pass():
+    layer = MultiHeadAttention(num_heads=2, head_size=4)
+    x = np.random.default_rng(2).normal(size=(2, 6, 8)).astype("float32")
+    full = layer(x, use_causal_mask=True)
+    cache = np.zeros((2, 2, 6, 2, 4), "float32")
+    prefix, cache = layer(x[:, :3], cache=cache, cache_update_index=0)
+    np.testing.assert_allclose(prefix, full[:, :3], atol=1e-5)
+    for position in range(3, 6):
+        step, cache = layer(x[:, position:position + 1], cache=cache,
+                            cache_update_index=position)
+        np.testing.assert_allclose(step[:, 0], full[:, position], atol=1e-5)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_block_shapes_and_padding(norm_first):
+    block = TransformerEncoderBlock(num_heads=2, intermediate_size=32, dropout=0.0,
+                                    attention_dropout=0.0, norm_first=norm_first)
+    x = np.random.default_rng(3).normal(size=(2, 5, 16)).astype("float32")
+    padding = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    out = block(x, padding_mask=padding)
+    assert out.shape == (2, 5, 16)
+    changed = x.copy()
+    changed[0, 3:] = 9.0
+    np.testing.assert_allclose(out[0, :3], block(changed, padding_mask=padding)[0, :3],
+                               atol=1e-5)
+    clone = roundtrip(block)
+    assert clone.norm_first == norm_first
+
+
+def test_encoder_block_post_ln_output_is_normalised():
+    block = TransformerEncoderBlock(num_heads=2, intermediate_size=32, dropout=0.0)
+    out = block(np.random.default_rng(4).normal(size=(1, 3, 16)).astype("float32"))
+    np.testing.assert_allclose(ops.std(out, -1), 1.0, atol=1e-2)
+
+
+def test_masked_lm_head_gathers_positions_and_ties_embedding():
+    embedding = keras.layers.Embedding(30, 8)
+    embedding.build((None,))
+    head = MaskedLMHead(vocab_size=30, token_embedding=embedding)
+    seq = np.random.default_rng(5).normal(size=(2, 6, 8)).astype("float32")
+    positions = np.array([[0, 5], [2, 2]])
+    logits = head(seq, positions)
+    assert logits.shape == (2, 2, 30)
+    np.testing.assert_allclose(logits[1, 0], logits[1, 1], atol=1e-6)
+    assert "output_kernel" not in [w.path.split("/")[-1] for w in head.weights]
+    untied = roundtrip(head)
+    untied(seq, positions)
+    assert any(w.path.endswith("output_kernel") for w in untied.weights)
+
+
+def test_next_sentence_head():
+    head = NextSentencePredictionHead()
+    assert head(np.zeros((3, 8), "float32")).shape == (3, 2)
+    roundtrip(head)
