@@ -1,0 +1,94 @@
+"""BERT with a sequence classification head: one label per text (or text pair)."""
+import keras
+from keras import ops
+
+from kerasllm.models.bert import BertEncoder
+
+POOLINGS = ("cls", "mean")
+
+
+def masked_token_mean(sequence_output, padding_mask):
+    """Mean of the real tokens' outputs (not length-normalised, unlike
+    `kerasllm.layers.mean_pooling.sentence_embedding`: a classifier head wants
+    the raw scale the encoder was trained to produce).
+
+    Args:
+      sequence_output: float [batch, seq, hidden].
+      padding_mask: int/bool [batch, seq], 1 = real token.
+    Returns:
+      float [batch, hidden] in the dtype of `sequence_output`; all-padding rows give 0.
+    """
+    weights = ops.expand_dims(ops.cast(padding_mask, sequence_output.dtype), -1)
+    summed = ops.sum(sequence_output * weights, axis=1)
+    return summed / ops.maximum(ops.sum(weights, axis=1), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="kerasllm")
+class BertClassifier(keras.Model):
+    """A BERT encoder, a pooled summary, dropout and one Dense layer of `num_classes` logits.
+
+    pooling="cls" uses the encoder's tanh pooler over [CLS] (as in the BERT paper);
+    pooling="mean" averages the real tokens' outputs (how sentence-transformers
+    checkpoints such as all-MiniLM-L6-v2 were trained, whose pooler is untrained).
+
+    Inputs: a batch dict with token_ids, segment_ids, padding_mask: int [batch, seq];
+        for training also labels: int32 [batch], class ids in [0, num_classes).
+    Outputs: dict with logits float32 [batch, num_classes].
+
+    Loss = mean sparse cross-entropy over the batch.
+    """
+
+    def __init__(self, encoder: BertEncoder, num_classes, pooling="cls", dropout=0.1,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if int(num_classes) < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+        self.encoder = encoder
+        self.num_classes = int(num_classes)
+        self.pooling = pooling
+        self.dropout_rate = float(dropout)
+        self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy,
+                                            name="dropout")
+        self.classifier = keras.layers.Dense(
+            self.num_classes,
+            kernel_initializer=keras.initializers.TruncatedNormal(
+                stddev=encoder.config.initializer_range),
+            dtype=self.dtype_policy, name="classifier")
+
+    def build_for_inputs(self, seq_length=8):
+        """Creates every weight by running a dummy batch of `seq_length` tokens."""
+        ids = ops.zeros((1, seq_length), "int32")
+        self({"token_ids": ids, "segment_ids": ids, "padding_mask": ops.ones_like(ids)})
+        return self
+
+    def call(self, inputs, training=None):
+        outputs = self.encoder(inputs, training=training)
+        if self.pooling == "cls":
+            pooled = outputs["pooled_output"]
+        else:
+            pooled = masked_token_mean(outputs["sequence_output"], inputs["padding_mask"])
+        logits = self.classifier(self.dropout(pooled, training=training))
+        # float32 even under mixed precision: the softmax and loss need the range.
+        return {"logits": ops.cast(logits, "float32")}
+
+    def compute_loss_and_metrics(self, batch, training=False):
+        """Returns (loss, {"accuracy"}): float32 scalars, means over the batch."""
+        logits = self(batch, training=training)["logits"]
+        loss = ops.mean(keras.losses.sparse_categorical_crossentropy(
+            batch["labels"], logits, from_logits=True))
+        correct = ops.equal(ops.argmax(logits, -1), ops.cast(batch["labels"], "int64"))
+        return loss, {"accuracy": ops.mean(ops.cast(correct, "float32"))}
+
+    def get_config(self):
+        return {"encoder": keras.saving.serialize_keras_object(self.encoder),
+                "num_classes": self.num_classes, "pooling": self.pooling,
+                "dropout": self.dropout_rate, "name": self.name,
+                "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)

@@ -1,0 +1,73 @@
+"""BertClassifier: shapes, pooling, loss, and config round-trip."""
+import keras
+import numpy as np
+import pytest
+
+from kerasllm.models import BertEncoder, configs
+from kerasllm.models.bert_classifier import BertClassifier, masked_token_mean
+
+VOCAB_SIZE, SEQ, CLASSES = 50, 8, 3
+
+
+def tiny_classifier(pooling):
+    encoder = BertEncoder(configs.get("bert_tiny").replace(vocab_size=VOCAB_SIZE,
+                                                           max_sequence_length=16))
+    return BertClassifier(encoder, CLASSES, pooling=pooling).build_for_inputs()
+
+
+def batch(size=4, real_tokens=5, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((size, SEQ), "int32")
+    mask[:, :real_tokens] = 1
+    return {"token_ids": (rng.integers(5, VOCAB_SIZE, (size, SEQ)) * mask).astype("int32"),
+            "segment_ids": np.zeros((size, SEQ), "int32"), "padding_mask": mask,
+            "labels": rng.integers(0, CLASSES, size).astype("int32")}
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_logits_loss_and_accuracy(pooling):
+    model = tiny_classifier(pooling)
+    inputs = batch()
+    logits = model(inputs)["logits"]
+    assert logits.shape == (4, CLASSES) and logits.dtype == "float32"
+    loss, metrics = model.compute_loss_and_metrics(inputs)
+    expected = keras.losses.sparse_categorical_crossentropy(inputs["labels"], logits,
+                                                            from_logits=True)
+    np.testing.assert_allclose(float(loss), float(np.mean(expected)), rtol=1e-5)
+    assert set(metrics) == {"accuracy"}
+    correct = np.argmax(np.asarray(logits), -1) == inputs["labels"]
+    assert float(metrics["accuracy"]) == pytest.approx(correct.mean())
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_padding_does_not_change_the_logits(pooling):
+    model = tiny_classifier(pooling)
+    inputs = batch()
+    changed = dict(inputs, token_ids=inputs["token_ids"] + 7 * (1 - inputs["padding_mask"]))
+    np.testing.assert_allclose(model(inputs)["logits"], model(changed)["logits"], atol=1e-5)
+
+
+def test_masked_token_mean_ignores_padding_and_empty_rows():
+    values = np.arange(2 * 3 * 2, dtype="float32").reshape(2, 3, 2)
+    mask = np.array([[1, 1, 0], [0, 0, 0]])
+    np.testing.assert_allclose(masked_token_mean(values, mask), [[1.0, 2.0], [0.0, 0.0]])
+
+
+def test_config_round_trip_keeps_settings_and_outputs():
+    model = tiny_classifier("mean")
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    assert isinstance(restored, BertClassifier)
+    assert (restored.num_classes, restored.pooling, restored.dropout_rate) == (CLASSES, "mean",
+                                                                               0.1)
+    restored.build_for_inputs()
+    restored.set_weights(model.get_weights())
+    inputs = batch()
+    np.testing.assert_allclose(model(inputs)["logits"], restored(inputs)["logits"], atol=1e-6)
+
+
+def test_bad_settings_are_named():
+    encoder = BertEncoder(configs.get("bert_tiny"))
+    with pytest.raises(ValueError, match="pooling"):
+        BertClassifier(encoder, 2, pooling="max")
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        BertClassifier(encoder, 1)
