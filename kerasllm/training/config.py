@@ -1,0 +1,85 @@
+"""What a training run needs besides the model and the data."""
+import dataclasses
+
+from kerasllm.training.errors import TrainingError
+
+DECAYS = ("linear", "cosine")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping settings shared by every model family.
+
+    `clip_norm` 0 disables clipping. `steps_per_loop` optimizer steps run per
+    tf.function call (fewer Python round trips); progress lines and checkpoints
+    still fall exactly on their steps.
+
+    `global_batch_size` counts examples per optimizer step summed over replicas
+    and accumulation micro-batches: each replica sees
+    global_batch_size / (replicas * grad_accum_steps) examples at a time.
+    """
+
+    model_dir: str
+    train_steps: int
+    global_batch_size: int
+    learning_rate: float = 1e-4
+    warmup_steps: int = 0
+    decay: str = "linear"
+    end_learning_rate_fraction: float = 0.0
+    weight_decay: float = 0.01
+    adam_beta_1: float = 0.9
+    adam_beta_2: float = 0.999
+    adam_epsilon: float = 1e-6
+    clip_norm: float = 1.0
+    grad_accum_steps: int = 1
+    mixed_precision: str = "float32"
+    jit_compile: bool = False
+    steps_per_loop: int = 10
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 50
+    seed: int = 0
+
+    def __post_init__(self):
+        problems = []
+        if not self.model_dir:
+            problems.append("model_dir is empty; pass the directory for checkpoints and logs")
+        for name in ("train_steps", "global_batch_size", "grad_accum_steps", "steps_per_loop",
+                     "checkpoint_every", "keep_checkpoints", "log_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.end_learning_rate_fraction <= 1:
+            problems.append("end_learning_rate_fraction must be in [0, 1], "
+                            f"got {self.end_learning_rate_fraction}")
+        for name in ("weight_decay", "clip_norm", "adam_epsilon"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("adam_beta_1", "adam_beta_2"):
+            if not 0 <= getattr(self, name) < 1:
+                problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 <= self.warmup_steps <= self.train_steps:
+            problems.append(f"warmup_steps must be in [0, train_steps={self.train_steps}], "
+                            f"got {self.warmup_steps}")
+        if self.decay not in DECAYS:
+            problems.append(f"decay must be one of {DECAYS}, got {self.decay!r}")
+        if self.mixed_precision not in PRECISIONS:
+            problems.append(f"mixed_precision must be one of {PRECISIONS}, "
+                            f"got {self.mixed_precision!r}")
+        if self.global_batch_size % self.grad_accum_steps:
+            problems.append(f"batch size {self.global_batch_size} is not divisible by "
+                            f"grad_accum_steps {self.grad_accum_steps}")
+        if problems:
+            raise TrainingError("; ".join(problems))
+
+    @property
+    def micro_batch_size(self):
+        """Examples per accumulation micro-batch, summed over replicas: the global
+        batch size the dataset function must produce."""
+        return self.global_batch_size // self.grad_accum_steps
+
+    def replace(self, **changes):
+        """A copy with `changes`, validated again."""
+        return dataclasses.replace(self, **changes)

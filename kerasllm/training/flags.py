@@ -1,0 +1,84 @@
+"""Training flags shared by every trainer, defined once."""
+from absl import flags
+
+from kerasllm.training.config import DECAYS, PRECISIONS, TrainConfig
+from kerasllm.training.strategy import STRATEGIES
+
+# Flag name -> TrainConfig field, where the two differ.
+CONFIG_FIELDS = {"batch_size": "global_batch_size"}
+TRAINING_FLAGS = ("model_dir", "train_steps", "batch_size", "learning_rate", "warmup_steps",
+                  "decay", "weight_decay", "clip_norm", "grad_accum_steps",
+                  "mixed_precision", "jit_compile", "checkpoint_every", "log_every", "seed")
+
+
+def define_training_flags(*, model_dir=None, train_steps=1000, batch_size=32,
+                          learning_rate=1e-4, warmup_steps=0, flag_values=flags.FLAGS):
+    """Defines the shared flags (plus --strategy and --tpu); the arguments are
+    this trainer's defaults."""
+    fv = flag_values
+    flags.DEFINE_enum("strategy", "one_device", STRATEGIES,
+                      "tf.distribute strategy: one_device (first GPU, else CPU), mirrored "
+                      "(all local GPUs), multi_worker_mirrored (cluster from TF_CONFIG), "
+                      "tpu (needs --tpu).", flag_values=fv)
+    flags.DEFINE_string("tpu", None,
+                        "With --strategy=tpu: TPU name, grpc://host:port, or 'local' on a "
+                        "TPU VM.", flag_values=fv)
+    flags.DEFINE_string("model_dir", model_dir,
+                        "Checkpoints and TensorBoard logs (in model_dir/train). A run resumes "
+                        "from the newest checkpoint here; use a fresh directory for a "
+                        "different model.", flag_values=fv)
+    flags.DEFINE_integer("train_steps", train_steps,
+                         "Optimizer steps in total, counting steps of earlier runs in "
+                         "--model_dir.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("batch_size", batch_size,
+                         "Global batch size: examples per optimizer step, summed over "
+                         "replicas and --grad_accum_steps micro-batches.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_float("learning_rate", learning_rate, "Peak learning rate (after warmup).",
+                       lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_integer("warmup_steps", warmup_steps,
+                         "Steps of linear warmup from 0 to --learning_rate.",
+                         lower_bound=0, flag_values=fv)
+    flags.DEFINE_enum("decay", "linear", DECAYS,
+                      "Learning-rate decay from the peak to 0 at --train_steps.",
+                      flag_values=fv)
+    flags.DEFINE_float("weight_decay", 0.01,
+                       "AdamW decoupled weight decay; LayerNorm weights and biases are "
+                       "never decayed.", lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_float("clip_norm", 1.0, "Clip gradients to this global norm; 0 disables.",
+                       lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_integer("grad_accum_steps", 1,
+                         "Micro-batches whose gradients are summed per optimizer step, to "
+                         "fit a large --batch_size in memory; must divide it.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_enum("mixed_precision", "float32", PRECISIONS,
+                      "Keras dtype policy. mixed_float16 (GPUs) adds dynamic loss scaling; "
+                      "mixed_bfloat16 suits TPUs and recent CPUs/GPUs.", flag_values=fv)
+    flags.DEFINE_boolean("jit_compile", False,
+                         "XLA-compile each replica's forward and backward pass (faster "
+                         "training; the exported model is unaffected).", flag_values=fv)
+    flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("log_every", 50,
+                         "Steps between progress lines and TensorBoard scalars.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Random seed for initialisation.", flag_values=fv)
+    flags.register_multi_flags_validator(
+        ["warmup_steps", "train_steps"],
+        lambda values: values["warmup_steps"] <= values["train_steps"],
+        message="--warmup_steps must not exceed --train_steps", flag_values=fv)
+    flags.register_multi_flags_validator(
+        ["batch_size", "grad_accum_steps"],
+        lambda values: values["batch_size"] % values["grad_accum_steps"] == 0,
+        message="--grad_accum_steps must divide --batch_size", flag_values=fv)
+    flags.register_multi_flags_validator(
+        ["strategy", "tpu"], lambda values: values["strategy"] != "tpu" or values["tpu"],
+        message="--strategy=tpu needs --tpu", flag_values=fv)
+
+
+def train_config_from_flags(flag_values=flags.FLAGS, **overrides):
+    """A TrainConfig from the flags defined above; `overrides` replace fields
+    (e.g. a model_dir the trainer derives, or settings without a flag)."""
+    settings = {CONFIG_FIELDS.get(name, name): flag_values[name].value
+                for name in TRAINING_FLAGS}
+    return TrainConfig(**{**settings, **overrides})

@@ -1,0 +1,292 @@
+"""The one training loop: `strategy.run` steps, checkpoints with resume, summaries.
+
+Keras 3 `model.fit` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585),
+so every model family trains here instead. A task is a keras.Model with
+`build_for_inputs()` (creates its variables) and
+`compute_loss_and_metrics(batch, training) -> (loss, {name: scalar})`.
+"""
+import contextlib
+import dataclasses
+import os
+import shutil
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from kerasllm.training.errors import CheckpointError, TrainingError
+from kerasllm.training.optimizer import create_optimizer
+from kerasllm.training.strategy import is_chief
+
+TOKENS = "tokens"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished `train` call leaves: the trained task (for the exporter),
+    its optimizer, the step reached, and the last progress line's numbers."""
+
+    task: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    step: int
+    metrics: dict  # averages over the last logging window (empty if nothing ran)
+    tokens_per_second: float
+
+
+def ensure_writable(directory):
+    """Creates `directory` and proves a file can be written there."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, ".write_probe")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise TrainingError(f"cannot write to model_dir {directory}: {error.strerror or error}; "
+                            "choose a writable --model_dir") from None
+
+
+def worker_dir(model_dir, strategy):
+    """Where this worker writes: model_dir on the chief, a scratch directory on the
+    others (every worker must take part in saving, only the chief's copy is kept)."""
+    if is_chief(strategy):
+        return model_dir
+    return os.path.join(model_dir, f".worker_{strategy.cluster_resolver.task_id}")
+
+
+def restore_latest(checkpoint, manager, model_dir):
+    """Restores the newest checkpoint, if any; a checkpoint that does not fit the
+    task, or cannot be read, stops the run and is left untouched."""
+    path = manager.latest_checkpoint
+    if path is None:
+        return None
+    status = None
+    try:
+        status = checkpoint.restore(path)
+        status.assert_consumed()
+    # A truncated file surfaces as IndexError from the reader, a shape mismatch
+    # as ValueError, a missing variable as AssertionError.
+    except (AssertionError, ValueError, IndexError, tf.errors.OpError) as error:
+        if status is not None:
+            status.expect_partial()  # no second report of the same mismatch at exit
+        message = getattr(error, "message", None) or str(error) or type(error).__name__
+        raise CheckpointError(
+            f"the checkpoint in {model_dir} does not fit this model or is damaged "
+            f"({message.strip().splitlines()[0][:300]}); resume with the settings that "
+            "wrote it, or start fresh with a new --model_dir") from None
+    return path
+
+
+def count_tokens(batch):
+    """The tokens of a batch, for throughput: the real (non-padding) ones where the
+    batch marks padding (`padding_mask`, or `*_padding_mask` per sequence as in
+    seq2seq), else every id of its `*token_ids` features."""
+    masks = [v for k, v in batch.items() if k.endswith("padding_mask")]
+    ids = [v for k, v in batch.items() if k.endswith("token_ids")]
+    if not masks and not ids:
+        raise TrainingError(f"a training batch needs token_ids or a padding_mask to count "
+                            f"tokens, found only {sorted(batch)}")
+    if masks:
+        return tf.add_n([tf.reduce_sum(tf.cast(m, tf.float32)) for m in masks])
+    return tf.add_n([tf.cast(tf.size(i), tf.float32) for i in ids])
+
+
+def make_train_function(task, optimizer, strategy, config):
+    """A tf.function running `num_steps` optimizer steps from a distributed iterator,
+    returning the metrics averaged over those steps and the tokens they saw (summed).
+
+    Gradient accumulation happens here, not in Keras' optimizer: its
+    `gradient_accumulation_steps` puts the cross-replica all-reduce inside a
+    `cond`, which `strategy.run` under MirroredStrategy rejects ("merge_call
+    called while defining a new graph"), and it would clip each replica's partial
+    gradient. Here each replica sums its micro-batch gradients, one all-reduce
+    follows, and the optimizer (so the learning-rate schedule) steps once.
+    """
+    variables = task.trainable_variables
+    accum = config.grad_accum_steps
+    # Each replica's mean loss over one micro-batch, divided so that the all-reduced
+    # sum of gradients is the gradient of the mean loss over the global batch.
+    loss_divisor = float(strategy.num_replicas_in_sync * accum)
+
+    def micro_batch_gradients(batch):
+        with tf.GradientTape() as tape:
+            loss, metrics = task.compute_loss_and_metrics(batch, training=True)
+            scaled = optimizer.scale_loss(loss / loss_divisor)
+        return tape.gradient(scaled, variables), dict(metrics, loss=loss)
+
+    # A function of its own, traced once however many micro-batches call it. With
+    # jit_compile, XLA compiles this forward and backward pass, the bulk of the
+    # work; the all-reduce and the optimizer update stay outside, as
+    # synchronisation points inside a nested tf.function fail under MirroredStrategy.
+    micro_batch_gradients = tf.function(micro_batch_gradients, jit_compile=config.jit_compile)
+
+    def replica_step(batches):
+        grads, metrics_sum, tokens = None, None, 0.0
+        for batch in batches:
+            g, metrics = micro_batch_gradients(batch)
+            # Embedding gradients arrive as IndexedSlices, which do not add up.
+            grads = g if grads is None else [
+                tf.convert_to_tensor(a) + tf.convert_to_tensor(b) for a, b in zip(grads, g)]
+            metrics_sum = metrics if metrics_sum is None else {
+                k: metrics_sum[k] + metrics[k] for k in metrics}
+            tokens += count_tokens(batch)
+        grads = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, grads)
+        optimizer.apply(grads, variables)
+        return {k: v / accum for k, v in metrics_sum.items()}, tokens
+
+    names = []  # the metric names, known once the step has been traced
+
+    @tf.autograph.experimental.do_not_convert
+    def one_step_as_vector(iterator):
+        """One optimizer step; its metrics (then the tokens) as one float32 vector,
+        so the loop below carries a fixed-type value and traces the step once."""
+        batches = [next(iterator) for _ in range(accum)]
+        metrics, tokens = strategy.run(replica_step, args=(batches,))
+        names[:] = sorted(metrics)
+        reduced = [strategy.reduce(tf.distribute.ReduceOp.MEAN, metrics[k], axis=None)
+                   for k in names]
+        reduced.append(strategy.reduce(tf.distribute.ReduceOp.SUM, tokens, axis=None))
+        return tf.stack(reduced)
+
+    @tf.function
+    def train_steps(iterator, num_steps):
+        history = tf.TensorArray(tf.float32, size=num_steps)
+        for i in tf.range(num_steps):
+            history = history.write(i, one_step_as_vector(iterator))
+        history = history.stack()
+        means = tf.reduce_mean(history[:, :-1], axis=0)
+        return dict(zip(names, tf.unstack(means)), **{TOKENS: tf.reduce_sum(history[:, -1])})
+
+    return train_steps
+
+
+def format_progress(step, total, metrics, learning_rate, tokens_per_second):
+    """One progress line: `step 120/500  loss 6.210  mlm_accuracy 0.100  lr 9.6e-05  1850 tok/s`."""
+    ordered = sorted(metrics.items(), key=lambda item: (item[0] != "loss", item[0]))
+    shown = "  ".join(f"{k} {v:.3f}" for k, v in ordered)
+    return f"step {step}/{total}  {shown}  lr {learning_rate:.1e}  {tokens_per_second:.0f} tok/s"
+
+
+class ProgressLog:
+    """Averages the metrics over each window of `log_every` steps and reports them
+    as a progress line, TensorBoard scalars and the `on_log` callback."""
+
+    def __init__(self, writer, total_steps, optimizer, on_log=None):
+        self.writer, self.total_steps = writer, total_steps
+        self.optimizer, self.on_log = optimizer, on_log
+        self.metrics, self.tokens_per_second = {}, 0.0
+        self._start_window()
+
+    def _start_window(self):
+        self.sums, self.tokens, self.steps = {}, 0.0, 0
+        self.start = time.perf_counter()
+
+    def add(self, outputs, num_steps):
+        """Adds what `train_steps` returned for `num_steps` steps."""
+        outputs = {k: float(v) for k, v in outputs.items()}
+        self.tokens += outputs.pop(TOKENS)
+        for k, v in outputs.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v * num_steps
+        self.steps += num_steps
+
+    def report(self, step):
+        self.tokens_per_second = self.tokens / max(time.perf_counter() - self.start, 1e-9)
+        self.metrics = {k: v / self.steps for k, v in self.sums.items()}
+        learning_rate = float(self.optimizer.learning_rate)
+        logging.info("%s", format_progress(step, self.total_steps, self.metrics,
+                                           learning_rate, self.tokens_per_second))
+        with self.writer.as_default(step=step):
+            for k, v in self.metrics.items():
+                tf.summary.scalar(k, v)
+            tf.summary.scalar("learning_rate", learning_rate)
+            tf.summary.scalar("tokens_per_second", self.tokens_per_second)
+        self.writer.flush()
+        if self.on_log:
+            self.on_log(step, self.metrics)
+        self._start_window()
+
+
+@contextlib.contextmanager
+def global_dtype_policy(name):
+    """Keras' global dtype policy set to `name` while the task is built, then put back:
+    layers keep the policy they were built with."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def train(build_task, dataset_fn, config, strategy, *, on_log=None):
+    """Trains the task from `build_task()` on `dataset_fn` up to `config.train_steps`,
+    resuming from the newest checkpoint in `config.model_dir`.
+
+    Args:
+      build_task: () -> task, a keras.Model with `build_for_inputs()` and
+        `compute_loss_and_metrics(batch, training)`; called inside
+        `strategy.scope()` under the dtype policy `config.mixed_precision`.
+      dataset_fn: tf.distribute.InputContext -> tf.data.Dataset of batches of
+        `input_context.get_per_replica_batch_size(config.micro_batch_size)`
+        examples, repeating forever. A resumed run starts it afresh.
+      config: a TrainConfig.
+      strategy: a tf.distribute.Strategy (see `create_strategy`).
+      on_log: optional callback(step, metrics) at every progress line.
+    Returns:
+      TrainResult; if the checkpoint is already at `train_steps`, without training.
+    Raises:
+      TrainingError: model_dir is not writable, or the batch does not split over
+        the replicas.
+      CheckpointError: the checkpoint in model_dir does not fit the task or is damaged.
+    """
+    ensure_writable(config.model_dir)
+    replicas = strategy.num_replicas_in_sync
+    if config.micro_batch_size % replicas:
+        raise TrainingError(
+            f"global batch size {config.global_batch_size} does not split evenly over "
+            f"{config.grad_accum_steps} accumulation steps x {replicas} replicas; use a "
+            f"multiple of {config.grad_accum_steps * replicas}")
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        with global_dtype_policy(config.mixed_precision):
+            task = build_task()
+            task.build_for_inputs()
+        optimizer = create_optimizer(config)
+        optimizer.build(task.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    checkpoint = tf.train.Checkpoint(task=task, optimizer=optimizer, step=step)
+    directory = worker_dir(config.model_dir, strategy)
+    manager = tf.train.CheckpointManager(checkpoint, directory, config.keep_checkpoints,
+                                         checkpoint_name="ckpt")
+    restored = restore_latest(checkpoint, manager, config.model_dir)
+    current = int(step.numpy())
+    if restored:
+        logging.info("resumed from %s at step %d", restored, current)
+    if current >= config.train_steps:
+        logging.info("already trained to step %d of %d; nothing to do",
+                     current, config.train_steps)
+        return TrainResult(task, optimizer, current, {}, 0.0)
+
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    train_steps = make_train_function(task, optimizer, strategy, config)
+    progress = ProgressLog(tf.summary.create_file_writer(os.path.join(directory, "train")),
+                           config.train_steps, optimizer, on_log)
+    while current < config.train_steps:
+        # Each tf.function call stops at the next progress line or checkpoint.
+        boundary = min(config.train_steps,
+                       (current // config.log_every + 1) * config.log_every,
+                       (current // config.checkpoint_every + 1) * config.checkpoint_every)
+        num_steps = min(config.steps_per_loop, boundary - current)
+        progress.add(train_steps(iterator, tf.constant(num_steps)), num_steps)
+        step.assign_add(num_steps)
+        current += num_steps
+        if current % config.log_every == 0 or current == config.train_steps:
+            progress.report(current)
+        if current % config.checkpoint_every == 0 or current == config.train_steps:
+            manager.save(checkpoint_number=current)
+
+    if not is_chief(strategy):
+        shutil.rmtree(directory, ignore_errors=True)
+    return TrainResult(task, optimizer, current, progress.metrics, progress.tokens_per_second)

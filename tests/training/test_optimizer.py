@@ -1,0 +1,76 @@
+import keras
+import numpy as np
+import pytest
+
+from kerasllm.training.config import TrainConfig
+from kerasllm.training.errors import TrainingError
+from kerasllm.training.optimizer import WarmupDecay, create_optimizer
+
+from tests.training.helpers import tiny_task
+
+
+def test_linear_warmup_then_linear_decay():
+    schedule = WarmupDecay(1e-3, warmup_steps=10, total_steps=110)
+    values = [float(schedule(s)) for s in (0, 5, 10, 60, 110, 200)]
+    np.testing.assert_allclose(values, [0, 5e-4, 1e-3, 5e-4, 0, 0], atol=1e-9)
+
+
+def test_cosine_decay_to_end_fraction():
+    schedule = WarmupDecay(1e-3, warmup_steps=0, total_steps=100, decay="cosine",
+                           end_fraction=0.1)
+    np.testing.assert_allclose(
+        [float(schedule(s)) for s in (0, 50, 100)], [1e-3, 0.55e-3, 1e-4], rtol=1e-5)
+    assert WarmupDecay.from_config(schedule.get_config()).get_config() == schedule.get_config()
+
+
+def test_weight_decay_skips_layer_norm_and_biases():
+    task = tiny_task().build_for_inputs()
+    optimizer = create_optimizer(TrainConfig(
+        model_dir="unused", train_steps=10, global_batch_size=8, learning_rate=0.1,
+        weight_decay=0.5, clip_norm=0.0))
+    variables = task.trainable_variables
+    before = {v.path: v.numpy() for v in variables}
+    # Zero gradients leave Adam's update at 0: what moves is weight decay alone.
+    optimizer.apply([keras.ops.zeros_like(v) for v in variables], variables)
+    decayed, kept = set(), set()
+    for v in variables:
+        if np.allclose(v.numpy(), before[v.path]):
+            kept.add(v.path)
+        else:
+            np.testing.assert_allclose(v.numpy(), before[v.path] * (1 - 0.1 * 0.5), rtol=1e-5)
+            decayed.add(v.path)
+    assert all(p.endswith(("bias", "gamma", "beta")) for p in kept)
+    # LayerNorm scale and offset, dense biases and the MLM head's output_bias.
+    assert {p.rsplit("/", 1)[1] for p in kept} == {"bias", "gamma", "beta", "output_bias"}
+    assert all(p.endswith(("kernel", "embeddings")) for p in decayed)
+    assert any("token_embedding" in p for p in decayed)
+
+
+def test_config_errors_name_the_setting():
+    with pytest.raises(TrainingError, match="grad_accum_steps 3"):
+        TrainConfig(model_dir="x", train_steps=10, global_batch_size=8, grad_accum_steps=3)
+    with pytest.raises(TrainingError, match="model_dir is empty"):
+        TrainConfig(model_dir="", train_steps=10, global_batch_size=8)
+    with pytest.raises(TrainingError, match="warmup_steps"):
+        TrainConfig(model_dir="x", train_steps=10, global_batch_size=8, warmup_steps=11)
+    with pytest.raises(TrainingError, match="mixed_precision"):
+        TrainConfig(model_dir="x", train_steps=10, global_batch_size=8,
+                    mixed_precision="float8")
+
+
+def test_schedule_survives_keras_serialization():
+    schedule = WarmupDecay(1e-3, warmup_steps=5, total_steps=50, decay="cosine")
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(schedule))
+    assert isinstance(restored, WarmupDecay)
+    np.testing.assert_allclose(float(restored(20)), float(schedule(20)))
+
+
+def test_clipping_and_float16_loss_scaling():
+    base = TrainConfig(model_dir="unused", train_steps=10, global_batch_size=8)
+    assert create_optimizer(base).global_clipnorm == 1.0
+    assert create_optimizer(base.replace(clip_norm=0.0)).global_clipnorm is None
+    scaled = create_optimizer(base.replace(mixed_precision="mixed_float16"))
+    assert isinstance(scaled, keras.optimizers.LossScaleOptimizer)
+    assert not isinstance(create_optimizer(base.replace(mixed_precision="mixed_bfloat16")),
+                          keras.optimizers.LossScaleOptimizer)
