@@ -1,0 +1,45 @@
+"""Serving signatures that classify raw text (or text pairs) with a BertClassifier."""
+import tensorflow as tf
+
+from kerasllm.data.packing import pack_segments
+from kerasllm.export.bert_signatures import TEXT, TEXT_B
+
+
+def classifier_signatures(classifier, tokenizer, label_names, max_seq_length):
+    """{"serving_default", "classify", "classify_pair": tf.function} for a
+    BertClassifier and the WordPiece tokenizer it was trained with.
+
+    classify(text [N]) and classify_pair(text [N], text_b [N]) return
+        probabilities float32 [N, C] (softmax over the C classes),
+        label_id int32 [N] (the most probable class),
+        label string [N] (label_names[label_id]).
+    Texts longer than max_seq_length tokens are truncated as in training; an
+    empty `text_b` row in classify_pair is classified as a single text.
+    serving_default is classify.
+    """
+    if len(label_names) != classifier.num_classes:
+        raise ValueError(f"{len(label_names)} label names for a classifier of "
+                         f"{classifier.num_classes} classes")
+    names = tf.constant(list(label_names), tf.string)
+
+    def classify_segments(*segments):
+        inputs = pack_segments([tokenizer.tokenize(s) for s in segments], max_seq_length,
+                               tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id)
+        probabilities = tf.nn.softmax(classifier(inputs, training=False)["logits"])
+        label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {"probabilities": probabilities, "label_id": label_id,
+                "label": tf.gather(names, label_id)}
+
+    @tf.function(input_signature=[TEXT])
+    def classify(text):
+        return classify_segments(text)
+
+    @tf.function(input_signature=[TEXT, TEXT_B])
+    def classify_pair(text, text_b):
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                tf.shape(text), tf.shape(text_b),
+                message="text and text_b must have the same number of rows")]):
+            text = tf.identity(text)
+        return classify_segments(text, text_b)
+
+    return {"serving_default": classify, "classify": classify, "classify_pair": classify_pair}

@@ -1,0 +1,56 @@
+"""Writes a model and its tokenizer as a versioned, checked SavedModel."""
+import json
+import os
+import subprocess
+import sys
+
+import keras
+
+from kerasllm.export.errors import ExportError
+from kerasllm.export.versioned import next_version, write_versioned
+
+METADATA_FILE = os.path.join("assets.extra", "kerasllm.json")
+
+
+def run_serving_check(path):
+    """Runs `python -m kerasllm.export.check` on `path` in a fresh process.
+
+    A subprocess because the check disables XLA compilation process-wide, as TF
+    Serving does, which must not leak into a training process."""
+    result = subprocess.run([sys.executable, "-m", "kerasllm.export.check", path],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ExportError(f"the exported model failed its serving check:\n"
+                          f"{(result.stderr or result.stdout).strip()[-3000:]}")
+    return result.stdout
+
+
+def export_saved_model(export_root, signatures, resources, version=None, metadata=None,
+                       check=True):
+    """Exports `signatures` ({name: tf.function with an input signature}) as
+    `<export_root>/<version>/` (default version: the next free integer).
+
+    `resources` are the models, layers and tokenizers the functions use; each is
+    tracked so its variables and lookup tables are saved. `metadata` (a JSON-able
+    dict) goes to assets.extra/kerasllm.json, which TF Serving ignores. With
+    `check`, the written model must pass `kerasllm.export.check` before it is
+    renamed into place. Returns the final path.
+    """
+    if "serving_default" not in signatures:
+        raise ExportError("a SavedModel for TF Serving needs a serving_default signature")
+    version = next_version(export_root) if version is None else version
+
+    def write(path):
+        archive = keras.export.ExportArchive()
+        for resource in resources:
+            archive.track(resource)
+        for name, function in signatures.items():
+            archive.add_endpoint(name, function)
+        archive.write_out(path, verbose=False)
+        if metadata is not None:
+            os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
+            with open(os.path.join(path, METADATA_FILE), "w") as f:
+                json.dump(metadata, f, indent=2, sort_keys=True)
+
+    return write_versioned(export_root, version, write,
+                           run_serving_check if check else (lambda path: None))

@@ -1,0 +1,45 @@
+"""A serving signature that tags every word of raw text with a BertTokenClassifier."""
+import tensorflow as tf
+
+from kerasllm.data.packing import join_segments, pad_to_length
+from kerasllm.data.word_offsets import tokenize_words_with_offsets
+
+TEXT = tf.TensorSpec([None], tf.string, name="text")
+
+
+def tagging_signatures(classifier, tokenizer, label_names, max_seq_length):
+    """{"serving_default", "tag": tf.function} for a BertTokenClassifier and its tokenizer.
+
+    tag(text [N]) returns, per word of each text (W = most words in any text of
+    the batch; shorter rows are padded with "" and offsets 0):
+        words string [N, W], as written in the text;
+        start_offsets, end_offsets int64 [N, W], byte offsets into the UTF-8 text;
+        labels string [N, W], `label_names[label]` predicted at the word's first
+            piece; "" for words cut off by truncation to `max_seq_length` tokens.
+    """
+    if len(label_names) != classifier.num_labels:
+        raise ValueError(f"{len(label_names)} label names for a classifier of "
+                         f"{classifier.num_labels} labels")
+    names = tf.constant(list(label_names), tf.string)
+
+    @tf.function(input_signature=[TEXT])
+    def tag(text):
+        aligned = tokenize_words_with_offsets(tokenizer, text)
+        token_ids, segment_ids = join_segments([aligned.piece_ids()], max_seq_length,
+                                               tokenizer.cls_id, tokenizer.sep_id)
+        inputs = pad_to_length(token_ids, segment_ids, max_seq_length, tokenizer.pad_id)
+        predicted = tf.argmax(classifier(inputs, training=False)["logits"], axis=-1)
+        positions = (aligned.first_pieces() + 1).to_tensor()  # + 1 for [CLS]
+        is_word = tf.sequence_mask(aligned.words.row_lengths(), tf.shape(positions)[1])
+        # A word whose first piece did not fit before the final [SEP] is not tagged.
+        kept = is_word & (positions < token_ids.row_lengths()[:, None] - 1)
+        label_ids = tf.gather(predicted, tf.minimum(positions, max_seq_length - 1),
+                              batch_dims=1)
+        return {
+            "labels": tf.where(kept, tf.gather(names, label_ids), ""),
+            "words": aligned.words.to_tensor(""),
+            "start_offsets": aligned.starts.to_tensor(0),
+            "end_offsets": aligned.ends.to_tensor(0),
+        }
+
+    return {"serving_default": tag, "tag": tag}

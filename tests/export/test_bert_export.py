@@ -1,0 +1,110 @@
+"""A BERT export called in a fresh process, as TF Serving would, equals the model."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasllm.data.tokenizer import WordPieceTokenizer
+from kerasllm.export.bert_signatures import bert_signatures
+from kerasllm.export.errors import ExportError
+from kerasllm.export.saved_model import METADATA_FILE, export_saved_model
+from kerasllm.models import BertPretrainer
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "king", "queen", "is", "dead",
+         "long", "live", "to", "be", "or", "not", "that", "question", ",", ".", "!", "##s",
+         "de", "##n", "##mark"]
+TEXTS = ["The king is dead, long live the queen!", "", "to be or not to be " * 200,
+         "denmark"]
+MAX_SEQ_LENGTH = 16
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tokenizer = WordPieceTokenizer(VOCAB)
+    model = BertPretrainer.from_name("bert_tiny", vocab_size=len(VOCAB),
+                                     max_sequence_length=32).build_for_inputs()
+    signatures = bert_signatures(model.encoder, tokenizer, MAX_SEQ_LENGTH,
+                                 mlm_head=model.mlm_head, top_k=3)
+    root = str(tmp_path_factory.mktemp("saved_models") / "bert_test")
+    path = export_saved_model(root, signatures, [model, tokenizer],
+                              metadata={"model": "bert_tiny"})
+    return path, model, tokenizer, signatures
+
+
+def run_in_fresh_process(path, inputs, tmp_path):
+    outputs_file = str(tmp_path / "outputs.npz")
+    result = subprocess.run(
+        [sys.executable, "-m", "kerasllm.export.check", path,
+         f"--inputs_json={json.dumps(inputs)}", f"--outputs_file={outputs_file}"],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return dict(np.load(outputs_file))
+
+
+def test_layout_and_metadata(exported):
+    path, *_ = exported
+    assert os.path.basename(path) == "1"
+    assert tf.saved_model.contains_saved_model(path)
+    with open(os.path.join(path, METADATA_FILE)) as f:
+        assert json.load(f)["model"] == "bert_tiny"
+    assert [n for n in os.listdir(os.path.dirname(path)) if n.startswith(".")] == []
+
+
+def test_fresh_process_outputs_equal_in_process_model(exported, tmp_path):
+    path, model, tokenizer, signatures = exported
+    served = run_in_fresh_process(
+        path, {"text": TEXTS, "text_b": ["long live", "", "the queen", ""]}, tmp_path)
+    local = signatures["serving_default"](tf.constant(TEXTS))
+    for name in ["sequence_output", "pooled_output", "sentence_embedding"]:
+        diff = np.max(np.abs(served[f"serving_default/{name}"] - local[name].numpy()))
+        assert diff <= 1e-5, (name, diff)
+    np.testing.assert_array_equal(served["serving_default/token_ids"], local["token_ids"])
+    # The in-graph tokenizer: lower-cased, split, [CLS] ... [SEP], truncated, padded.
+    ids = served["serving_default/token_ids"]
+    assert list(ids[0][:6]) == [2, 5, 6, 8, 9, 18]
+    assert list(ids[1][:3]) == [2, 3, 0]  # empty string -> [CLS] [SEP]
+    assert ids.shape == (4, MAX_SEQ_LENGTH) and ids[2][-1] == 3  # truncated, ends in [SEP]
+    direct = model.encoder({k: tf.constant(served[f"serving_default/{k}"])
+                            for k in ["token_ids", "padding_mask"]}
+                           | {"segment_ids": tf.zeros_like(ids)})
+    assert np.max(np.abs(direct["sequence_output"].numpy()
+                         - served["serving_default/sequence_output"])) <= 1e-5
+    pair_segments = served["encode_pair/token_ids"][0]
+    assert 3 in pair_segments and list(pair_segments).count(3) == 2
+
+
+def test_fill_mask_returns_top_tokens_per_mask(exported, tmp_path):
+    path, *_ = exported
+    served = run_in_fresh_process(
+        path, {"text": ["the [MASK] is dead", "no mask here", "[MASK] [MASK]"]}, tmp_path)
+    positions = served["fill_mask/mask_positions"]
+    assert positions.tolist() == [[2, -1], [-1, -1], [1, 2]]
+    tokens = served["fill_mask/top_tokens"]
+    scores = served["fill_mask/top_scores"]
+    assert tokens.shape == scores.shape == (3, 2, 3)
+    assert all(t.decode() in VOCAB for t in tokens[0, 0])
+    assert np.all(np.diff(scores[0, 0]) <= 0) and 0 < scores[0, 0, 0] <= 1
+
+
+def test_existing_version_is_never_overwritten(exported):
+    path, model, tokenizer, signatures = exported
+    before = os.path.getmtime(os.path.join(path, "saved_model.pb"))
+    with pytest.raises(ExportError, match="already exists"):
+        export_saved_model(os.path.dirname(path), signatures, [model, tokenizer], version=1)
+    assert os.path.getmtime(os.path.join(path, "saved_model.pb")) == before
+
+
+def test_saved_model_cli_lists_the_raw_text_signatures(exported):
+    path, *_ = exported
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for signature in ["serving_default", "encode_pair", "fill_mask"]:
+        assert f"signature_def['{signature}']" in result.stdout
+    assert "inputs['text'] tensor_info:\n        dtype: DT_STRING" in result.stdout
+    assert "outputs['top_tokens'] tensor_info:\n        dtype: DT_STRING" in result.stdout
