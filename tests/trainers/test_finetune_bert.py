@@ -1,0 +1,135 @@
+"""`python -m trainers.finetune_bert` end to end from MiniLM, the exported signatures
+in a fresh process, and one-line errors on bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasllm.convert import load_hf_bert
+from kerasllm.data.minilm import minilm_model_dir
+from kerasllm.data.packing import pack_segments
+from kerasllm.models.bert_classifier import BertClassifier
+from kerasllm.training.config import TrainConfig
+from kerasllm.training.optimizer import create_optimizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SEQ = 16
+POSITIVE = ["a wonderful, moving film", "great acting and a smart script", "i loved it"]
+NEGATIVE = ["a dull, lifeless mess", "terrible acting and a stupid plot", "i hated it"]
+PROBE_TEXTS = ["what a wonderful film", "a stupid, dull plot", "", "word " * 100]
+
+
+def run_trainer(*args):
+    result = subprocess.run([sys.executable, "-m", "trainers.finetune_bert", *args],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return result.returncode, result.stdout + result.stderr
+
+
+def write_tsv(path, rows):
+    path.write_text("text\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("data")
+    rows = [(text, "pos") for text in POSITIVE] + [(text, "neg") for text in NEGATIVE]
+    return write_tsv(directory / "train.tsv", rows * 4), write_tsv(directory / "dev.tsv", rows)
+
+
+@pytest.fixture(scope="module")
+def finetuned(data_files, tmp_path_factory):
+    base = tmp_path_factory.mktemp("run")
+    model_dir, export_dir = str(base / "model"), str(base / "export")
+    code, output = run_trainer(
+        "--init_checkpoint=minilm", f"--train_file={data_files[0]}",
+        f"--eval_file={data_files[1]}", f"--model_dir={model_dir}", f"--export_dir={export_dir}",
+        f"--max_seq_length={SEQ}", "--batch_size=8", "--epochs=1", "--steps_per_epoch=3",
+        "--learning_rate=1e-4")
+    assert code == 0, output[-3000:]
+    return model_dir, os.path.join(export_dir, "1"), output
+
+
+def test_finetune_evaluates_and_exports(finetuned):
+    _, export_path, output = finetuned
+    assert "step 3/3" in output and "best epoch 1: eval accuracy" in output
+    with open(os.path.join(export_path, "assets.extra", "kerasllm.json")) as f:
+        metadata = json.load(f)
+    assert metadata["label_names"] == ["neg", "pos"]
+    assert metadata["best_epoch"] == 1 and set(metadata["eval_metrics"]) == {"accuracy",
+                                                                            "macro_f1"}
+
+
+def in_process_probabilities(model_dir, texts):
+    """The trained classifier restored from its checkpoint, run on `texts` in Python."""
+    encoder, tokenizer, _ = load_hf_bert(minilm_model_dir())
+    classifier = BertClassifier(encoder, 2, pooling="mean").build_for_inputs()
+    # Restored as train() saved it: the encoder blocks' variables are reached
+    # through the optimizer's variable list, not through the task.
+    optimizer = create_optimizer(TrainConfig(model_dir, train_steps=3, global_batch_size=8))
+    optimizer.build(classifier.trainable_variables)
+    tf.train.Checkpoint(task=classifier, optimizer=optimizer).restore(
+        tf.train.latest_checkpoint(model_dir)).assert_existing_objects_matched().expect_partial()
+    inputs = pack_segments([tokenizer.tokenize(texts)], SEQ, tokenizer.cls_id,
+                           tokenizer.sep_id, tokenizer.pad_id)
+    return tf.nn.softmax(classifier(inputs, training=False)["logits"]).numpy()
+
+
+def test_exported_classify_matches_the_model_in_a_fresh_process(finetuned, tmp_path):
+    model_dir, export_path, _ = finetuned
+    outputs_file = str(tmp_path / "outputs.npz")
+    inputs = {"text": PROBE_TEXTS, "text_b": ["", "plot", "x", ""]}
+    result = subprocess.run(
+        [sys.executable, "-m", "kerasllm.export.check", export_path,
+         f"--inputs_json={json.dumps(inputs)}", f"--outputs_file={outputs_file}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = np.load(outputs_file)
+    probabilities = served["classify/probabilities"]
+    assert probabilities.shape == (4, 2) and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities, in_process_probabilities(model_dir, PROBE_TEXTS),
+                               atol=1e-5)
+    np.testing.assert_array_equal(served["classify/label_id"], probabilities.argmax(-1))
+    assert [label.decode() for label in served["classify/label"]] == \
+        [["neg", "pos"][i] for i in probabilities.argmax(-1)]
+    np.testing.assert_allclose(served["serving_default/probabilities"], probabilities)
+    assert served["classify_pair/probabilities"].shape == (4, 2)
+    # An empty text_b is classified as the single text.
+    np.testing.assert_allclose(served["classify_pair/probabilities"][[0, 3]],
+                               probabilities[[0, 3]], atol=1e-6)
+
+
+def assert_one_line_error(code, output, *fragments):
+    assert code != 0
+    assert "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("finetune_bert: error:")]
+    assert len(errors) == 1, output[-3000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def test_tasks_built_elsewhere_are_rejected(tmp_path):
+    code, output = run_trainer("--task=tag", f"--model_dir={tmp_path}")
+    assert_one_line_error(code, output, "--task=tag", "only --task=classify")
+
+
+def test_unknown_eval_label_names_file_and_line(data_files, tmp_path):
+    eval_file = write_tsv(tmp_path / "dev.tsv", [("good", "pos"), ("so so", "meh")])
+    code, output = run_trainer(f"--train_file={data_files[0]}", f"--eval_file={eval_file}",
+                               f"--model_dir={tmp_path / 'model'}")
+    assert_one_line_error(code, output, f"{eval_file}:3: unknown label 'meh'")
+
+
+@pytest.mark.slow
+def test_rotten_tomatoes_accuracy(tmp_path):
+    """The default recipe (MiniLM, mean pooling, 2 epochs, batch 32, lr 3e-5, 64 tokens)."""
+    code, output = run_trainer("--dataset=rt_sentences", f"--model_dir={tmp_path / 'model'}",
+                               f"--export_dir={tmp_path / 'export'}")
+    assert code == 0, output[-3000:]
+    with open(tmp_path / "export" / "1" / "assets.extra" / "kerasllm.json") as f:
+        accuracy = json.load(f)["eval_metrics"]["accuracy"]
+    assert accuracy >= 0.865, output[-3000:]
