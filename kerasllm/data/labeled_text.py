@@ -147,11 +147,38 @@ def read_labeled_text(path, label_names=None):
     return examples, label_names
 
 
-def _examples_dataset(examples):
-    """Columns as tensors: {"text": string [n], "text_b": string [n]}, labels int32 [n]."""
+LENGTH_BUCKET_WIDTH = 8  # tokens; also the granularity of a batch's trimmed length
+
+
+def _examples_dataset(examples, lengths):
+    """Columns as tensors: ({"text", "text_b": string [n]}, labels int32 [n], lengths int64 [n])."""
     return tf.data.Dataset.from_tensor_slices((
         {TEXT: [e.text for e in examples], TEXT_B: [e.text_b for e in examples]},
-        tf.constant([e.label for e in examples], tf.int32)))
+        tf.constant([e.label for e in examples], tf.int32),
+        tf.constant(lengths, tf.int64)))
+
+
+def _token_counts(examples, tokenizer, has_pairs):
+    """Wordpieces per example, special tokens included (before truncation)."""
+    counts = tokenizer.tokenize([e.text for e in examples]).row_lengths() + 2
+    if has_pairs:
+        counts += tokenizer.tokenize([e.text_b for e in examples]).row_lengths() + 1
+    return counts.numpy()
+
+
+def trim_padding(inputs):
+    """Drops the padding columns no example of the batch uses, keeping the length a
+    multiple of LENGTH_BUCKET_WIDTH (few distinct shapes for compiled steps).
+
+    inputs: dict with token_ids, segment_ids, padding_mask int32 [B, S] (+ anything
+    else, e.g. labels [B], passed through). Returns the same with [B, S'] , S' <= S.
+    """
+    longest = tf.reduce_max(tf.reduce_sum(inputs["padding_mask"], axis=1))
+    width = LENGTH_BUCKET_WIDTH
+    length = tf.minimum((longest + width - 1) // width * width,
+                        tf.shape(inputs["padding_mask"])[1])
+    return {name: value[:, :length] if name in ("token_ids", "segment_ids", "padding_mask")
+            else value for name, value in inputs.items()}
 
 
 def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, training,
@@ -160,7 +187,9 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
 
     Texts are tokenized in the pipeline with the same graph ops the exported
     signatures use. Pairs are packed "[CLS] a [SEP] b [SEP]" when any example
-    has a `text_b`, else "[CLS] a [SEP]".
+    has a `text_b`, else "[CLS] a [SEP]". A batch is as long as its longest
+    example (rounded up to a multiple of LENGTH_BUCKET_WIDTH, at most
+    max_seq_length): padding only costs compute, the model ignores it.
 
     Args:
       examples: list of LabeledExample.
@@ -168,11 +197,14 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
       max_seq_length: S; longer input is truncated (see pack_segments).
       batch_size: B.
       training: True: shuffled anew every epoch, repeated forever, full batches
-        only; False: one pass in order, last batch possibly smaller.
+        only, each drawn from examples of similar length (buckets
+        LENGTH_BUCKET_WIDTH tokens wide), which makes a batch of short
+        sentences about as cheap as its real tokens; False: one pass in order,
+        last batch possibly smaller.
       seed: shuffle seed (training only).
     Returns:
-      tf.data.Dataset of dicts: token_ids, segment_ids, padding_mask int32 [B, S],
-      labels int32 [B].
+      tf.data.Dataset of dicts: token_ids, segment_ids, padding_mask int32 [B, S'],
+      S' <= S, and labels int32 [B].
     """
     if not examples:
         raise DataError("no examples to batch")
@@ -181,19 +213,27 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
                         f"{batch_size}; use a smaller batch size")
     has_pairs = any(e.text_b for e in examples)
 
-    def tokenize_and_pack(texts, labels):
+    def tokenize_and_pack(texts, labels, lengths):
+        del lengths
         segments = [tokenizer.tokenize(texts[TEXT])]
         if has_pairs:
             segments.append(tokenizer.tokenize(texts[TEXT_B]))
         inputs = pack_segments(segments, max_seq_length, tokenizer.cls_id, tokenizer.sep_id,
                                tokenizer.pad_id)
-        return dict(inputs, labels=labels)
+        return trim_padding(dict(inputs, labels=labels))
 
-    dataset = _examples_dataset(examples)
     if training:
+        lengths = _token_counts(examples, tokenizer, has_pairs)
+        dataset = _examples_dataset(examples, lengths)
         dataset = dataset.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.repeat()
-    dataset = dataset.batch(batch_size, drop_remainder=training)
+        dataset = dataset.repeat().group_by_window(
+            key_func=lambda texts, label, length: tf.minimum(
+                length, max_seq_length) // LENGTH_BUCKET_WIDTH,
+            reduce_func=lambda key, window: window.batch(batch_size, drop_remainder=True),
+            window_size=batch_size)
+    else:
+        dataset = _examples_dataset(examples, [0] * len(examples))
+        dataset = dataset.batch(batch_size)
     return dataset.map(tokenize_and_pack, num_parallel_calls=tf.data.AUTOTUNE) \
         .prefetch(tf.data.AUTOTUNE)
 

