@@ -1,10 +1,30 @@
-"""keras-hub's BERT (BertBackbone + MaskedLMHead + an NSP dense) wrapped in the task
-interface kerasllm's training loop drives, so both libraries train through one loop."""
+"""keras-hub's BERT models wrapped in the task interface kerasllm's training loop
+drives (`build_for_inputs()`, `compute_loss_and_metrics(batch, training)`), so both
+libraries train through one loop."""
 import keras
 import keras_hub
 from keras_hub.src.layers.modeling.masked_lm_head import MaskedLMHead
 
-from kerasllm.models.bert import masked_mean
+from kerasllm.models.bert import dummy_text_inputs, masked_mean
+from kerasllm.models.bert_classifier import BertClassifier
+
+TEXT_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+
+
+def keras_hub_backbone(config):
+    """keras-hub's BertBackbone at a kerasllm BertConfig (keras-hub fixes the
+    LayerNorm epsilon at 1e-12 and uses one dropout rate for everything)."""
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=config.vocab_size, num_layers=config.num_layers,
+        num_heads=config.num_heads, hidden_dim=config.hidden_size,
+        intermediate_dim=config.intermediate_size, dropout=config.dropout,
+        max_sequence_length=config.max_sequence_length,
+        num_segments=config.type_vocab_size)
+
+
+def text_inputs(batch):
+    """The three inputs keras-hub's BERT takes, without the task's other keys."""
+    return {k: batch[k] for k in TEXT_INPUTS}
 
 
 class KerasHubBertPretrainer(keras.Model):
@@ -12,11 +32,7 @@ class KerasHubBertPretrainer(keras.Model):
 
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
-        self.backbone = keras_hub.models.BertBackbone(
-            vocabulary_size=config.vocab_size, num_layers=config.num_layers,
-            num_heads=config.num_heads, hidden_dim=config.hidden_size,
-            intermediate_dim=config.intermediate_size, dropout=config.dropout,
-            max_sequence_length=config.max_sequence_length)
+        self.backbone = keras_hub_backbone(config)
         self.mlm_head = MaskedLMHead(
             vocabulary_size=config.vocab_size,
             token_embedding=self.backbone.token_embedding,
@@ -24,15 +40,12 @@ class KerasHubBertPretrainer(keras.Model):
         self.nsp_head = keras.layers.Dense(2)
 
     def build_for_inputs(self, seq_length=8, num_predictions=2):
-        ids = keras.ops.zeros((1, seq_length), "int32")
-        self({"token_ids": ids, "segment_ids": ids, "padding_mask": keras.ops.ones_like(ids),
-              "masked_positions": keras.ops.zeros((1, num_predictions), "int32")})
+        self(dummy_text_inputs(seq_length)
+             | {"masked_positions": keras.ops.zeros((1, num_predictions), "int32")})
         return self
 
     def call(self, batch, training=None):
-        outputs = self.backbone(
-            {k: batch[k] for k in ("token_ids", "segment_ids", "padding_mask")},
-            training=training)
+        outputs = self.backbone(text_inputs(batch), training=training)
         return {
             "mlm_logits": self.mlm_head(outputs["sequence_output"], batch["masked_positions"]),
             "nsp_logits": self.nsp_head(outputs["pooled_output"]),
@@ -46,3 +59,24 @@ class KerasHubBertPretrainer(keras.Model):
         nsp = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
             batch["next_sentence_labels"], outputs["nsp_logits"], from_logits=True))
         return mlm + nsp, {"mlm_loss": mlm, "nsp_loss": nsp}
+
+
+class KerasHubBertClassifier(keras.Model):
+    """keras-hub's BertTextClassifier (no preprocessor: [CLS] pooler, dropout, Dense)
+    behind kerasllm.BertClassifier's interface: same logits dict, same loss and
+    accuracy (the very method of kerasllm.BertClassifier, which only calls the model)."""
+
+    def __init__(self, config, num_classes, dropout=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = keras_hub.models.BertTextClassifier(
+            keras_hub_backbone(config), num_classes, preprocessor=None, dropout=dropout)
+
+    def build_for_inputs(self, seq_length=8):
+        self(dummy_text_inputs(seq_length))
+        return self
+
+    def call(self, batch, training=None):
+        logits = self.classifier(text_inputs(batch), training=training)
+        return {"logits": keras.ops.cast(logits, "float32")}
+
+    compute_loss_and_metrics = BertClassifier.compute_loss_and_metrics
