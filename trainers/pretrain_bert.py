@@ -24,6 +24,7 @@ from kerasllm.models import BertEncoder, BertPretrainer, UnknownModelError, conf
 from kerasllm.training import flags as training_flags
 from kerasllm.training.errors import TrainingError
 from kerasllm.training.loop import ensure_writable, train
+from kerasllm.training.pretrained_encoder import describe_model_dir
 from kerasllm.training.strategy import create_strategy, is_chief
 
 FLAGS = flags.FLAGS
@@ -71,16 +72,14 @@ def read_corpus(pattern, document_per_file):
 
 def load_or_learn_vocab(documents, model_dir):
     """--vocab_file, else the vocab saved with the checkpoints (so a resumed run
-    keeps its token ids), else one learned from the corpus and saved there."""
+    keeps its token ids), else one learned from the corpus (run() saves it there)."""
     if FLAGS.vocab_file:
         return vocab_lib.load_vocab(FLAGS.vocab_file)
     saved = os.path.join(model_dir, "vocab.txt")
     if os.path.exists(saved):
         return vocab_lib.load_vocab(saved)
     logging.info("learning a %d-token WordPiece vocabulary from the corpus", FLAGS.vocab_size)
-    vocab = vocab_lib.learn_wordpiece_vocab(documents, FLAGS.vocab_size)
-    vocab_lib.save_vocab(vocab, saved)
-    return vocab
+    return vocab_lib.learn_wordpiece_vocab(documents, FLAGS.vocab_size)
 
 
 def run():
@@ -114,6 +113,9 @@ def run():
         dataset_fn = pretraining.pretraining_dataset_fn(documents, tokenizer,
                                                         **example_settings)
     model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
+    if is_chief(strategy):
+        # So finetune_bert --init_checkpoint=<this model_dir> can rebuild the encoder.
+        describe_model_dir(train_config.model_dir, model_config, tokenizer.vocabulary)
     result = train(lambda: BertPretrainer(BertEncoder(model_config)), dataset_fn,
                    train_config, strategy)
     logging.info("finished at step %d: %s", result.step,

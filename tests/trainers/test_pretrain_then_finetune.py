@@ -1,0 +1,42 @@
+"""The whole kerasllm path: pretrain_bert on real text, then finetune_bert starting
+from that run's --model_dir, then the exported classifier in a fresh process."""
+import os
+import subprocess
+import sys
+
+from kerasllm.data.shakespeare import default_corpus_files
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run(trainer, *args):
+    result = subprocess.run([sys.executable, "-m", f"trainers.{trainer}", *args],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return result.stdout + result.stderr
+
+
+def test_finetune_starts_from_a_pretraining_model_dir(tmp_path):
+    hamlet = next(f for f in default_corpus_files() if os.path.basename(f).startswith("hamlet"))
+    with open(hamlet, encoding="utf-8") as f:
+        (tmp_path / "hamlet.txt").write_text(f.read()[:40000])
+    pretrained = str(tmp_path / "pretrained")
+    run("pretrain_bert", "--model=bert_tiny", f"--corpus={tmp_path / 'hamlet.txt'}",
+        "--vocab_size=400", "--max_seq_length=32", "--batch_size=8", "--train_steps=4",
+        "--warmup_steps=2",
+        "--log_every=2", f"--model_dir={pretrained}", "--noexport")
+    assert sorted(p for p in os.listdir(pretrained) if p.endswith(".json")) == ["config.json"]
+
+    rows = [("the king is dead", "sad"), ("long live the queen", "glad")] * 8
+    (tmp_path / "train.tsv").write_text(
+        "text\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows))
+    export_dir = str(tmp_path / "export")
+    output = run("finetune_bert", f"--init_checkpoint={pretrained}",
+                 f"--train_file={tmp_path / 'train.tsv'}", f"--eval_file={tmp_path / 'train.tsv'}",
+                 f"--model_dir={tmp_path / 'classifier'}", f"--export_dir={export_dir}",
+                 "--max_seq_length=16", "--batch_size=4", "--epochs=1", "--steps_per_epoch=3")
+    assert f"loading the encoder pretrained in {pretrained}" in output
+    assert "best epoch 1: eval accuracy" in output
+    check = subprocess.run([sys.executable, "-m", "kerasllm.export.check",
+                            os.path.join(export_dir, "1")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr[-2000:]
