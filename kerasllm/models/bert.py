@@ -66,6 +66,18 @@ class BertEncoder(keras.Model):
     def token_embedding(self):
         return self.embedding.token_embedding
 
+    def layer_depth(self, variable):
+        """Where `variable` sits, counted from the input: 0 in the embeddings, i + 1
+        in block i, num_layers + 1 above the blocks (final norm, pooler); None if it
+        is not this encoder's. Layer-wise learning rates are set from it."""
+        top = self.config.num_layers + 1
+        stack = [(self.embedding, 0), *((b, i + 1) for i, b in enumerate(self.blocks)),
+                 (self.final_norm, top), (self.pooler, top)]
+        for layer, depth in stack:
+            if layer is not None and any(variable is weight for weight in layer.weights):
+                return depth
+        return None
+
     def build_for_inputs(self, seq_length=8):
         """Creates every weight by running a dummy batch of `seq_length` tokens."""
         self(dummy_text_inputs(seq_length))

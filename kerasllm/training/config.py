@@ -11,7 +11,9 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 class TrainConfig:
     """Optimisation and bookkeeping settings shared by every model family.
 
-    `clip_norm` 0 disables clipping. `steps_per_loop` optimizer steps run per
+    `clip_norm` 0 disables clipping. `layer_decay` < 1 gives layer-wise learning
+    rates: the encoder's top gets `learning_rate`, each layer below it `layer_decay`
+    times the rate of the layer above (see optimizer.layer_decay_scale). `steps_per_loop` optimizer steps run per
     tf.function call (fewer Python round trips); progress lines and checkpoints
     still fall exactly on their steps.
 
@@ -28,6 +30,7 @@ class TrainConfig:
     decay: str = "linear"
     end_learning_rate_fraction: float = 0.0
     weight_decay: float = 0.01
+    layer_decay: float = 1.0
     adam_beta_1: float = 0.9
     adam_beta_2: float = 0.999
     adam_epsilon: float = 1e-6
@@ -57,6 +60,8 @@ class TrainConfig:
         for name in ("weight_decay", "clip_norm", "adam_epsilon"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.layer_decay <= 1:
+            problems.append(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         for name in ("adam_beta_1", "adam_beta_2"):
             if not 0 <= getattr(self, name) < 1:
                 problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")

@@ -253,7 +253,7 @@ def train(build_task, dataset_fn, config, strategy, *, on_log=None):
         with global_dtype_policy(config.mixed_precision):
             task = build_task()
             task.build_for_inputs()
-        optimizer = create_optimizer(config)
+        optimizer = create_optimizer(config, task)
         optimizer.build(task.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     checkpoint = tf.train.Checkpoint(task=task, optimizer=optimizer, step=step)

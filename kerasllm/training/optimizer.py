@@ -4,6 +4,8 @@ import math
 import keras
 from keras import ops
 
+from kerasllm.training.errors import TrainingError
+
 # LayerNorm scales/offsets and biases are not decayed (as in BERT and GPT-2).
 NO_DECAY_NAMES = ["bias", "gamma", "beta"]
 
@@ -47,15 +49,55 @@ class PreReducedAdamW(keras.optimizers.AdamW):
     clipped them, so under several replicas `global_clipnorm` would clip each
     replica's partial gradient. The loop all-reduces first; this optimizer then
     clips the true global gradient and skips its own (second) reduction.
+
+    With `learning_rate_scale` (variable -> float), each variable's Adam step
+    uses the scheduled rate times its scale; the decoupled weight decay keeps the
+    scheduled rate (it is 1e-2 of an already small step).
     """
+
+    def __init__(self, *args, learning_rate_scale=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._learning_rate_scale = learning_rate_scale
+        self._scales = None
+
+    def build(self, var_list):
+        super().build(var_list)
+        if self._learning_rate_scale is not None:
+            self._scales = [float(self._learning_rate_scale(v)) for v in var_list]
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         return list(grads_and_vars)
 
+    def update_step(self, gradient, variable, learning_rate):
+        if self._scales is not None:
+            learning_rate = ops.cast(learning_rate, variable.dtype) * self._scales[
+                self._get_variable_index(variable)]
+        super().update_step(gradient, variable, learning_rate)
 
-def create_optimizer(config):
-    """The optimizer for a TrainConfig (create it inside `strategy.scope()`)."""
+
+def layer_decay_scale(task, decay):
+    """variable -> decay ** (top - depth): 1 for the task's heads and the encoder's
+    top (pooler), `decay` for the last block, ... `decay ** (num_layers + 1)` for
+    the embeddings (depths from `task.encoder.layer_depth`)."""
+    encoder = getattr(task, "encoder", None)
+    if encoder is None or not hasattr(encoder, "layer_depth"):
+        raise TrainingError(f"layer-wise learning rates need a task with a BERT encoder; "
+                            f"{type(task).__name__} has none")
+    top = encoder.config.num_layers + 1
+
+    def scale(variable):
+        depth = encoder.layer_depth(variable)
+        return 1.0 if depth is None else decay ** (top - depth)
+
+    return scale
+
+
+def create_optimizer(config, task=None):
+    """The optimizer for a TrainConfig (create it inside `strategy.scope()`); `task`
+    is needed for layer-wise learning rates (config.layer_decay < 1)."""
+    scale = layer_decay_scale(task, config.layer_decay) if config.layer_decay < 1 else None
     optimizer = PreReducedAdamW(
+        learning_rate_scale=scale,
         learning_rate=WarmupDecay(config.learning_rate, config.warmup_steps,
                                   config.train_steps, config.decay,
                                   config.end_learning_rate_fraction),

@@ -74,3 +74,31 @@ def test_clipping_and_float16_loss_scaling():
     assert isinstance(scaled, keras.optimizers.LossScaleOptimizer)
     assert not isinstance(create_optimizer(base.replace(mixed_precision="mixed_bfloat16")),
                           keras.optimizers.LossScaleOptimizer)
+
+
+def test_layer_decay_scales_each_layers_step():
+    task = tiny_task().build_for_inputs()
+    encoder, top = task.encoder, task.encoder.config.num_layers + 1
+    optimizer = create_optimizer(TrainConfig(
+        model_dir="unused", train_steps=10, global_batch_size=8, learning_rate=0.1,
+        weight_decay=0.0, clip_norm=0.0, layer_decay=0.5), task)
+    variables = task.trainable_variables
+    before = [v.numpy() for v in variables]
+    # Adam's first step moves every weight by the learning rate times sign(gradient).
+    optimizer.apply([keras.ops.ones_like(v) for v in variables], variables)
+    steps = {v.path: float(np.mean(b - v.numpy())) for v, b in zip(variables, before)}
+    depths = {v.path: encoder.layer_depth(v) for v in variables}
+    for path, step in steps.items():
+        depth = top if depths[path] is None else depths[path]
+        np.testing.assert_allclose(step, 0.1 * 0.5 ** (top - depth), rtol=1e-4, err_msg=path)
+    assert {depths[p] for p in steps if "token_embedding" in p} == {0}
+    assert {depths[p] for p in steps if "block_0" in p} == {1}
+    assert any(depths[p] is None for p in steps)  # the MLM/NSP heads: full rate
+
+
+def test_layer_decay_needs_an_encoder():
+    with pytest.raises(TrainingError, match="need a task with a BERT encoder"):
+        create_optimizer(TrainConfig(model_dir="x", train_steps=10, global_batch_size=8,
+                                     layer_decay=0.8), keras.layers.Dense(2))
+    with pytest.raises(TrainingError, match="layer_decay must be in"):
+        TrainConfig(model_dir="x", train_steps=10, global_batch_size=8, layer_decay=0.0)
