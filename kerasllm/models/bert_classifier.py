@@ -3,6 +3,7 @@ import keras
 from keras import ops
 
 from kerasllm.models.bert import BertEncoder
+from kerasllm.models.bert_task import BertTaskModel
 
 POOLINGS = ("cls", "mean")
 
@@ -24,7 +25,7 @@ def masked_token_mean(sequence_output, padding_mask):
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
-class BertClassifier(keras.Model):
+class BertClassifier(BertTaskModel):
     """A BERT encoder, a pooled summary, dropout and one Dense layer of `num_classes` logits.
 
     pooling="cls" uses the encoder's tanh pooler over [CLS] (as in the BERT paper);
@@ -40,28 +41,17 @@ class BertClassifier(keras.Model):
 
     def __init__(self, encoder: BertEncoder, num_classes, pooling="cls", dropout=0.1,
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(encoder, **kwargs)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if int(num_classes) < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
-        self.encoder = encoder
         self.num_classes = int(num_classes)
         self.pooling = pooling
         self.dropout_rate = float(dropout)
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy,
                                             name="dropout")
-        self.classifier = keras.layers.Dense(
-            self.num_classes,
-            kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=encoder.config.initializer_range),
-            dtype=self.dtype_policy, name="classifier")
-
-    def build_for_inputs(self, seq_length=8):
-        """Creates every weight by running a dummy batch of `seq_length` tokens."""
-        ids = ops.zeros((1, seq_length), "int32")
-        self({"token_ids": ids, "segment_ids": ids, "padding_mask": ops.ones_like(ids)})
-        return self
+        self.classifier = self.head_dense(self.num_classes, "classifier")
 
     def call(self, inputs, training=None):
         outputs = self.encoder(inputs, training=training)
@@ -81,14 +71,6 @@ class BertClassifier(keras.Model):
         correct = ops.equal(ops.argmax(logits, -1), ops.cast(batch["labels"], "int64"))
         return loss, {"accuracy": ops.mean(ops.cast(correct, "float32"))}
 
-    def get_config(self):
-        return {"encoder": keras.saving.serialize_keras_object(self.encoder),
-                "num_classes": self.num_classes, "pooling": self.pooling,
-                "dropout": self.dropout_rate, "name": self.name,
-                "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
+    def task_config(self):
+        return {"num_classes": self.num_classes, "pooling": self.pooling,
+                "dropout": self.dropout_rate}

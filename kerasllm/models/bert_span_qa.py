@@ -7,11 +7,12 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from kerasllm.models.bert import BertEncoder, dummy_text_inputs
+from kerasllm.models.bert import BertEncoder
+from kerasllm.models.bert_task import BertTaskModel
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
-class BertSpanQA(keras.Model):
+class BertSpanQA(BertTaskModel):
     """A BERT encoder and one Dense(2) layer giving start and end logits per token.
 
     Inputs: a batch dict with token_ids, segment_ids, padding_mask: int [batch, seq];
@@ -24,18 +25,9 @@ class BertSpanQA(keras.Model):
     """
 
     def __init__(self, encoder: BertEncoder, max_answer_length=30, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder = encoder
+        super().__init__(encoder, **kwargs)
         self.max_answer_length = int(max_answer_length)
-        self.span_head = keras.layers.Dense(
-            2, kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=encoder.config.initializer_range),
-            dtype=self.dtype_policy, name="span_head")
-
-    def build_for_inputs(self, seq_length=8):
-        """Creates every weight by running a dummy batch of `seq_length` tokens."""
-        self(dummy_text_inputs(seq_length))
-        return self
+        self.span_head = self.head_dense(2, "span_head")
 
     def call(self, inputs, training=None):
         sequence = self.encoder(inputs, training=training)["sequence_output"]
@@ -62,16 +54,8 @@ class BertSpanQA(keras.Model):
         }
         return (losses[0] + losses[1]) / 2.0, metrics
 
-    def get_config(self):
-        return {"encoder": keras.saving.serialize_keras_object(self.encoder),
-                "max_answer_length": self.max_answer_length, "name": self.name,
-                "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
+    def task_config(self):
+        return {"max_answer_length": self.max_answer_length}
 
 
 def context_mask(inputs, sep_id):

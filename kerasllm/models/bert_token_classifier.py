@@ -2,11 +2,12 @@
 import keras
 from keras import ops
 
-from kerasllm.models.bert import BertEncoder, dummy_text_inputs, masked_mean
+from kerasllm.models.bert import BertEncoder, masked_mean
+from kerasllm.models.bert_task import BertTaskModel
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
-class BertTokenClassifier(keras.Model):
+class BertTokenClassifier(BertTaskModel):
     """A BERT encoder, dropout and one Dense layer scoring `num_labels` labels per token.
 
     Inputs: a batch dict with token_ids, segment_ids, padding_mask: int [batch, seq];
@@ -19,22 +20,12 @@ class BertTokenClassifier(keras.Model):
     """
 
     def __init__(self, encoder: BertEncoder, num_labels, dropout=0.1, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder = encoder
+        super().__init__(encoder, **kwargs)
         self.num_labels = int(num_labels)
         self.dropout_rate = float(dropout)
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy,
                                             name="dropout")
-        self.classifier = keras.layers.Dense(
-            self.num_labels,
-            kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=encoder.config.initializer_range),
-            dtype=self.dtype_policy, name="classifier")
-
-    def build_for_inputs(self, seq_length=8):
-        """Creates every weight by running a dummy batch of `seq_length` tokens."""
-        self(dummy_text_inputs(seq_length))
-        return self
+        self.classifier = self.head_dense(self.num_labels, "classifier")
 
     def call(self, inputs, training=None):
         sequence = self.encoder(inputs, training=training)["sequence_output"]
@@ -51,14 +42,5 @@ class BertTokenClassifier(keras.Model):
         correct = ops.equal(ops.argmax(logits, -1), ops.cast(batch["labels"], "int64"))
         return masked_mean(losses, weights), {"accuracy": masked_mean(correct, weights)}
 
-    def get_config(self):
-        return {"encoder": keras.saving.serialize_keras_object(self.encoder),
-                "num_labels": self.num_labels, "dropout": self.dropout_rate,
-                "name": self.name,
-                "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
+    def task_config(self):
+        return {"num_labels": self.num_labels, "dropout": self.dropout_rate}
