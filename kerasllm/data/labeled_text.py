@@ -12,12 +12,13 @@ naming the file and line.
 """
 import collections
 import csv
-import json
-import os
 
 import tensorflow as tf
 
-from kerasllm.data.errors import DataError
+from kerasllm.data.batching import bucketed_batches, sharded_dataset_fn, trim_padding
+from kerasllm.data.example_files import (STRING, ExampleFileError, check_fields, file_format,
+                                         jsonl_objects, label_lookup, line_error,
+                                         numbered_lines, read_records)
 from kerasllm.data.packing import pack_segments
 
 TEXT, TEXT_B, LABEL = "text", "text_b", "label"
@@ -26,7 +27,7 @@ REQUIRED_COLUMNS = (TEXT, LABEL)
 FORMATS = (".tsv", ".csv", ".jsonl")
 
 
-class LabeledTextError(DataError):
+class LabeledTextError(ExampleFileError):
     """A labelled-text file is unreadable or has a malformed line."""
 
 
@@ -36,12 +37,12 @@ LabeledExample.__doc__ = "One example: text, label id (int), optional second tex
 
 
 def _error(path, line, message):
-    return LabeledTextError(f"{path}:{line}: {message}")
+    return line_error(LabeledTextError, path, line, message)
 
 
 def _tsv_rows(f):
-    for number, line in enumerate(f, start=1):
-        yield number, line.rstrip("\r\n").split("\t")
+    for number, line in numbered_lines(f):
+        yield number, line.split("\t")
 
 
 def _csv_rows(f):
@@ -71,43 +72,24 @@ def _table_records(path, f, rows):
 
 
 def _jsonl_records(path, f):
-    for line, text in enumerate(f, start=1):
-        if not text.strip():
-            raise _error(path, line, "empty line")
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise _error(path, line, f"bad JSON: {error.msg} at column {error.colno}") from None
-        if not isinstance(record, dict):
-            raise _error(path, line, f"expected a JSON object, got {type(record).__name__}")
-        missing = [name for name in REQUIRED_COLUMNS if name not in record]
-        if missing:
-            raise _error(path, line, f"missing field(s) {', '.join(missing)}")
-        if isinstance(record[LABEL], int) and not isinstance(record[LABEL], bool):
-            record[LABEL] = str(record[LABEL])
-        for name in COLUMNS:
-            if name in record and not isinstance(record[name], str):
-                raise _error(path, line, f"field {name!r} must be a string, got "
-                             f"{type(record[name]).__name__}")
+    for line, record in jsonl_objects(path, f, LabeledTextError):
+        label = record.get(LABEL)
+        if isinstance(label, int) and not isinstance(label, bool):
+            record[LABEL] = str(label)
+        check_fields(path, line, record, LabeledTextError,
+                     required={TEXT: STRING, LABEL: STRING}, optional={TEXT_B: STRING})
         yield line, record
 
 
 def _records(path):
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in FORMATS:
-        raise LabeledTextError(f"{path}: unknown format {extension!r}; use one of "
-                               f"{', '.join(FORMATS)}")
-    try:
-        # newline="" lets the csv module see quoted line breaks and CRLF itself.
-        with open(path, encoding="utf-8", newline="") as f:
-            if extension == ".jsonl":
-                yield from _jsonl_records(path, f)
-            else:
-                yield from _table_records(path, f, _tsv_rows if extension == ".tsv" else _csv_rows)
-    except OSError as error:
-        raise LabeledTextError(f"cannot read {path}: {error.strerror or error}") from None
-    except UnicodeDecodeError as error:
-        raise LabeledTextError(f"{path} is not UTF-8 text ({error.reason})") from None
+    extension = file_format(path, FORMATS, LabeledTextError)
+
+    def parse(f):
+        if extension == ".jsonl":
+            return _jsonl_records(path, f)
+        return _table_records(path, f, _tsv_rows if extension == ".tsv" else _csv_rows)
+
+    return read_records(path, parse, LabeledTextError)
 
 
 def read_labeled_text(path, label_names=None):
@@ -137,25 +119,9 @@ def read_labeled_text(path, label_names=None):
     if label_names is None:
         label_names = sorted({label for _, _, _, label in records})
     label_names = tuple(label_names)
-    label_ids = {name: i for i, name in enumerate(label_names)}
-    examples = []
-    for line, text, text_b, label in records:
-        if label not in label_ids:
-            raise _error(path, line, f"unknown label {label!r}; known labels: "
-                         f"{', '.join(label_names)}")
-        examples.append(LabeledExample(text, label_ids[label], text_b))
-    return examples, label_names
-
-
-LENGTH_BUCKET_WIDTH = 8  # tokens; also the granularity of a batch's trimmed length
-
-
-def _examples_dataset(examples, lengths):
-    """Columns as tensors: ({"text", "text_b": string [n]}, labels int32 [n], lengths int64 [n])."""
-    return tf.data.Dataset.from_tensor_slices((
-        {TEXT: [e.text for e in examples], TEXT_B: [e.text_b for e in examples]},
-        tf.constant([e.label for e in examples], tf.int32),
-        tf.constant(lengths, tf.int64)))
+    label_id = label_lookup(path, label_names, LabeledTextError)
+    return [LabeledExample(text, label_id(line, label), text_b)
+            for line, text, text_b, label in records], label_names
 
 
 def _token_counts(examples, tokenizer, has_pairs):
@@ -164,21 +130,6 @@ def _token_counts(examples, tokenizer, has_pairs):
     if has_pairs:
         counts += tokenizer.tokenize([e.text_b for e in examples]).row_lengths() + 1
     return counts.numpy()
-
-
-def trim_padding(inputs):
-    """Drops the padding columns no example of the batch uses, keeping the length a
-    multiple of LENGTH_BUCKET_WIDTH (few distinct shapes for compiled steps).
-
-    inputs: dict with token_ids, segment_ids, padding_mask int32 [B, S] (+ anything
-    else, e.g. labels [B], passed through). Returns the same with [B, S'] , S' <= S.
-    """
-    longest = tf.reduce_max(tf.reduce_sum(inputs["padding_mask"], axis=1))
-    width = LENGTH_BUCKET_WIDTH
-    length = tf.minimum((longest + width - 1) // width * width,
-                        tf.shape(inputs["padding_mask"])[1])
-    return {name: value[:, :length] if name in ("token_ids", "segment_ids", "padding_mask")
-            else value for name, value in inputs.items()}
 
 
 def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, training,
@@ -206,56 +157,36 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
       tf.data.Dataset of dicts: token_ids, segment_ids, padding_mask int32 [B, S'],
       S' <= S, and labels int32 [B].
     """
-    if not examples:
-        raise DataError("no examples to batch")
-    if training and len(examples) < batch_size:
-        raise DataError(f"{len(examples)} training examples cannot fill one batch of "
-                        f"{batch_size}; use a smaller batch size")
     has_pairs = any(e.text_b for e in examples)
 
-    def tokenize_and_pack(texts, labels, lengths):
-        del lengths
-        segments = [tokenizer.tokenize(texts[TEXT])]
+    def tokenize_and_pack(columns):
+        segments = [tokenizer.tokenize(columns[TEXT])]
         if has_pairs:
-            segments.append(tokenizer.tokenize(texts[TEXT_B]))
+            segments.append(tokenizer.tokenize(columns[TEXT_B]))
         inputs = pack_segments(segments, max_seq_length, tokenizer.cls_id, tokenizer.sep_id,
                                tokenizer.pad_id)
-        return trim_padding(dict(inputs, labels=labels))
+        return trim_padding(dict(inputs, labels=columns["labels"]))
 
-    if training:
-        lengths = _token_counts(examples, tokenizer, has_pairs)
-        dataset = _examples_dataset(examples, lengths)
-        dataset = dataset.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.repeat().group_by_window(
-            key_func=lambda texts, label, length: tf.minimum(
-                length, max_seq_length) // LENGTH_BUCKET_WIDTH,
-            reduce_func=lambda key, window: window.batch(batch_size, drop_remainder=True),
-            window_size=batch_size)
-    else:
-        dataset = _examples_dataset(examples, [0] * len(examples))
-        dataset = dataset.batch(batch_size)
-    return dataset.map(tokenize_and_pack, num_parallel_calls=tf.data.AUTOTUNE) \
-        .prefetch(tf.data.AUTOTUNE)
+    columns = {TEXT: [e.text for e in examples], TEXT_B: [e.text_b for e in examples],
+               "labels": tf.constant([e.label for e in examples], tf.int32)}
+    # Only training batches by length; evaluation keeps the file's order.
+    lengths = (_token_counts(examples, tokenizer, has_pairs) if training and examples
+               else [0] * len(examples))
+    return bucketed_batches(columns, lengths, tokenize_and_pack, batch_size=batch_size,
+                            max_seq_length=max_seq_length, training=training, seed=seed)
 
 
 def classification_dataset_fn(examples, tokenizer, *, max_seq_length, global_batch_size,
                               seed=None):
-    """A training dataset_fn for kerasllm.training.loop.train.
-
-    Each input pipeline reads every num_input_pipelines-th example (disjoint
-    shards), shuffles with its own seed and batches
-    input_context.get_per_replica_batch_size(global_batch_size) examples.
+    """A training dataset_fn for kerasllm.training.loop.train (see sharded_dataset_fn).
 
     Returns:
       Callable[[tf.distribute.InputContext], tf.data.Dataset] (see
       classification_dataset with training=True).
     """
-    def dataset_fn(input_context):
-        shard = examples[input_context.input_pipeline_id::input_context.num_input_pipelines]
-        return classification_dataset(
-            shard, tokenizer, max_seq_length=max_seq_length,
-            batch_size=input_context.get_per_replica_batch_size(global_batch_size),
-            training=True,
-            seed=None if seed is None else seed + input_context.input_pipeline_id)
+    def make_dataset(shard, batch_size, shard_seed):
+        return classification_dataset(shard, tokenizer, max_seq_length=max_seq_length,
+                                      batch_size=batch_size, training=True, seed=shard_seed)
 
-    return dataset_fn
+    return sharded_dataset_fn(examples, make_dataset, global_batch_size=global_batch_size,
+                              seed=seed)

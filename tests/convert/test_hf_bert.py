@@ -1,17 +1,17 @@
-import json
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tokenizers
-from safetensors.numpy import save_file
 
 from kerasllm.convert import ConversionError, load_hf_bert
 from kerasllm.data.minilm import minilm_model_dir
 from kerasllm.data.packing import pack_segments
 from kerasllm.layers.mean_pooling import sentence_embedding
 from tests.convert.numpy_bert import NumpyBert, mean_pooled
+from tests.convert.tiny_checkpoint import (TINY_CONFIG, TINY_VOCAB, tiny_tensors,
+                                           write_checkpoint)
 
 MAX_SEQ_LENGTH = 128
 LONG_TEXT = (
@@ -158,58 +158,6 @@ def test_sentence_embedding_of_an_all_padding_row_is_zero():
 
 
 # --- small fabricated checkpoints ---------------------------------------------------------
-
-TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on",
-              "mat", "##s", "."]
-TINY_CONFIG = {"model_type": "bert", "architectures": ["BertModel"], "hidden_size": 8,
-               "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16,
-               "vocab_size": len(TINY_VOCAB), "max_position_embeddings": 16,
-               "type_vocab_size": 2, "hidden_act": "gelu", "layer_norm_eps": 1e-12}
-
-
-def tiny_tensors(config=TINY_CONFIG, seed=0):
-    """Random weights under Hugging Face BertModel names, pooler included."""
-    rng = np.random.default_rng(seed)
-    hidden, ffn = config["hidden_size"], config["intermediate_size"]
-    shapes = {
-        "embeddings.word_embeddings.weight": (config["vocab_size"], hidden),
-        "embeddings.position_embeddings.weight": (config["max_position_embeddings"], hidden),
-        "embeddings.token_type_embeddings.weight": (config["type_vocab_size"], hidden),
-        "pooler.dense.weight": (hidden, hidden), "pooler.dense.bias": (hidden,),
-    }
-    norms = ["embeddings.LayerNorm"]
-    for i in range(config["num_hidden_layers"]):
-        layer = f"encoder.layer.{i}"
-        for name, out_size, in_size in [
-                ("attention.self.query", hidden, hidden), ("attention.self.key", hidden, hidden),
-                ("attention.self.value", hidden, hidden),
-                ("attention.output.dense", hidden, hidden), ("intermediate.dense", ffn, hidden),
-                ("output.dense", hidden, ffn)]:
-            shapes[f"{layer}.{name}.weight"] = (out_size, in_size)
-            shapes[f"{layer}.{name}.bias"] = (out_size,)
-        norms += [f"{layer}.attention.output.LayerNorm", f"{layer}.output.LayerNorm"]
-    tensors = {name: rng.normal(0, 0.5, shape).astype(np.float32)
-               for name, shape in shapes.items()}
-    for norm in norms:
-        tensors[norm + ".weight"] = rng.normal(1, 0.1, hidden).astype(np.float32)
-        tensors[norm + ".bias"] = rng.normal(0, 0.1, hidden).astype(np.float32)
-    return tensors
-
-
-def write_checkpoint(directory, config=TINY_CONFIG, tensors=None, vocab=TINY_VOCAB,
-                     tokenizer_config=None):
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, "config.json"), "w") as f:
-        json.dump(config, f)
-    save_file(tiny_tensors() if tensors is None else tensors,
-              os.path.join(directory, "model.safetensors"))
-    with open(os.path.join(directory, "vocab.txt"), "w") as f:
-        f.write("\n".join(vocab) + "\n")
-    if tokenizer_config is not None:
-        with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
-            json.dump(tokenizer_config, f)
-    return str(directory)
-
 
 def test_task_model_checkpoint_without_pooler(tmp_path):
     # A BertForMaskedLM-style file: "bert." prefix, an MLM head, an index buffer, no pooler.

@@ -1,8 +1,4 @@
 """Tagging and question-answering exports, run in a fresh process as TF Serving would."""
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,6 +11,7 @@ from kerasllm.export.tagging_signatures import tagging_signatures
 from kerasllm.models import BertEncoder, configs
 from kerasllm.models.bert_span_qa import BertSpanQA
 from kerasllm.models.bert_token_classifier import BertTokenClassifier
+from tests.fresh_process import serve_in_fresh_process
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "king", "is", "who", "of",
          "de", "##n", "##mark", "e", "##cole", "anna", ",", "?", "."]
@@ -29,16 +26,6 @@ CONTEXTS = ["The king of Denmark is Anna.", "", "École de Anna", "the king is a
 def tiny_encoder():
     return BertEncoder(configs.get("bert_tiny").replace(
         vocab_size=len(VOCAB), max_sequence_length=64, dropout=0.0, attention_dropout=0.0))
-
-
-def run_in_fresh_process(path, inputs, tmp_path):
-    outputs_file = str(tmp_path / "outputs.npz")
-    result = subprocess.run(
-        [sys.executable, "-m", "kerasllm.export.check", path,
-         f"--inputs_json={json.dumps(inputs)}", f"--outputs_file={outputs_file}"],
-        capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return dict(np.load(outputs_file))
 
 
 def byte_slices(texts, starts, ends):
@@ -82,7 +69,7 @@ def answerer(tmp_path_factory):
 
 def test_served_tags_equal_in_process_tags(tagger, tmp_path):
     path, signatures = tagger
-    served = run_in_fresh_process(path, {"text": TEXTS}, tmp_path)
+    served = serve_in_fresh_process(path, {"text": TEXTS}, tmp_path)
     local = {k: v.numpy() for k, v in signatures["tag"](tf.constant(TEXTS)).items()}
     for name in ["labels", "words", "start_offsets", "end_offsets"]:
         np.testing.assert_array_equal(served[f"tag/{name}"], local[name], err_msg=name)
@@ -98,7 +85,7 @@ def test_served_tags_equal_in_process_tags(tagger, tmp_path):
 
 def test_served_answers_equal_in_process_answers(answerer, tmp_path):
     path, signatures = answerer
-    served = run_in_fresh_process(path, {"question": QUESTIONS, "context": CONTEXTS},
+    served = serve_in_fresh_process(path, {"question": QUESTIONS, "context": CONTEXTS},
                                   tmp_path)
     local = {k: v.numpy() for k, v in signatures["answer"](
         tf.constant(QUESTIONS), tf.constant(CONTEXTS)).items()}

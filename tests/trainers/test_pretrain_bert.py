@@ -6,16 +6,12 @@ import sys
 import pytest
 
 from kerasllm.data.shakespeare import default_corpus_files
+from tests.trainers.trainer_runs import trainer_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = ["--model=bert_tiny", "--max_seq_length=32", "--batch_size=8", "--vocab_size=400",
         "--log_every=5"]
-
-
-def run_trainer(*args):
-    result = subprocess.run([sys.executable, "-m", "trainers.pretrain_bert", *args],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    return result.returncode, result.stdout + result.stderr
+run_trainer, assert_one_line_error = trainer_runner("pretrain_bert")
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +59,6 @@ def test_export_passes_serving_check_in_fresh_process(trained):
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "signature fill_mask: ok" in result.stdout
-
-
-def assert_one_line_error(code, output, *fragments):
-    assert code != 0
-    assert "Traceback" not in output, output[-3000:]
-    errors = [line for line in output.splitlines() if line.startswith("pretrain_bert: error:")]
-    assert len(errors) == 1, output[-3000:]
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
 
 
 def test_unknown_model(tmp_path):

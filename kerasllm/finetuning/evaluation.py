@@ -1,0 +1,96 @@
+"""Scoring a model on held-out examples after each fine-tuning epoch, and keeping
+the weights of the best epoch."""
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from kerasllm.export.qa_signatures import qa_signatures
+from kerasllm.finetuning.scores import answer_scores, classification_scores
+
+
+def format_scores(scores):
+    """`accuracy 0.8120  macro_f1 0.8051`, in the dict's order."""
+    return "  ".join(f"{name} {value:.4f}" for name, value in scores.items())
+
+
+class LabelEvaluator:
+    """Accuracy and macro-F1 of a model's argmax labels (see classification_scores).
+
+    `dataset` yields model inputs with int labels: one per example for a
+    BertClassifier (labels [B], logits [B, C]), or one per token for a
+    BertTokenClassifier (labels [B, S], logits [B, S, C]), where only the
+    positions with label_weights > 0 (each word's first piece) are scored.
+    """
+
+    def __init__(self, dataset, num_labels):
+        self.dataset = dataset
+        self.num_labels = num_labels
+        self._model, self._predict = None, None
+
+    def __call__(self, model):
+        if model is not self._model:
+            # One graph for every batch length (batches are trimmed to their longest
+            # example): compiling each length with XLA would cost more than it saves.
+            self._model, self._predict = model, tf.function(
+                lambda inputs: tf.argmax(model(inputs, training=False)["logits"], -1),
+                reduce_retracing=True)
+        labels, predictions = [], []
+        for batch in self.dataset:
+            gold = batch.pop("labels").numpy()
+            weights = batch.pop("label_weights", None)
+            predicted = self._predict(batch).numpy()
+            if weights is not None:
+                scored = weights.numpy() > 0
+                gold, predicted = gold[scored], predicted[scored]
+            labels.append(gold.ravel())
+            predictions.append(predicted.ravel())
+        return classification_scores(np.concatenate(labels), np.concatenate(predictions),
+                                     self.num_labels)
+
+
+class AnswerEvaluator:
+    """Exact match and token F1 (see answer_scores) of a BertSpanQA's answers.
+
+    The answers come from the same function the `answer` signature exports, so
+    they are what a server would return: whole words of the context, from the
+    input trimmed to `max_seq_length` tokens.
+    """
+
+    def __init__(self, examples, tokenizer, max_seq_length, batch_size):
+        self.examples = examples
+        self.tokenizer, self.max_seq_length = tokenizer, max_seq_length
+        self.batch_size = batch_size
+        self._model, self._answer = None, None
+
+    def __call__(self, model):
+        if model is not self._model:
+            self._model = model
+            self._answer = qa_signatures(model, self.tokenizer, self.max_seq_length)["answer"]
+        predictions = []
+        for start in range(0, len(self.examples), self.batch_size):
+            batch = self.examples[start:start + self.batch_size]
+            answers = self._answer(tf.constant([e.question for e in batch]),
+                                   tf.constant([e.context for e in batch]))["answer"]
+            predictions += [a.decode("utf-8", "replace") for a in answers.numpy()]
+        return answer_scores(predictions, [e.answer for e in self.examples])
+
+
+class EpochEvaluator:
+    """Scores the model after every epoch and keeps the weights of the best one.
+
+    Args:
+      score: model -> {score name: float}, e.g. a LabelEvaluator.
+      best_metric: the score whose highest value picks the best epoch.
+    """
+
+    def __init__(self, score, best_metric):
+        self.score, self.best_metric = score, best_metric
+        self.history = []  # (epoch, scores)
+        self.best = None  # (epoch, scores, weights)
+
+    def end_of_epoch(self, epoch, model):
+        scores = self.score(model)
+        self.history.append((epoch, scores))
+        logging.info("epoch %d eval: %s", epoch, format_scores(scores))
+        if self.best is None or scores[self.best_metric] > self.best[1][self.best_metric]:
+            self.best = (epoch, scores, model.get_weights())
