@@ -26,16 +26,6 @@ timing.define_flags(models=["bert_tiny", "minilm_l6"], batch_size=32, seq_length
 flags.adopt_module_key_flags(timing)  # lists them in --help
 flags.DEFINE_integer("num_classes", 2, "Classes of the classification head.")
 
-# The shape of all-MiniLM-L6-v2, which the BERT registry has no name for.
-MINILM_L6 = configs.get("bert_tiny").replace(
-    num_layers=6, hidden_size=384, num_heads=12, intermediate_size=1536,
-    vocab_size=30522, max_sequence_length=512)
-
-
-def model_config(name):
-    return MINILM_L6 if name == "minilm_l6" else configs.get(name)
-
-
 def synthetic_batch(vocab_size):
     rng = np.random.default_rng(0)
     batch = timing.text_inputs(vocab_size, rng)
@@ -44,7 +34,7 @@ def synthetic_batch(vocab_size):
 
 
 def case(name):
-    config = model_config(name)
+    config = configs.get(name)
     builders = {
         timing.OURS: lambda: BertClassifier(BertEncoder(config), FLAGS.num_classes,
                                             pooling="cls"),

@@ -47,6 +47,10 @@ BERT_CONFIGS = {
     "bert_medium": _bert(8, 512, 8),
     "bert_base": _bert(12, 768, 12),
     "bert_large": _bert(24, 1024, 16),
+    # The shape of all-MiniLM-L6-v2 (sentence-transformers), whose weights
+    # kerasllm.convert imports: a 6-layer BERT with 384-wide hidden states.
+    "minilm_l6": BertConfig(num_layers=6, hidden_size=384, num_heads=12,
+                            intermediate_size=1536),
 }
 
 REGISTRIES = {"bert": BERT_CONFIGS}

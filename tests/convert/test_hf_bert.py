@@ -9,6 +9,7 @@ from kerasllm.convert import ConversionError, load_hf_bert
 from kerasllm.data.minilm import minilm_model_dir
 from kerasllm.data.packing import pack_segments
 from kerasllm.layers.mean_pooling import sentence_embedding
+from kerasllm.models import configs
 from tests.convert.numpy_bert import NumpyBert, mean_pooled
 from tests.convert.tiny_checkpoint import (TINY_CONFIG, TINY_VOCAB, tiny_tensors,
                                            write_checkpoint)
@@ -85,6 +86,7 @@ def test_minilm_converts_every_weight(minilm):
     assert (config.num_layers, config.hidden_size, config.num_heads,
             config.intermediate_size, config.vocab_size) == (6, 384, 12, 1536, 30522)
     assert config.activation == "gelu" and config.layer_norm_epsilon == 1e-12
+    assert config == configs.get("minilm_l6")  # the registry names this shape
     assert sorted(report.assigned) == sorted(v.path for v in encoder.weights)
     assert list(report.skipped_tensors) == ["embeddings.position_ids"]
     assert report.unassigned_weights == {}

@@ -12,6 +12,13 @@ def test_published_parameter_counts(name, expected_millions):
     assert abs(encoder.count_params() / 1e6 - expected_millions) / expected_millions < 0.02
 
 
+def test_minilm_l6_matches_the_imported_checkpoint():
+    # all-MiniLM-L6-v2 has 22,565,376 weights and no pooler (its sentence embedding
+    # is a mean); the encoder adds a 384x384 tanh pooler.
+    encoder = BertEncoder(configs.get("minilm_l6")).build_for_inputs()
+    assert encoder.count_params() == 22_565_376 + 384 * 384 + 384
+
+
 def test_small_bert_sizes_follow_their_names():
     for name, (layers, hidden, heads) in {
         "bert_tiny": (2, 128, 2), "bert_mini": (4, 256, 4), "bert_small": (4, 512, 8),
