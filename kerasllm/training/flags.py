@@ -7,8 +7,9 @@ from kerasllm.training.strategy import STRATEGIES
 # Flag name -> TrainConfig field, where the two differ.
 CONFIG_FIELDS = {"batch_size": "global_batch_size"}
 TRAINING_FLAGS = ("model_dir", "train_steps", "batch_size", "learning_rate", "warmup_steps",
-                  "decay", "weight_decay", "layer_decay", "clip_norm", "grad_accum_steps",
-                  "mixed_precision", "jit_compile", "checkpoint_every", "log_every", "seed")
+                  "decay", "weight_decay", "layer_decay", "adam_epsilon", "clip_norm",
+                  "grad_accum_steps", "mixed_precision", "jit_compile", "checkpoint_every",
+                  "log_every", "seed")
 
 
 def define_training_flags(*, model_dir=None, train_steps=1000, batch_size=32,
@@ -50,6 +51,9 @@ def define_training_flags(*, model_dir=None, train_steps=1000, batch_size=32,
                        "--learning_rate, each encoder layer this factor times the layer "
                        "above it, down to the embeddings; 1 = one global rate.",
                        lower_bound=0.0, upper_bound=1.0, flag_values=fv)
+    flags.DEFINE_float("adam_epsilon", 1e-6,
+                       "Adam's epsilon (1e-6 as in BERT; PyTorch and Hugging Face default "
+                       "to 1e-8).", lower_bound=0.0, flag_values=fv)
     flags.DEFINE_float("clip_norm", 1.0, "Clip gradients to this global norm; 0 disables.",
                        lower_bound=0.0, flag_values=fv)
     flags.DEFINE_integer("grad_accum_steps", 1,

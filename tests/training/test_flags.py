@@ -17,12 +17,12 @@ def test_flags_become_a_train_config():
     flag_values = parsed("--model_dir=/tmp/run", "--train_steps=500", "--batch_size=64",
                          "--grad_accum_steps=4", "--decay=cosine",
                          "--mixed_precision=mixed_bfloat16", "--jit_compile",
-                         "--strategy=mirrored")
+                         "--strategy=mirrored", "--layer_decay=0.8", "--adam_epsilon=1e-8")
     config = train_config_from_flags(flag_values, end_learning_rate_fraction=0.1)
     assert config == TrainConfig(
         model_dir="/tmp/run", train_steps=500, global_batch_size=64, grad_accum_steps=4,
         decay="cosine", mixed_precision="mixed_bfloat16", jit_compile=True,
-        end_learning_rate_fraction=0.1)
+        end_learning_rate_fraction=0.1, layer_decay=0.8, adam_epsilon=1e-8)
     assert flag_values.strategy == "mirrored"
 
 
