@@ -20,6 +20,7 @@ from kerasllm.data.minilm import minilm_model_dir
 from kerasllm.export.bert_signatures import bert_signatures
 from kerasllm.export.errors import ExportError
 from kerasllm.export.saved_model import export_saved_model
+from trainers.entry_point import one_line_errors_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "Hugging Face BERT directory, or 'minilm'.", required=True)
@@ -51,13 +52,6 @@ def run():
     print(f"exported {path}")
 
 
-def main(argv):
-    del argv
-    try:
-        run()
-    except (ConversionError, DataError, ExportError) as error:
-        raise SystemExit(f"convert: error: {error}") from None
-
-
 if __name__ == "__main__":
-    app.run(main)
+    app.run(one_line_errors_main(
+        "convert", run, (ConversionError, DataError, ExportError)))

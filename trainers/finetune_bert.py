@@ -65,6 +65,7 @@ from kerasllm.training.loop import ensure_writable, train
 from kerasllm.training.pretrained_encoder import (is_pretraining_model_dir,
                                                  load_pretrained_encoder)
 from kerasllm.training.strategy import create_strategy, is_chief
+from trainers.entry_point import one_line_errors_main
 
 MINILM = "minilm"
 TASKS = ("classify", "tag", "qa")
@@ -267,14 +268,6 @@ def run():
         print(f"exported {path}")
 
 
-def main(argv):
-    del argv
-    try:
-        run()
-    except (ConversionError, DataError, TrainingError, ExportError) as error:
-        # One line naming the problem; the stack trace would only bury it.
-        raise SystemExit(f"finetune_bert: error: {error}") from None
-
-
 if __name__ == "__main__":
-    app.run(main)
+    app.run(one_line_errors_main(
+        "finetune_bert", run, (ConversionError, DataError, TrainingError, ExportError)))

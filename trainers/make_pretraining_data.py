@@ -12,6 +12,7 @@ from absl import app, flags
 from kerasllm.data import tfrecords, vocab as vocab_lib
 from kerasllm.data.errors import DataError
 from kerasllm.data.tokenizer import WordPieceTokenizer
+from trainers.entry_point import one_line_errors_main
 from trainers.pretrain_bert import read_corpus
 
 FLAGS = flags.FLAGS
@@ -21,19 +22,16 @@ flags.DEFINE_integer("pair_epochs", 1,
                      lower_bound=1)
 
 
-def main(argv):
-    del argv
-    try:
-        if not FLAGS.vocab_file:
-            raise DataError("--vocab_file is required: the records store token ids")
-        tokenizer = WordPieceTokenizer(vocab_lib.load_vocab(FLAGS.vocab_file))
-        count = tfrecords.write_pretraining_tfrecords(
-            read_corpus(FLAGS.corpus, FLAGS.document_per_file), tokenizer, FLAGS.output,
-            FLAGS.max_seq_length, num_epochs_of_pairs=FLAGS.pair_epochs, seed=FLAGS.seed)
-    except DataError as error:
-        raise SystemExit(f"make_pretraining_data: error: {error}") from None
+def run():
+    if not FLAGS.vocab_file:
+        raise DataError("--vocab_file is required: the records store token ids")
+    tokenizer = WordPieceTokenizer(vocab_lib.load_vocab(FLAGS.vocab_file))
+    count = tfrecords.write_pretraining_tfrecords(
+        read_corpus(FLAGS.corpus, FLAGS.document_per_file), tokenizer, FLAGS.output,
+        FLAGS.max_seq_length, num_epochs_of_pairs=FLAGS.pair_epochs, seed=FLAGS.seed)
     print(f"wrote {count} pairs to {FLAGS.output}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(one_line_errors_main(
+        "make_pretraining_data", run, DataError))

@@ -26,6 +26,7 @@ from kerasllm.training.errors import TrainingError
 from kerasllm.training.loop import ensure_writable, train
 from kerasllm.training.pretrained_encoder import describe_model_dir
 from kerasllm.training.strategy import create_strategy, is_chief
+from trainers.entry_point import one_line_errors_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "bert_tiny",
@@ -135,14 +136,6 @@ def run():
         print(f"exported {path}")
 
 
-def main(argv):
-    del argv
-    try:
-        run()
-    except (UnknownModelError, DataError, TrainingError, ExportError) as error:
-        # One line naming the problem; the stack trace would only bury it.
-        raise SystemExit(f"pretrain_bert: error: {error}") from None
-
-
 if __name__ == "__main__":
-    app.run(main)
+    app.run(one_line_errors_main(
+        "pretrain_bert", run, (UnknownModelError, DataError, TrainingError, ExportError)))

@@ -8,9 +8,7 @@ from kerasllm.data.packing import pack_segments
 from kerasllm.data.tokenizer import WordPieceTokenizer
 from kerasllm.models import BertEncoder, configs
 from kerasllm.models.bert_span_qa import BertSpanQA, best_spans, context_mask
-from kerasllm.training.config import TrainConfig
-from kerasllm.training.loop import train
-from kerasllm.training.strategy import create_strategy
+from tests.training.helpers import run
 
 FILLERS = ["the", "a", "big", "old", "king", "castle", "of", "denmark"]
 ANSWERS = ["anna", "bob", "carl", "dora"]
@@ -90,17 +88,8 @@ def test_context_mask_is_segment_one_without_sep_or_padding():
 
 
 def test_learns_that_the_answer_follows_is(tmp_path):
-    examples = qa_examples()
-    config = TrainConfig(model_dir=str(tmp_path), train_steps=60, global_batch_size=16,
-                         learning_rate=2e-3, warmup_steps=5, log_every=20)
-
-    def dataset_fn(input_context):
-        batch_size = input_context.get_per_replica_batch_size(config.micro_batch_size)
-        return tf.data.Dataset.from_tensor_slices(examples).batch(batch_size).repeat()
-
-    logged = []
-    train(tiny_span_qa, dataset_fn, config, create_strategy("one_device"),
-          on_log=lambda step, metrics: logged.append(metrics))
-    first, last = logged[0], logged[-1]
+    _, logged = run(tmp_path, tiny_span_qa, examples=qa_examples(), train_steps=60,
+                    global_batch_size=16, learning_rate=2e-3, warmup_steps=5, log_every=20)
+    first, last = logged[0][1], logged[-1][1]
     assert last["loss"] < 0.5 * first["loss"], (first, last)
     assert last["exact_match"] > max(first["exact_match"], 0.8), (first, last)

@@ -2,16 +2,13 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from kerasllm.data.packing import pack_segments
 from kerasllm.data.tokenizer import WordPieceTokenizer
 from kerasllm.data.word_offsets import tokenize_words_with_offsets
 from kerasllm.models import BertEncoder, configs
 from kerasllm.models.bert_token_classifier import BertTokenClassifier
-from kerasllm.training.config import TrainConfig
-from kerasllm.training.loop import train
-from kerasllm.training.strategy import create_strategy
+from tests.training.helpers import run
 
 NAMES = ["Anna", "Bob", "Carl", "Rosalind"]
 OTHERS = ["met", "saw", "and", "in", "the", "park", "today", "with", "."]
@@ -75,17 +72,8 @@ def test_only_first_pieces_of_words_are_labelled():
 
 
 def test_learns_to_tag_capitalised_words(tmp_path):
-    examples = tagging_examples()
-    config = TrainConfig(model_dir=str(tmp_path), train_steps=40, global_batch_size=16,
-                         learning_rate=2e-3, warmup_steps=4, log_every=10)
-
-    def dataset_fn(input_context):
-        batch_size = input_context.get_per_replica_batch_size(config.micro_batch_size)
-        return tf.data.Dataset.from_tensor_slices(examples).batch(batch_size).repeat()
-
-    logged = []
-    train(tiny_classifier, dataset_fn, config, create_strategy("one_device"),
-          on_log=lambda step, metrics: logged.append(metrics))
-    first, last = logged[0], logged[-1]
+    _, logged = run(tmp_path, tiny_classifier, examples=tagging_examples(), train_steps=40,
+                    global_batch_size=16, learning_rate=2e-3, warmup_steps=4, log_every=10)
+    first, last = logged[0][1], logged[-1][1]
     assert last["loss"] < 0.5 * first["loss"], (first, last)
     assert last["accuracy"] > max(first["accuracy"], 0.9), (first, last)
