@@ -1,7 +1,6 @@
 """BertSpanQA: shapes, config round-trip, the span decoder, and learning a span rule."""
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from kerasllm.data.packing import pack_segments
@@ -39,12 +38,6 @@ def qa_examples(count=32, seed=0):
     answer = np.array([context_start + c.split().index("is") + 1 for c in contexts], "int32")
     examples["start_positions"] = examples["end_positions"] = answer
     return examples
-
-
-@pytest.fixture(autouse=True)
-def restore_dtype_policy():
-    yield
-    keras.config.set_dtype_policy("float32")
 
 
 def test_logits_shape_loss_and_config_roundtrip():

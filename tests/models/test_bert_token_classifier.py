@@ -1,7 +1,6 @@
 """BertTokenClassifier: shapes, config round-trip, and learning to tag names."""
 import keras
 import numpy as np
-import pytest
 
 from kerasllm.data.packing import pack_segments
 from kerasllm.data.tokenizer import WordPieceTokenizer
@@ -42,12 +41,6 @@ def tagging_examples(count=32, seed=0):
             examples["labels"][row, position + 1] = NAME if word[:1].isupper() else O
             examples["label_weights"][row, position + 1] = 1.0
     return examples
-
-
-@pytest.fixture(autouse=True)
-def restore_dtype_policy():
-    yield
-    keras.config.set_dtype_policy("float32")
 
 
 def test_logits_shape_loss_and_config_roundtrip():
