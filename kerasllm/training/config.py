@@ -13,9 +13,11 @@ class TrainConfig:
 
     `clip_norm` 0 disables clipping. `layer_decay` < 1 gives layer-wise learning
     rates: the encoder's top gets `learning_rate`, each layer below it `layer_decay`
-    times the rate of the layer above (see optimizer.layer_decay_scale). `steps_per_loop` optimizer steps run per
-    tf.function call (fewer Python round trips); progress lines and checkpoints
-    still fall exactly on their steps.
+    times the rate of the layer above (see optimizer.layer_decay_scale).
+    `ema_momentum` > 0 keeps an exponential moving average of the weights (see
+    optimizer.averaged_weights): what is evaluated, returned and exported.
+    `steps_per_loop` optimizer steps run per tf.function call (fewer Python
+    round trips); progress lines and checkpoints still fall exactly on their steps.
 
     `global_batch_size` counts examples per optimizer step summed over replicas
     and accumulation micro-batches: each replica sees
@@ -35,6 +37,7 @@ class TrainConfig:
     adam_beta_2: float = 0.999
     adam_epsilon: float = 1e-6
     clip_norm: float = 1.0
+    ema_momentum: float = 0.0
     grad_accum_steps: int = 1
     mixed_precision: str = "float32"
     jit_compile: bool = False
@@ -62,7 +65,7 @@ class TrainConfig:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.layer_decay <= 1:
             problems.append(f"layer_decay must be in (0, 1], got {self.layer_decay}")
-        for name in ("adam_beta_1", "adam_beta_2"):
+        for name in ("adam_beta_1", "adam_beta_2", "ema_momentum"):
             if not 0 <= getattr(self, name) < 1:
                 problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0 <= self.warmup_steps <= self.train_steps:

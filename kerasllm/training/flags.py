@@ -8,8 +8,8 @@ from kerasllm.training.strategy import STRATEGIES
 CONFIG_FIELDS = {"batch_size": "global_batch_size"}
 TRAINING_FLAGS = ("model_dir", "train_steps", "batch_size", "learning_rate", "warmup_steps",
                   "decay", "weight_decay", "layer_decay", "adam_epsilon", "clip_norm",
-                  "grad_accum_steps", "mixed_precision", "jit_compile", "checkpoint_every",
-                  "log_every", "seed")
+                  "ema_momentum", "grad_accum_steps", "mixed_precision", "jit_compile",
+                  "checkpoint_every", "log_every", "seed")
 
 
 def define_training_flags(*, model_dir=None, train_steps=1000, batch_size=32,
@@ -56,6 +56,11 @@ def define_training_flags(*, model_dir=None, train_steps=1000, batch_size=32,
                        "to 1e-8).", lower_bound=0.0, flag_values=fv)
     flags.DEFINE_float("clip_norm", 1.0, "Clip gradients to this global norm; 0 disables.",
                        lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_float("ema_momentum", 0.0,
+                       "Keep an exponential moving average of the weights with this "
+                       "momentum (e.g. 0.99) and evaluate and export it instead of the "
+                       "last step's weights; 0 = off.",
+                       lower_bound=0.0, upper_bound=0.9999, flag_values=fv)
     flags.DEFINE_integer("grad_accum_steps", 1,
                          "Micro-batches whose gradients are summed per optimizer step, to "
                          "fit a large --batch_size in memory; must divide it.",

@@ -16,7 +16,7 @@ import tensorflow as tf
 from absl import logging
 
 from kerasllm.training.errors import CheckpointError, TrainingError
-from kerasllm.training.optimizer import create_optimizer
+from kerasllm.training.optimizer import averaged_weights, create_optimizer
 from kerasllm.training.strategy import is_chief
 
 TOKENS = "tokens"
@@ -171,11 +171,12 @@ def format_progress(step, total, metrics, learning_rate, tokens_per_second):
 
 class ProgressLog:
     """Averages the metrics over each window of `log_every` steps and reports them
-    as a progress line, TensorBoard scalars and the `on_log` callback."""
+    as a progress line, TensorBoard scalars and the `on_log` callback (which sees
+    the task with its averaged weights, if the optimizer keeps an average)."""
 
-    def __init__(self, writer, total_steps, optimizer, on_log=None):
+    def __init__(self, writer, total_steps, optimizer, task, on_log=None):
         self.writer, self.total_steps = writer, total_steps
-        self.optimizer, self.on_log = optimizer, on_log
+        self.optimizer, self.task, self.on_log = optimizer, task, on_log
         self.metrics, self.tokens_per_second = {}, 0.0
         self._start_window()
 
@@ -204,7 +205,8 @@ class ProgressLog:
             tf.summary.scalar("tokens_per_second", self.tokens_per_second)
         self.writer.flush()
         if self.on_log:
-            self.on_log(step, self.metrics)
+            with averaged_weights(self.optimizer, self.task.trainable_variables):
+                self.on_log(step, self.metrics)
         self._start_window()
 
 
@@ -233,9 +235,12 @@ def train(build_task, dataset_fn, config, strategy, *, on_log=None):
         examples, repeating forever. A resumed run starts it afresh.
       config: a TrainConfig.
       strategy: a tf.distribute.Strategy (see `create_strategy`).
-      on_log: optional callback(step, metrics) at every progress line.
+      on_log: optional callback(step, metrics) at every progress line; with
+        config.ema_momentum it sees the task holding the averaged weights.
     Returns:
       TrainResult; if the checkpoint is already at `train_steps`, without training.
+      With config.ema_momentum the task holds the averaged weights (the
+      checkpoints keep the training weights and the average).
     Raises:
       TrainingError: model_dir is not writable, or the batch does not split over
         the replicas.
@@ -267,12 +272,13 @@ def train(build_task, dataset_fn, config, strategy, *, on_log=None):
     if current >= config.train_steps:
         logging.info("already trained to step %d of %d; nothing to do",
                      current, config.train_steps)
+        optimizer.finalize_variable_values(task.trainable_variables)
         return TrainResult(task, optimizer, current, {}, 0.0)
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     train_steps = make_train_function(task, optimizer, strategy, config)
     progress = ProgressLog(tf.summary.create_file_writer(os.path.join(directory, "train")),
-                           config.train_steps, optimizer, on_log)
+                           config.train_steps, optimizer, task, on_log)
     while current < config.train_steps:
         # Each tf.function call stops at the next progress line or checkpoint.
         boundary = min(config.train_steps,
@@ -289,4 +295,5 @@ def train(build_task, dataset_fn, config, strategy, *, on_log=None):
 
     if not is_chief(strategy):
         shutil.rmtree(directory, ignore_errors=True)
+    optimizer.finalize_variable_values(task.trainable_variables)  # the average, if kept
     return TrainResult(task, optimizer, current, progress.metrics, progress.tokens_per_second)

@@ -1,7 +1,10 @@
-"""AdamW with warmup + decay, global-norm clipping and float16 loss scaling."""
+"""AdamW with warmup + decay, global-norm clipping, float16 loss scaling and an
+optional moving average of the weights."""
+import contextlib
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from kerasllm.training.errors import TrainingError
@@ -103,8 +106,32 @@ def create_optimizer(config, task=None):
                                   config.end_learning_rate_fraction),
         weight_decay=config.weight_decay, beta_1=config.adam_beta_1,
         beta_2=config.adam_beta_2, epsilon=config.adam_epsilon,
-        global_clipnorm=config.clip_norm or None)
+        global_clipnorm=config.clip_norm or None,
+        use_ema=config.ema_momentum > 0, ema_momentum=config.ema_momentum or 0.99)
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
     if config.mixed_precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+@contextlib.contextmanager
+def averaged_weights(optimizer, variables):
+    """Within the block, `variables` (the list the optimizer was built on) hold the
+    optimizer's exponential moving average of their values; afterwards the
+    training values are back. Without an average (use_ema off) nothing changes.
+
+    The average of a fine-tuning run usually generalises a little better than
+    its last step (Polyak averaging); it lives in the optimizer's variables, so
+    checkpoints keep it and a resumed run continues it.
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # under loss scaling
+    if not inner.use_ema:
+        yield
+        return
+    training_values = [tf.identity(v) for v in variables]
+    inner.finalize_variable_values(variables)
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, training_values):
+            variable.assign(value)

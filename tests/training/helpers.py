@@ -44,13 +44,18 @@ SETTINGS = {"train_steps": 30, "global_batch_size": 8, "learning_rate": 3e-3,
             "warmup_steps": 2, "log_every": 10, "checkpoint_every": 10}
 
 
-def run(model_dir, build_task=tiny_task, examples=None, **settings):
+def run(model_dir, build_task=tiny_task, examples=None, on_log=None, **settings):
     """Trains on `examples` (default: the fixed pretraining batch) on one device;
-    returns (result, [(step, metrics)])."""
+    returns (result, [(step, metrics)]); `on_log` is called as well."""
     config = TrainConfig(model_dir=str(model_dir), **{**SETTINGS, **settings})
     examples = fixed_examples() if examples is None else examples
     logged = []
+
+    def log(step, metrics):
+        logged.append((step, metrics))
+        if on_log:
+            on_log(step, metrics)
+
     result = train(build_task, repeating_dataset_fn(examples, config.micro_batch_size),
-                   config, create_strategy("one_device"),
-                   on_log=lambda step, metrics: logged.append((step, metrics)))
+                   config, create_strategy("one_device"), on_log=log)
     return result, logged
