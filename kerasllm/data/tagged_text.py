@@ -74,6 +74,10 @@ def _conll_sentences(path, f):
                          "tab-separated field(s)")
         if fields[0] == DOCUMENT_START:
             continue
+        if len(fields[0].split()) > 1:
+            raise _error(path, line, f"{fields[0][:40]!r} is several words; a word<TAB>label "
+                         "line holds one word (a file of text<TAB>label lines is for "
+                         "--task=classify)")
         lines.append(line)
         words.append(fields[0])
         labels.append(fields[1])
@@ -99,7 +103,7 @@ def read_tagged_text(path, label_names=None):
     Raises:
       TaggedTextError: unreadable file, bad JSON, missing or mistyped field,
         empty line (JSONL), words and labels of different lengths, a line not
-        word<TAB>label, an empty word or label, a sentence without words, an
+        word<TAB>label or whose word has spaces in it, an empty word or label, a sentence without words, an
         unknown label, or no examples.
     """
     parse = (_jsonl_sentences if file_format(path, FORMATS, TaggedTextError) == ".jsonl"

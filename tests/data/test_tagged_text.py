@@ -57,6 +57,8 @@ def test_jsonl_with_given_label_order(tmp_path):
      r"a.conll:4: expected word<TAB>label, got 3 tab-separated field\(s\)"),
     ("a.conll", "Anna NAME\n", None, r"a.conll:1: expected word<TAB>label, got 1"),
     ("a.tsv", "Anna\tNAME\n \tO\n", None, r"a.tsv:2: empty word"),
+    ("a.tsv", "text\tlabel\na fine film\tpositive\n", None,
+     r"a.tsv:2: 'a fine film' is several words.*--task=classify"),
     ("a.conll", "Anna\tNAME\n\nmet\tO\nin\tPLACE\n", ["O", "NAME"],
      r"a.conll:4: unknown label 'PLACE'"),
     ("a.conll", "\n\n-DOCSTART-\tO\n", None, r"a.conll has no examples"),
