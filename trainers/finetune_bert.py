@@ -1,7 +1,8 @@
 """Fine-tunes a pretrained BERT to classify text, tag words or answer questions,
 and exports it.
 
-    python -m trainers.finetune_bert --dataset=rt_sentences --learning_rate=1e-4  # MiniLM, RT
+    python -m trainers.finetune_bert --dataset=rt_sentences --learning_rate=1e-4 \
+        --ema_momentum=0.99  # MiniLM on Rotten Tomatoes sentences
     python -m trainers.finetune_bert --init_checkpoint=path/to/hf_bert_dir \
         --train_file=train.tsv --eval_file=dev.tsv --pooling=cls --epochs=3
     python -m trainers.finetune_bert --task=tag --train_file=train.conll \
@@ -36,6 +37,8 @@ the run lasts --epochs epochs, capped by --train_steps. After every epoch the
 model is scored on the eval set; the epoch with the best eval accuracy (F1 for
 qa) is exported as a versioned SavedModel with the task's signatures on raw
 text (and `serving_default`) to --export_dir (default saved_models/<run name>).
+With --ema_momentum the moving average of the weights is what is scored and
+exported.
 Warmup defaults to 10% of the steps.
 Checkpoints go to --model_dir (default model_dirs/<run name>) and a run
 resumes from them; the best epoch is remembered only within one process, so

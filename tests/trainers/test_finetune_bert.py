@@ -99,14 +99,15 @@ def test_unknown_eval_label_names_file_and_line(data_files, tmp_path):
 
 @pytest.mark.slow
 def test_rotten_tomatoes_accuracy(tmp_path):
-    """The README's recipe: MiniLM, mean pooling, 2 epochs, batch 32, lr 1e-4, 64 tokens
-    (about 8 minutes on 2 CPU cores). Measured: 86.1% (best of its 2 epochs); the
-    0.855 bound leaves room for run-to-run noise (±0.3 points here). The issue's goal
-    of 86.5% is not reached: see the README."""
+    """The README's recipe: MiniLM, mean pooling, 2 epochs, batch 32, lr 1e-4, 64
+    tokens, moving average of the weights (momentum 0.99); 11-12 minutes on 2 CPU
+    cores. Measured for seeds 0 (this test's), 1, 2: 86.66%, 86.52%, 85.48%, so the
+    issue's goal of 86.5% is reached by two seeds of three; the bound is the
+    lowest seed's, less noise."""
     code, output = run_trainer("--dataset=rt_sentences", "--learning_rate=1e-4",
-                               f"--model_dir={tmp_path / 'model'}",
+                               "--ema_momentum=0.99", f"--model_dir={tmp_path / 'model'}",
                                f"--export_dir={tmp_path / 'export'}")
     assert code == 0, output[-3000:]
     with open(tmp_path / "export" / "1" / "assets.extra" / "kerasllm.json") as f:
         accuracy = json.load(f)["eval_metrics"]["accuracy"]
-    assert accuracy >= 0.855, output[-3000:]
+    assert accuracy >= 0.85, output[-3000:]
