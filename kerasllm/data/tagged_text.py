@@ -103,8 +103,8 @@ def read_tagged_text(path, label_names=None):
     Raises:
       TaggedTextError: unreadable file, bad JSON, missing or mistyped field,
         empty line (JSONL), words and labels of different lengths, a line not
-        word<TAB>label or whose word has spaces in it, an empty word or label, a sentence without words, an
-        unknown label, or no examples.
+        word<TAB>label or whose word has spaces in it, an empty word or label, a
+        sentence without words, an unknown label, or no examples.
     """
     parse = (_jsonl_sentences if file_format(path, FORMATS, TaggedTextError) == ".jsonl"
              else _conll_sentences)
