@@ -107,7 +107,7 @@ def create_optimizer(config, task=None):
         weight_decay=config.weight_decay, beta_1=config.adam_beta_1,
         beta_2=config.adam_beta_2, epsilon=config.adam_epsilon,
         global_clipnorm=config.clip_norm or None,
-        use_ema=config.ema_momentum > 0, ema_momentum=config.ema_momentum or 0.99)
+        use_ema=config.ema_momentum > 0, ema_momentum=config.ema_momentum)
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
     if config.mixed_precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
