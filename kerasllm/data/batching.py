@@ -5,9 +5,11 @@ A batch is as long as its longest example rounded up to a multiple of
 LENGTH_BUCKET_WIDTH (at most max_seq_length): padding only costs compute, the
 model ignores it, and the rounding keeps the number of distinct batch shapes
 (so of compiled training steps) small. Training batches are drawn from length
-buckets LENGTH_BUCKET_WIDTH tokens wide, so a batch of short sentences costs
-about what its real tokens cost.
+buckets LENGTH_BUCKET_WIDTH tokens wide, and evaluation batches from the
+examples sorted by length, so a batch of short sentences costs about what its
+real tokens cost.
 """
+import numpy as np
 import tensorflow as tf
 
 from kerasllm.data.errors import DataError
@@ -40,7 +42,8 @@ def bucketed_batches(columns, lengths, to_model_inputs, *, batch_size, max_seq_l
     Args:
       columns: a dict of tensors (or lists) with one row per example; ragged
         columns batch as ragged [B, (...)].
-      lengths: int [n], tokens per example (training: its length bucket).
+      lengths: int [n], tokens per example (its length bucket, or its place in
+        evaluation order).
       to_model_inputs: batch of columns -> dict of model inputs, in graph ops.
       batch_size: B.
       max_seq_length: S; longer examples share the last bucket.
@@ -57,6 +60,12 @@ def bucketed_batches(columns, lengths, to_model_inputs, *, batch_size, max_seq_l
     if training and num_examples < batch_size:
         raise DataError(f"{num_examples} training examples cannot fill one batch of "
                         f"{batch_size}; use a smaller batch size")
+    if not training:
+        # Scores do not depend on the order; padding every batch of a random mix of
+        # lengths to its longest example would double the cost of evaluation.
+        order = np.argsort(np.asarray(lengths), kind="stable")
+        columns = {name: tf.gather(value, order) for name, value in columns.items()}
+        lengths = np.asarray(lengths)[order]
     dataset = tf.data.Dataset.from_tensor_slices((columns, tf.constant(lengths, tf.int64)))
     if training:
         dataset = dataset.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)

@@ -150,8 +150,8 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
       training: True: shuffled anew every epoch, repeated forever, full batches
         only, each drawn from examples of similar length (buckets
         LENGTH_BUCKET_WIDTH tokens wide), which makes a batch of short
-        sentences about as cheap as its real tokens; False: one pass in order,
-        last batch possibly smaller.
+        sentences about as cheap as its real tokens; False: one pass, shortest
+        examples first (see bucketed_batches), last batch possibly smaller.
       seed: shuffle seed (training only).
     Returns:
       tf.data.Dataset of dicts: token_ids, segment_ids, padding_mask int32 [B, S'],
@@ -169,9 +169,7 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
 
     columns = {TEXT: [e.text for e in examples], TEXT_B: [e.text_b for e in examples],
                "labels": tf.constant([e.label for e in examples], tf.int32)}
-    # Only training batches by length; evaluation keeps the file's order.
-    lengths = (_token_counts(examples, tokenizer, has_pairs) if training and examples
-               else [0] * len(examples))
+    lengths = _token_counts(examples, tokenizer, has_pairs) if examples else []
     return bucketed_batches(columns, lengths, tokenize_and_pack, batch_size=batch_size,
                             max_seq_length=max_seq_length, training=training, seed=seed)
 

@@ -76,9 +76,10 @@ EXAMPLES = [LabeledExample("good film", 1), LabeledExample("bad plot .", 0, "fil
             LabeledExample("good good good good good good good good", 1)]
 
 
-def test_eval_batches_keep_order_pairs_and_truncate():
+def test_eval_batches_go_shortest_first_pack_pairs_and_truncate():
     tokenizer = WordPieceTokenizer(VOCAB)
-    batches = list(classification_dataset(EXAMPLES, tokenizer, max_seq_length=8,
+    longest_first = EXAMPLES[::-1]
+    batches = list(classification_dataset(longest_first, tokenizer, max_seq_length=8,
                                           batch_size=2, training=False))
     assert [len(b["labels"]) for b in batches] == [2, 1]
     first = {k: v.numpy() for k, v in batches[0].items()}
