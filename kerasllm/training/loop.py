@@ -133,6 +133,9 @@ def make_train_function(task, optimizer, strategy, config):
             tokens += count_tokens(batch)
         grads = tf.distribute.get_replica_context().all_reduce(
             tf.distribute.ReduceOp.SUM, grads)
+        # Embedding gradients stay sparse across the all-reduce; clipping and the
+        # Adam step would each turn them into the dense table, so do it once here.
+        grads = [None if g is None else tf.convert_to_tensor(g) for g in grads]
         optimizer.apply(grads, variables)
         return {k: v / accum for k, v in metrics_sum.items()}, tokens
 

@@ -56,6 +56,12 @@ class PreReducedAdamW(keras.optimizers.AdamW):
     With `learning_rate_scale` (variable -> float), each variable's Adam step
     uses the scheduled rate times its scale; the decoupled weight decay keeps the
     scheduled rate (it is 1e-2 of an already small step).
+
+    The Adam step itself is TensorFlow's fused kernel (one pass over the variable
+    and its two moments) instead of Keras' six elementwise ops, which each read
+    and write the whole tensor: the same update, and on CPU the optimizer is a
+    quarter of a fine-tuning step, mostly memory traffic over the 12M-entry word
+    embedding table.
     """
 
     def __init__(self, *args, learning_rate_scale=None, **kwargs):
@@ -71,11 +77,42 @@ class PreReducedAdamW(keras.optimizers.AdamW):
     def _all_reduce_sum_gradients(self, grads_and_vars):
         return list(grads_and_vars)
 
+    def _clip_gradients(self, grads):
+        if not self.global_clipnorm:
+            return super()._clip_gradients(grads)
+        # Keras squares each gradient and multiplies every one by the scale even when
+        # it is 1; l2_loss is one fused pass, and unclipped steps skip the multiply.
+        present = [g for g in grads if g is not None]
+        norm = tf.linalg.global_norm(present)
+        scale = self.global_clipnorm / norm
+        clipped = iter(tf.cond(norm > self.global_clipnorm,
+                               lambda: [g * tf.cast(scale, g.dtype) for g in present],
+                               lambda: present))
+        return [None if g is None else next(clipped) for g in grads]
+
     def update_step(self, gradient, variable, learning_rate):
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        learning_rate = tf.cast(learning_rate, dtype)
         if self._scales is not None:
-            learning_rate = ops.cast(learning_rate, variable.dtype) * self._scales[
-                self._get_variable_index(variable)]
-        super().update_step(gradient, variable, learning_rate)
+            learning_rate *= self._scales[index]
+        if self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        step = tf.cast(self.iterations + 1, dtype)
+        # Inside a strategy's update() the moments' handles are this replica's copies.
+        tf.raw_ops.ResourceApplyAdam(
+            var=_handle(variable), m=_handle(self._momentums[index]),
+            v=_handle(self._velocities[index]),
+            beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
+            beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step), lr=learning_rate,
+            beta1=tf.cast(self.beta_1, dtype), beta2=tf.cast(self.beta_2, dtype),
+            epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
+
+
+def _handle(variable):
+    """The resource handle of a Keras or TensorFlow variable."""
+    return (variable.value if isinstance(variable, keras.Variable) else variable).handle
 
 
 def layer_decay_scale(task, decay):

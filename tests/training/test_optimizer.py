@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kerasllm.training.config import TrainConfig
 from kerasllm.training.errors import TrainingError
@@ -102,3 +103,39 @@ def test_layer_decay_needs_an_encoder():
                                      layer_decay=0.8), keras.layers.Dense(2))
     with pytest.raises(TrainingError, match="layer_decay must be in"):
         TrainConfig(model_dir="x", train_steps=10, global_batch_size=8, layer_decay=0.0)
+
+
+@pytest.mark.parametrize("gradient_scale", [1e-3, 10.0])  # under and over clip_norm
+def test_fused_steps_equal_keras_adamw(gradient_scale):
+    """Three steps of our optimizer (fused Adam kernel, its own clipping) against
+    Keras' AdamW with the same settings, on the same variables and gradients,
+    including an embedding's sparse gradient with a repeated row."""
+    config = TrainConfig(model_dir="unused", train_steps=10, global_batch_size=8,
+                         learning_rate=0.01, warmup_steps=2, weight_decay=0.1,
+                         clip_norm=1.0, ema_momentum=0.9)
+    ours = create_optimizer(config)
+    reference = keras.optimizers.AdamW(
+        learning_rate=WarmupDecay(0.01, 2, 10), weight_decay=0.1, epsilon=config.adam_epsilon,
+        global_clipnorm=1.0, use_ema=True, ema_momentum=0.9)
+    reference.exclude_from_weight_decay(var_names=["bias"])
+    rng = np.random.default_rng(0)
+    initial = {"embeddings": rng.normal(size=(6, 4)), "kernel": rng.normal(size=(4, 3)),
+               "bias": rng.normal(size=(3,))}
+    runs = []
+    for optimizer in (ours, reference):
+        variables = [keras.Variable(value.astype("float32"), name=name)
+                     for name, value in initial.items()]
+        optimizer.build(variables)
+        for step in range(3):
+            step_rng = np.random.default_rng(step)
+            rows = tf.IndexedSlices(
+                tf.constant(step_rng.normal(size=(3, 4)) * gradient_scale, tf.float32),
+                tf.constant([1, 4, 1]), tf.constant([6, 4]))
+            dense = [tf.constant(step_rng.normal(size=v.shape) * gradient_scale, tf.float32)
+                     for v in variables[1:]]
+            optimizer.apply([rows, *dense], variables)
+        averages = [a.numpy() for a in optimizer._model_variables_moving_average]
+        runs.append(([v.numpy() for v in variables], averages))
+    for got, want in zip(runs[0], runs[1]):
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
