@@ -3,6 +3,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from kerasllm.layers.matmul_einsum_dense import MatmulEinsumDense
+
 
 def causal_mask(query_length, key_length, query_offset=0):
     """Bool [query_length, key_length]: query i (at absolute position
@@ -61,7 +63,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self.initializer_range = initializer_range
 
         def projection(name, output_shape, equation, bias_axes):
-            return keras.layers.EinsumDense(
+            return MatmulEinsumDense(
                 equation, output_shape=output_shape,
                 bias_axes=bias_axes if use_bias else None,
                 kernel_initializer=keras.initializers.TruncatedNormal(
@@ -81,7 +83,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self.query_dense.build(query_shape)
         self.key_dense.build(value_shape)
         self.value_dense.build(value_shape)
-        self.output_dense = keras.layers.EinsumDense(
+        self.output_dense = MatmulEinsumDense(
             "btnh,nhd->btd", output_shape=(None, hidden),
             bias_axes="d" if self.use_bias else None,
             kernel_initializer=keras.initializers.TruncatedNormal(
