@@ -5,6 +5,7 @@ import tensorflow as tf
 from kerasllm.models import BertPretrainer
 from kerasllm.training.config import TrainConfig
 from kerasllm.training.loop import train
+from kerasllm.training.optimizer import create_optimizer
 from kerasllm.training.strategy import create_strategy
 
 VOCAB = 64
@@ -14,6 +15,14 @@ SEQ = 16
 def tiny_task():
     return BertPretrainer.from_name("bert_tiny", vocab_size=VOCAB, max_sequence_length=SEQ,
                                     dropout=0.0, attention_dropout=0.0)
+
+
+def task_and_optimizer(**settings):
+    """(a built tiny_task, its optimizer, its trainable variables); `settings` are
+    TrainConfig fields beyond a 10-step run of batch 8."""
+    task = tiny_task().build_for_inputs()
+    config = TrainConfig(model_dir="unused", train_steps=10, global_batch_size=8, **settings)
+    return task, create_optimizer(config, task), task.trainable_variables
 
 
 def fixed_examples(count=8, seed=0):

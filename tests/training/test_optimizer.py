@@ -7,7 +7,7 @@ from kerasllm.training.config import TrainConfig
 from kerasllm.training.errors import TrainingError
 from kerasllm.training.optimizer import WarmupDecay, create_optimizer
 
-from tests.training.helpers import tiny_task
+from tests.training.helpers import task_and_optimizer
 
 
 def test_linear_warmup_then_linear_decay():
@@ -25,11 +25,8 @@ def test_cosine_decay_to_end_fraction():
 
 
 def test_weight_decay_skips_layer_norm_and_biases():
-    task = tiny_task().build_for_inputs()
-    optimizer = create_optimizer(TrainConfig(
-        model_dir="unused", train_steps=10, global_batch_size=8, learning_rate=0.1,
-        weight_decay=0.5, clip_norm=0.0))
-    variables = task.trainable_variables
+    _, optimizer, variables = task_and_optimizer(learning_rate=0.1, weight_decay=0.5,
+                                                 clip_norm=0.0)
     before = {v.path: v.numpy() for v in variables}
     # Zero gradients leave Adam's update at 0: what moves is weight decay alone.
     optimizer.apply([keras.ops.zeros_like(v) for v in variables], variables)
@@ -78,12 +75,9 @@ def test_clipping_and_float16_loss_scaling():
 
 
 def test_layer_decay_scales_each_layers_step():
-    task = tiny_task().build_for_inputs()
+    task, optimizer, variables = task_and_optimizer(learning_rate=0.1, weight_decay=0.0,
+                                                    clip_norm=0.0, layer_decay=0.5)
     encoder, top = task.encoder, task.encoder.config.num_layers + 1
-    optimizer = create_optimizer(TrainConfig(
-        model_dir="unused", train_steps=10, global_batch_size=8, learning_rate=0.1,
-        weight_decay=0.0, clip_norm=0.0, layer_decay=0.5), task)
-    variables = task.trainable_variables
     before = [v.numpy() for v in variables]
     # Adam's first step moves every weight by the learning rate times sign(gradient).
     optimizer.apply([keras.ops.ones_like(v) for v in variables], variables)

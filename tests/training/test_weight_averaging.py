@@ -3,18 +3,14 @@ evaluated and returned, and kept across a resume."""
 import keras
 import numpy as np
 
-from kerasllm.training.config import TrainConfig
-from kerasllm.training.optimizer import averaged_weights, create_optimizer
+from kerasllm.training.optimizer import averaged_weights
 
-from tests.training.helpers import run, tiny_task
+from tests.training.helpers import run, task_and_optimizer, tiny_task
 
 
 def test_averaged_weights_hold_the_average_inside_the_block_only():
-    task = tiny_task().build_for_inputs()
-    optimizer = create_optimizer(TrainConfig(
-        model_dir="unused", train_steps=10, global_batch_size=8, learning_rate=0.1,
-        clip_norm=0.0, ema_momentum=0.5))
-    variables = task.trainable_variables
+    _, optimizer, variables = task_and_optimizer(learning_rate=0.1, clip_norm=0.0,
+                                                 ema_momentum=0.5)
     after_step = []
     for _ in range(3):
         optimizer.apply([keras.ops.ones_like(v) for v in variables], variables)
@@ -29,10 +25,7 @@ def test_averaged_weights_hold_the_average_inside_the_block_only():
 
 
 def test_without_an_average_nothing_changes():
-    task = tiny_task().build_for_inputs()
-    optimizer = create_optimizer(TrainConfig(model_dir="unused", train_steps=10,
-                                             global_batch_size=8))
-    variables = task.trainable_variables
+    _, optimizer, variables = task_and_optimizer()
     optimizer.apply([keras.ops.ones_like(v) for v in variables], variables)
     before = [v.numpy() for v in variables]
     with averaged_weights(optimizer, variables):
