@@ -40,9 +40,10 @@ text (and `serving_default`) to --export_dir (default saved_models/<run name>).
 With --ema_momentum the moving average of the weights is what is scored and
 exported.
 Warmup defaults to 10% of the steps.
-Checkpoints go to --model_dir (default model_dirs/<run name>) and a run
-resumes from them; the best epoch is remembered only within one process, so
-after a resume the epochs of the earlier process compete no more.
+Checkpoints go to --model_dir (default model_dirs/<run name>), one per epoch
+unless --checkpoint_every says otherwise, and a run resumes from them; the
+scores of every epoch and the weights of the best one are kept there too, so the
+epochs before an interruption still compete for the export.
 """
 import math
 import os
@@ -64,7 +65,7 @@ from kerasllm.models import BertEncoder
 from kerasllm.models.bert_classifier import POOLINGS
 from kerasllm.training import flags as training_flags
 from kerasllm.training.errors import TrainingError
-from kerasllm.training.loop import ensure_writable, train
+from kerasllm.training.loop import checkpointed_step, ensure_writable, train
 from kerasllm.training.pretrained_encoder import (is_pretraining_model_dir,
                                                  load_pretrained_encoder)
 from kerasllm.training.strategy import create_strategy, is_chief
@@ -109,6 +110,10 @@ flags.DEFINE_enum("pooling", "mean", POOLINGS,
                   "outputs, or the [CLS] pooler (untrained in sentence-transformers "
                   "checkpoints).")
 flags.DEFINE_float("dropout", 0.1, "Dropout before the classification layer (classify, tag).",
+                   lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("encoder_dropout", None,
+                   "Dropout inside the encoder (hidden and attention probabilities) while "
+                   "fine-tuning. Default: the checkpoint's own (0.1 in BERT configs).",
                    lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_integer("max_answer_length", 30,
                      "qa: the longest answer the model may give, in WordPiece tokens.",
@@ -194,6 +199,9 @@ def run():
 
     init_encoder, tokenizer = load_init_checkpoint(FLAGS.init_checkpoint)
     init_config, init_weights = init_encoder.config, init_encoder.get_weights()
+    if FLAGS.encoder_dropout is not None:
+        init_config = init_config.replace(dropout=FLAGS.encoder_dropout,
+                                          attention_dropout=FLAGS.encoder_dropout)
     if FLAGS.max_seq_length > init_config.max_sequence_length:
         raise DataError(
             f"--max_seq_length={FLAGS.max_seq_length} is larger than the checkpoint's "
@@ -211,7 +219,9 @@ def run():
         model_dir=FLAGS.model_dir or os.path.join("model_dirs", run_name),
         train_steps=total_steps, warmup_steps=warmup_steps,
         # Progress lines fall on every epoch end, where the evaluation hooks in.
-        log_every=largest_divisor_at_most(steps_per_epoch, FLAGS.log_every))
+        log_every=largest_divisor_at_most(steps_per_epoch, FLAGS.log_every),
+        checkpoint_every=(FLAGS.checkpoint_every if FLAGS["checkpoint_every"].present
+                          else steps_per_epoch))
     strategy = create_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
     ensure_writable(train_config.model_dir)
 
@@ -227,11 +237,15 @@ def run():
 
     evaluator = None
     if eval_examples:
+        # The chief keeps the scores and best weights in model_dir, so that the
+        # epochs of an interrupted run still compete after it resumes.
         evaluator = EpochEvaluator(
             task.evaluator(eval_examples, tokenizer, label_names,
                            max_seq_length=FLAGS.max_seq_length,
                            batch_size=FLAGS.eval_batch_size),
-            task.best_metric)
+            task.best_metric,
+            directory=train_config.model_dir if is_chief(strategy) else None,
+            completed_epochs=checkpointed_step(train_config.model_dir) // steps_per_epoch)
 
     def on_log(step, metrics):
         del metrics
@@ -251,8 +265,7 @@ def run():
     if evaluator:
         if evaluator.best is None:  # the run had already finished: score the final model
             evaluator.end_of_epoch(result.step // steps_per_epoch, model)
-        best_epoch, best_scores, best_weights = evaluator.best
-        model.set_weights(best_weights)
+        best_epoch, best_scores = evaluator.restore_best(model)
         logging.info("best epoch %d: %s", best_epoch, format_scores(best_scores))
         print(f"best epoch {best_epoch}: eval {format_scores(best_scores)}")
 

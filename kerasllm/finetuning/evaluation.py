@@ -1,5 +1,8 @@
 """Scoring a model on held-out examples after each fine-tuning epoch, and keeping
 the weights of the best epoch."""
+import json
+import os
+
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -78,19 +81,79 @@ class AnswerEvaluator:
 class EpochEvaluator:
     """Scores the model after every epoch and keeps the weights of the best one.
 
+    With a `directory`, every epoch's scores and the best epoch's weights are kept
+    there too (`eval_history.json`, `best_epoch-<epoch>.weights.h5`; the JSON is
+    replaced last, by rename, so it always names a complete weights file), and a
+    resumed run's epochs compete with those of the process that ran before.
+
     Args:
       score: model -> {score name: float}, e.g. a LabelEvaluator.
       best_metric: the score whose highest value picks the best epoch.
+      directory: optional; where the history and the best weights persist.
+      completed_epochs: epochs the resumed checkpoint holds; records of later
+        epochs (scored before a crash, then trained again) are dropped.
     """
 
-    def __init__(self, score, best_metric):
-        self.score, self.best_metric = score, best_metric
+    HISTORY = "eval_history.json"
+
+    def __init__(self, score, best_metric, directory=None, completed_epochs=0):
+        self.score, self.best_metric, self.directory = score, best_metric, directory
         self.history = []  # (epoch, scores)
-        self.best = None  # (epoch, scores, weights)
+        self.best = None  # (epoch, scores)
+        self._best_weights = None  # the best epoch's weights, when this process scored it
+        if directory:
+            self._load(completed_epochs)
+
+    def _load(self, completed_epochs):
+        path = os.path.join(self.directory, self.HISTORY)
+        if not os.path.exists(path):
+            return
+        with open(path) as f:
+            state = json.load(f)
+        self.history = [(epoch, scores) for epoch, scores in state["history"]
+                        if epoch <= completed_epochs]
+        if state["best_epoch"] is not None and state["best_epoch"] <= completed_epochs:
+            self.best = (state["best_epoch"], dict(self.history)[state["best_epoch"]])
+        elif state["best_epoch"] is not None:
+            logging.warning("the best epoch so far (%d) is newer than the checkpoint resumed "
+                            "(epoch %d); epochs before it no longer compete",
+                            state["best_epoch"], completed_epochs)
+        logging.info("eval history from earlier runs: %s", self.history)
+
+    def _weights_path(self, epoch):
+        return os.path.join(self.directory, f"best_epoch-{epoch}.weights.h5")
+
+    def _save(self, model, new_best):
+        if new_best:
+            model.save_weights(self._weights_path(self.best[0]))
+        path = os.path.join(self.directory, self.HISTORY)
+        with open(path + ".tmp", "w") as f:
+            json.dump({"history": self.history,
+                       "best_epoch": self.best and self.best[0]}, f, indent=1)
+        os.replace(path + ".tmp", path)
+        for name in os.listdir(self.directory):
+            if (name.startswith("best_epoch-") and name.endswith(".weights.h5")
+                    and name != os.path.basename(self._weights_path(self.best[0]))):
+                os.remove(os.path.join(self.directory, name))
 
     def end_of_epoch(self, epoch, model):
         scores = self.score(model)
-        self.history.append((epoch, scores))
+        self.history = [(e, s) for e, s in self.history if e < epoch] + [(epoch, scores)]
         logging.info("epoch %d eval: %s", epoch, format_scores(scores))
-        if self.best is None or scores[self.best_metric] > self.best[1][self.best_metric]:
-            self.best = (epoch, scores, model.get_weights())
+        new_best = (self.best is None or self.best[0] >= epoch
+                    or scores[self.best_metric] > self.best[1][self.best_metric])
+        if new_best:
+            self.best, self._best_weights = (epoch, scores), model.get_weights()
+        if self.directory:
+            self._save(model, new_best)
+
+    def restore_best(self, model):
+        """Gives `model` the best epoch's weights; returns (epoch, scores), or None
+        if no epoch was scored."""
+        if self.best is None:
+            return None
+        if self._best_weights is not None:
+            model.set_weights(self._best_weights)
+        else:
+            model.load_weights(self._weights_path(self.best[0]))
+        return self.best

@@ -55,6 +55,12 @@ def worker_dir(model_dir, strategy):
     return os.path.join(model_dir, f".worker_{strategy.cluster_resolver.task_id}")
 
 
+def checkpointed_step(model_dir):
+    """The step of the newest checkpoint `train` wrote to model_dir (0 if none)."""
+    path = tf.train.latest_checkpoint(model_dir)
+    return int(path.rsplit("-", 1)[1]) if path else 0
+
+
 def restore_latest(checkpoint, manager, model_dir):
     """Restores the newest checkpoint, if any; a checkpoint that does not fit the
     task, or cannot be read, stops the run and is left untouched."""

@@ -2,6 +2,7 @@
 in a fresh process, and one-line errors on bad input."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -82,6 +83,31 @@ def test_exported_classify_matches_the_model_in_a_fresh_process(finetuned, tmp_p
     # An empty text_b is classified as the single text.
     np.testing.assert_allclose(served["classify_pair/probabilities"][[0, 3]],
                                probabilities[[0, 3]], atol=1e-6)
+
+
+def test_a_resumed_run_exports_the_best_epoch_of_both_processes(finetuned, data_files,
+                                                                tmp_path):
+    first_model_dir, _, _ = finetuned
+    model_dir, export_dir = str(tmp_path / "model"), str(tmp_path / "export")
+    shutil.copytree(first_model_dir, model_dir)
+    code, output = run_trainer(
+        f"--train_file={data_files[0]}", f"--eval_file={data_files[1]}",
+        f"--model_dir={model_dir}", f"--export_dir={export_dir}", f"--max_seq_length={SEQ}",
+        "--batch_size=8", "--epochs=2", "--steps_per_epoch=3", "--learning_rate=1e-4")
+    assert code == 0, output[-3000:]
+    assert "resumed from" in output and "step 6/6" in output
+    with open(os.path.join(export_dir, "1", "assets.extra", "kerasllm.json")) as f:
+        metadata = json.load(f)
+    history = dict(metadata["eval_history"])
+    assert sorted(history) == [1, 2]  # epoch 1 was scored by the first process
+    best = 1 if history[2]["accuracy"] <= history[1]["accuracy"] else 2
+    assert metadata["best_epoch"] == best
+    served = serve_in_fresh_process(os.path.join(export_dir, "1"), {"text": PROBE_TEXTS},
+                                    tmp_path)
+    np.testing.assert_allclose(
+        served["classify/probabilities"],
+        in_process_probabilities(first_model_dir if best == 1 else model_dir, PROBE_TEXTS),
+        atol=1e-5)
 
 
 def test_packaged_data_set_is_for_classification_only(tmp_path):
