@@ -1,4 +1,5 @@
-"""Trains the tiny task under a named strategy and prints a JSON summary.
+"""Trains the tiny task (with a weight average) under a named strategy and prints a
+JSON summary.
 
 Run as a separate process: logical CPU devices and TF_CONFIG must be set before
 TensorFlow starts. Usage: python -m tests.training.distributed_run STRATEGY MODEL_DIR [CPUS]
@@ -26,8 +27,11 @@ def main(strategy_name, model_dir, cpus=1):
     # lr * sign(gradient), so gradients that are zero up to float round-off (whose
     # summation order differs between one and two replicas) would otherwise move
     # weights by a full step in random directions and hide real differences.
+    # With a moving average of the weights, which must be kept alike on every
+    # replica and worker: the weights compared at the end are the average.
     config = TrainConfig(model_dir=model_dir, train_steps=20, global_batch_size=8,
-                         learning_rate=2e-2, warmup_steps=2, log_every=10, adam_epsilon=1e-2)
+                         learning_rate=2e-2, warmup_steps=2, log_every=10, adam_epsilon=1e-2,
+                         ema_momentum=0.9)
     logged = []
     result = train(tiny_task, repeating_dataset_fn(fixed_examples(), config.global_batch_size),
                    config, strategy, on_log=lambda step, metrics: logged.append(metrics))
