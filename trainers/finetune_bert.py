@@ -52,6 +52,7 @@ from absl import app, flags, logging
 
 import kerasllm
 from kerasllm.convert import ConversionError, load_hf_bert
+from kerasllm.data.batching import LENGTH_MULTIPLE_COMPILED, LENGTH_MULTIPLE_TRACED
 from kerasllm.data.errors import DataError
 from kerasllm.data.labeled_text import LabeledExample
 from kerasllm.data.minilm import minilm_model_dir
@@ -254,7 +255,9 @@ def run():
 
     dataset_fn = task.dataset_fn(
         train_examples, tokenizer, max_seq_length=FLAGS.max_seq_length,
-        global_batch_size=train_config.micro_batch_size, seed=train_config.seed)
+        global_batch_size=train_config.micro_batch_size, seed=train_config.seed,
+        length_multiple=(LENGTH_MULTIPLE_COMPILED if train_config.jit_compile
+                         else LENGTH_MULTIPLE_TRACED))
     logging.info("%d training examples, %d steps per epoch, %d steps%s",
                  len(train_examples), steps_per_epoch, total_steps,
                  ", labels " + ", ".join(label_names) if label_names else "")

@@ -2,12 +2,10 @@
 length batched together, and no more padding than the longest one needs.
 
 A batch is as long as its longest example rounded up to a multiple of
-LENGTH_BUCKET_WIDTH (at most max_seq_length): padding only costs compute, the
-model ignores it, and the rounding keeps the number of distinct batch shapes
-(so of compiled training steps) small. Training batches are drawn from length
-buckets LENGTH_BUCKET_WIDTH tokens wide, and evaluation batches from the
-examples sorted by length, so a batch of short sentences costs about what its
-real tokens cost.
+`length_multiple` tokens (at most max_seq_length): padding only costs compute,
+the model ignores it. Training batches are drawn from length buckets
+`length_multiple` tokens wide, and evaluation batches from the examples sorted by
+length, so a batch of short sentences costs about what its real tokens cost.
 """
 import numpy as np
 import tensorflow as tf
@@ -15,28 +13,32 @@ import tensorflow as tf
 from kerasllm.data.errors import DataError
 from kerasllm.data.packing import pad_to_length
 
-LENGTH_BUCKET_WIDTH = 8  # tokens; also the granularity of a batch's trimmed length
+# A step compiled with XLA is compiled once per batch shape, so it wants few
+# lengths; a traced step takes any length, and narrower buckets pad less (on the
+# RT sentences, ~3% of the tokens fed to the model are padding at 2, ~15% at 8).
+LENGTH_MULTIPLE_COMPILED = 8
+LENGTH_MULTIPLE_TRACED = 2
 SEQUENCE_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
 
-def trim_padding(inputs, sequence_features=SEQUENCE_INPUTS):
+def trim_padding(inputs, sequence_features=SEQUENCE_INPUTS,
+                 length_multiple=LENGTH_MULTIPLE_COMPILED):
     """Drops the padding columns no example of the batch uses, keeping the length a
-    multiple of LENGTH_BUCKET_WIDTH (few distinct shapes for compiled steps).
+    multiple of `length_multiple`.
 
     inputs: dict with token_ids, segment_ids, padding_mask int32 [B, S] and any
     other `sequence_features` [B, S] (trimmed alike); everything else, e.g.
     labels [B], is passed through. Returns the same with [B, S'], S' <= S.
     """
     longest = tf.reduce_max(tf.reduce_sum(inputs["padding_mask"], axis=1))
-    width = LENGTH_BUCKET_WIDTH
-    length = tf.minimum((longest + width - 1) // width * width,
+    length = tf.minimum((longest + length_multiple - 1) // length_multiple * length_multiple,
                         tf.shape(inputs["padding_mask"])[1])
     return {name: value[:, :length] if name in sequence_features else value
             for name, value in inputs.items()}
 
 
 def bucketed_batches(columns, lengths, to_model_inputs, *, batch_size, max_seq_length,
-                     training, seed=None):
+                     training, seed=None, bucket_width=LENGTH_MULTIPLE_COMPILED):
     """tf.data batches of `columns`, turned into model inputs by `to_model_inputs`.
 
     Args:
@@ -51,6 +53,7 @@ def bucketed_batches(columns, lengths, to_model_inputs, *, batch_size, max_seq_l
         only, each drawn from one length bucket; False: one pass in order, the
         last batch possibly smaller.
       seed: shuffle seed (training only).
+      bucket_width: tokens per length bucket (training only).
     Returns:
       tf.data.Dataset of `to_model_inputs` results, prefetched.
     """
@@ -71,7 +74,7 @@ def bucketed_batches(columns, lengths, to_model_inputs, *, batch_size, max_seq_l
         dataset = dataset.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.repeat().group_by_window(
             key_func=lambda columns, length: tf.minimum(
-                length, max_seq_length) // LENGTH_BUCKET_WIDTH,
+                length, max_seq_length) // bucket_width,
             reduce_func=lambda key, window: window.batch(batch_size, drop_remainder=True),
             window_size=batch_size)
     else:
@@ -129,12 +132,12 @@ class PackedExamples:
                                for name, value in self.columns.items()})
 
 
-def pad_packed(batch, *, pad_id, max_seq_length):
+def pad_packed(batch, *, pad_id, max_seq_length, length_multiple=LENGTH_MULTIPLE_COMPILED):
     """A batch of PackedExamples columns -> model inputs.
 
     token_ids (padded with pad_id), segment_ids and every other ragged column
     (padded with 0) become dense [B, S'], S' the longest row rounded up to a
-    multiple of LENGTH_BUCKET_WIDTH (at most max_seq_length); padding_mask
+    multiple of `length_multiple` (at most max_seq_length); padding_mask
     int32 [B, S'] is added; dense columns pass through.
     """
     inputs = pad_to_length(batch["token_ids"], batch["segment_ids"], max_seq_length, pad_id)
@@ -144,29 +147,36 @@ def pad_packed(batch, *, pad_id, max_seq_length):
         if name not in inputs:
             inputs[name] = value.to_tensor(0, shape=[None, max_seq_length]) \
                 if name in per_token else value
-    return trim_padding(inputs, sequence_features=(*SEQUENCE_INPUTS, *per_token))
+    return trim_padding(inputs, sequence_features=(*SEQUENCE_INPUTS, *per_token),
+                        length_multiple=length_multiple)
 
 
-def packed_dataset(examples, *, pad_id, max_seq_length, batch_size, training, seed=None):
-    """tf.data batches of PackedExamples (see bucketed_batches for `training`).
+def packed_dataset(examples, *, pad_id, max_seq_length, batch_size, training, seed=None,
+                   length_multiple=LENGTH_MULTIPLE_COMPILED):
+    """tf.data batches of PackedExamples (see bucketed_batches for `training`),
+    `length_multiple` tokens apart in length (see trim_padding).
 
     Returns:
       tf.data.Dataset of dicts: token_ids, segment_ids, padding_mask int32 [B, S']
       and the other columns, per-token ones [B, S'] (see pad_packed).
     """
     def to_model_inputs(batch):
-        return pad_packed(batch, pad_id=pad_id, max_seq_length=max_seq_length)
+        return pad_packed(batch, pad_id=pad_id, max_seq_length=max_seq_length,
+                          length_multiple=length_multiple)
 
     return bucketed_batches(examples.columns, examples.columns["token_ids"].row_lengths(),
                             to_model_inputs, batch_size=batch_size,
-                            max_seq_length=max_seq_length, training=training, seed=seed)
+                            max_seq_length=max_seq_length, training=training, seed=seed,
+                            bucket_width=length_multiple)
 
 
-def packed_dataset_fn(examples, *, pad_id, max_seq_length, global_batch_size, seed=None):
+def packed_dataset_fn(examples, *, pad_id, max_seq_length, global_batch_size, seed=None,
+                      length_multiple=LENGTH_MULTIPLE_COMPILED):
     """A training dataset_fn of PackedExamples (see sharded_dataset_fn)."""
     def make_dataset(shard, batch_size, shard_seed):
         return packed_dataset(shard, pad_id=pad_id, max_seq_length=max_seq_length,
-                              batch_size=batch_size, training=True, seed=shard_seed)
+                              batch_size=batch_size, training=True, seed=shard_seed,
+                              length_multiple=length_multiple)
 
     return sharded_dataset_fn(examples, make_dataset, global_batch_size=global_batch_size,
                               seed=seed)

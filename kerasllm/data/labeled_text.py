@@ -15,7 +15,8 @@ import csv
 
 import tensorflow as tf
 
-from kerasllm.data.batching import bucketed_batches, sharded_dataset_fn, trim_padding
+from kerasllm.data.batching import (LENGTH_MULTIPLE_COMPILED, bucketed_batches,
+                                    sharded_dataset_fn, trim_padding)
 from kerasllm.data.example_files import (STRING, ExampleFileError, check_fields, file_format,
                                          jsonl_objects, label_lookup, line_error,
                                          numbered_lines, read_records)
@@ -133,13 +134,13 @@ def _token_counts(examples, tokenizer, has_pairs):
 
 
 def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, training,
-                           seed=None):
+                           seed=None, length_multiple=LENGTH_MULTIPLE_COMPILED):
     """tf.data batches of tokenized, packed examples for a BertClassifier.
 
     Texts are tokenized in the pipeline with the same graph ops the exported
     signatures use. Pairs are packed "[CLS] a [SEP] b [SEP]" when any example
     has a `text_b`, else "[CLS] a [SEP]". A batch is as long as its longest
-    example (rounded up to a multiple of LENGTH_BUCKET_WIDTH, at most
+    example (rounded up to a multiple of `length_multiple`, at most
     max_seq_length): padding only costs compute, the model ignores it.
 
     Args:
@@ -149,10 +150,11 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
       batch_size: B.
       training: True: shuffled anew every epoch, repeated forever, full batches
         only, each drawn from examples of similar length (buckets
-        LENGTH_BUCKET_WIDTH tokens wide), which makes a batch of short
+        `length_multiple` tokens wide), which makes a batch of short
         sentences about as cheap as its real tokens; False: one pass, shortest
         examples first (see bucketed_batches), last batch possibly smaller.
       seed: shuffle seed (training only).
+      length_multiple: see kerasllm.data.batching.trim_padding.
     Returns:
       tf.data.Dataset of dicts: token_ids, segment_ids, padding_mask int32 [B, S'],
       S' <= S, and labels int32 [B].
@@ -165,17 +167,19 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
             segments.append(tokenizer.tokenize(columns[TEXT_B]))
         inputs = pack_segments(segments, max_seq_length, tokenizer.cls_id, tokenizer.sep_id,
                                tokenizer.pad_id)
-        return trim_padding(dict(inputs, labels=columns["labels"]))
+        return trim_padding(dict(inputs, labels=columns["labels"]),
+                            length_multiple=length_multiple)
 
     columns = {TEXT: [e.text for e in examples], TEXT_B: [e.text_b for e in examples],
                "labels": tf.constant([e.label for e in examples], tf.int32)}
     lengths = _token_counts(examples, tokenizer, has_pairs) if examples else []
     return bucketed_batches(columns, lengths, tokenize_and_pack, batch_size=batch_size,
-                            max_seq_length=max_seq_length, training=training, seed=seed)
+                            max_seq_length=max_seq_length, training=training, seed=seed,
+                            bucket_width=length_multiple)
 
 
 def classification_dataset_fn(examples, tokenizer, *, max_seq_length, global_batch_size,
-                              seed=None):
+                              seed=None, length_multiple=LENGTH_MULTIPLE_COMPILED):
     """A training dataset_fn for kerasllm.training.loop.train (see sharded_dataset_fn).
 
     Returns:
@@ -184,7 +188,8 @@ def classification_dataset_fn(examples, tokenizer, *, max_seq_length, global_bat
     """
     def make_dataset(shard, batch_size, shard_seed):
         return classification_dataset(shard, tokenizer, max_seq_length=max_seq_length,
-                                      batch_size=batch_size, training=True, seed=shard_seed)
+                                      batch_size=batch_size, training=True, seed=shard_seed,
+                                      length_multiple=length_multiple)
 
     return sharded_dataset_fn(examples, make_dataset, global_batch_size=global_batch_size,
                               seed=seed)

@@ -23,6 +23,10 @@ from kerasllm.models.bert_classifier import BertClassifier
 from kerasllm.models.bert_span_qa import BertSpanQA
 from kerasllm.models.bert_token_classifier import BertTokenClassifier
 
+# Evaluation runs one traced (never XLA-compiled) function for every batch length,
+# so its batches are exactly as long as their longest example.
+EVAL_LENGTH_MULTIPLE = 1
+
 
 class FineTuningTask:
     """What a trainer needs to know about one task; subclasses fill it in.
@@ -45,8 +49,11 @@ class FineTuningTask:
         epochs count), e.g. tokenized ahead; reports what cannot be trained on."""
         return examples
 
-    def dataset_fn(self, examples, tokenizer, *, max_seq_length, global_batch_size, seed):
-        """A kerasllm.training.loop.train dataset_fn over training_examples()."""
+    def dataset_fn(self, examples, tokenizer, *, max_seq_length, global_batch_size, seed,
+                   length_multiple):
+        """A kerasllm.training.loop.train dataset_fn over training_examples(), its
+        batch lengths `length_multiple` tokens apart (see
+        kerasllm.data.batching.trim_padding)."""
         raise NotImplementedError
 
     def build_model(self, encoder, label_names):
@@ -78,9 +85,11 @@ class ClassificationTask(FineTuningTask):
     def read(self, path, label_names=None):
         return read_labeled_text(path, label_names)
 
-    def dataset_fn(self, examples, tokenizer, *, max_seq_length, global_batch_size, seed):
+    def dataset_fn(self, examples, tokenizer, *, max_seq_length, global_batch_size, seed,
+                   length_multiple):
         return classification_dataset_fn(examples, tokenizer, max_seq_length=max_seq_length,
-                                          global_batch_size=global_batch_size, seed=seed)
+                                          global_batch_size=global_batch_size, seed=seed,
+                                          length_multiple=length_multiple)
 
     def build_model(self, encoder, label_names):
         return BertClassifier(encoder, len(label_names), pooling=self.pooling,
@@ -89,7 +98,8 @@ class ClassificationTask(FineTuningTask):
     def evaluator(self, examples, tokenizer, label_names, *, max_seq_length, batch_size):
         return LabelEvaluator(
             classification_dataset(examples, tokenizer, max_seq_length=max_seq_length,
-                                   batch_size=batch_size, training=False),
+                                   batch_size=batch_size, training=False,
+                                   length_multiple=EVAL_LENGTH_MULTIPLE),
             len(label_names))
 
     def signatures(self, model, tokenizer, label_names, max_seq_length):
@@ -115,10 +125,12 @@ class TokenizedAheadTask(FineTuningTask):
     """A task whose training_examples are PackedExamples, tokenized and packed once
     before training (which also counts what does not fit)."""
 
-    def dataset_fn(self, examples, tokenizer, *, max_seq_length, global_batch_size, seed):
+    def dataset_fn(self, examples, tokenizer, *, max_seq_length, global_batch_size, seed,
+                   length_multiple):
         return packed_dataset_fn(examples, pad_id=tokenizer.pad_id,
                                  max_seq_length=max_seq_length,
-                                 global_batch_size=global_batch_size, seed=seed)
+                                 global_batch_size=global_batch_size, seed=seed,
+                                 length_multiple=length_multiple)
 
 
 class TaggingTask(TokenizedAheadTask):
@@ -145,7 +157,7 @@ class TaggingTask(TokenizedAheadTask):
         return LabelEvaluator(
             packed_dataset(inputs.examples, pad_id=tokenizer.pad_id,
                            max_seq_length=max_seq_length, batch_size=batch_size,
-                           training=False),
+                           training=False, length_multiple=EVAL_LENGTH_MULTIPLE),
             len(label_names))
 
     def signatures(self, model, tokenizer, label_names, max_seq_length):

@@ -89,6 +89,10 @@ def test_eval_batches_go_shortest_first_pack_pairs_and_truncate():
     assert first["segment_ids"][1].tolist() == [0, 0, 0, 0, 0, 1, 1, 0]
     assert first["padding_mask"].sum(axis=1).tolist() == [4, 7]
     assert batches[1]["padding_mask"].numpy().sum() == 8  # truncated to max_seq_length
+    exact = next(iter(classification_dataset(longest_first, tokenizer, max_seq_length=8,
+                                             batch_size=2, training=False,
+                                             length_multiple=1)))
+    assert exact["token_ids"].shape == (2, 7)  # as long as its longest example
 
 
 def test_training_dataset_fn_repeats_shuffles_shards_and_buckets_by_length():
@@ -110,6 +114,22 @@ def test_training_dataset_fn_repeats_shuffles_shards_and_buckets_by_length():
     counts = np.unique(np.concatenate(lengths), return_counts=True)
     assert counts[0].tolist() == [4, 6, 8, 10] and min(counts[1]) >= 4  # every one, repeated
     assert len({tuple(row) for row in lengths}) > 2  # reshuffled between epochs
+
+
+def test_narrower_length_buckets_pad_less():
+    tokenizer = WordPieceTokenizer(VOCAB)
+    examples = [LabeledExample("good " * (i + 1), i % 2) for i in range(8)]
+    dataset_fn = classification_dataset_fn(examples, tokenizer, max_seq_length=12,
+                                           global_batch_size=4, seed=1, length_multiple=2)
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
+                                         num_replicas_in_sync=2)
+    batches = [{k: v.numpy() for k, v in b.items()} for b in dataset_fn(context).take(8)]
+    # Lengths 4, 6, 8, 10 each have a bucket of their own (2 tokens wide), so a batch
+    # holds one length twice (an example meets itself in the next epoch), unpadded.
+    lengths = [b["padding_mask"].sum(axis=1).tolist() for b in batches]
+    assert all(row[0] == row[1] for row in lengths)
+    assert all(b["token_ids"].shape == (2, row[0]) for b, row in zip(batches, lengths))
+    assert len({row[0] for row in lengths}) > 1
 
 
 def test_too_few_training_examples_is_named():
