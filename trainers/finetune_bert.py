@@ -2,7 +2,7 @@
 and exports it.
 
     python -m trainers.finetune_bert --dataset=rt_sentences --learning_rate=1e-4 \
-        --ema_momentum=0.99  # MiniLM on Rotten Tomatoes sentences
+        --ema_momentum=0.99 --encoder_dropout=0  # MiniLM on Rotten Tomatoes sentences
     python -m trainers.finetune_bert --init_checkpoint=path/to/hf_bert_dir \
         --train_file=train.tsv --eval_file=dev.tsv --pooling=cls --epochs=3
     python -m trainers.finetune_bert --task=tag --train_file=train.conll \

@@ -42,7 +42,7 @@ def finetuned(data_files, tmp_path_factory):
         "--init_checkpoint=minilm", f"--train_file={data_files[0]}",
         f"--eval_file={data_files[1]}", f"--model_dir={model_dir}", f"--export_dir={export_dir}",
         f"--max_seq_length={SEQ}", "--batch_size=8", "--epochs=1", "--steps_per_epoch=3",
-        "--learning_rate=1e-4")
+        "--learning_rate=1e-4", "--encoder_dropout=0")
     assert code == 0, output[-3000:]
     return model_dir, os.path.join(export_dir, "1"), output
 
@@ -55,6 +55,7 @@ def test_finetune_evaluates_and_exports(finetuned):
     assert metadata["label_names"] == ["neg", "pos"]
     assert metadata["best_epoch"] == 1 and set(metadata["eval_metrics"]) == {"accuracy",
                                                                             "macro_f1"}
+    assert metadata["config"]["dropout"] == metadata["config"]["attention_dropout"] == 0.0
 
 
 def in_process_probabilities(model_dir, texts):
@@ -126,13 +127,14 @@ def test_unknown_eval_label_names_file_and_line(data_files, tmp_path):
 @pytest.mark.slow
 def test_rotten_tomatoes_accuracy(tmp_path):
     """The README's recipe: MiniLM, mean pooling, 2 epochs, batch 32, lr 1e-4, 64
-    tokens, moving average of the weights (momentum 0.99); 11-12 minutes on 2 CPU
-    cores. Measured for seeds 0 (this test's), 1, 2: 86.66%, 86.52%, 85.48%, so the
-    issue's goal of 86.5% is reached by two seeds of three; the bound is the
-    lowest seed's, less noise."""
+    tokens, no dropout inside the encoder, moving average of the weights (momentum
+    0.99); about 9 minutes on 2 CPU cores. Measured for seeds 0 (this test's), 1, 2:
+    85.86%, 86.75%, 85.86%, so the issue's goal of 86.5% is reached by some seeds, not
+    all; the bound is the lowest seed's, less noise."""
     code, output = run_trainer("--dataset=rt_sentences", "--learning_rate=1e-4",
-                               "--ema_momentum=0.99", f"--model_dir={tmp_path / 'model'}",
-                               f"--export_dir={tmp_path / 'export'}")
+                               "--ema_momentum=0.99", "--encoder_dropout=0",
+                               f"--model_dir={tmp_path / 'model'}",
+                               f"--export_dir={tmp_path / 'export'}", timeout=1800)
     assert code == 0, output[-3000:]
     with open(tmp_path / "export" / "1" / "assets.extra" / "kerasllm.json") as f:
         accuracy = json.load(f)["eval_metrics"]["accuracy"]

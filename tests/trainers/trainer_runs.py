@@ -11,12 +11,12 @@ from tests.fresh_process import ROOT
 
 def trainer_runner(trainer):
     """(run_trainer, assert_one_line_error) for `python -m trainers.<trainer>`:
-    run_trainer(*args) -> (exit code, stdout + stderr);
+    run_trainer(*args, timeout=600) -> (exit code, stdout + stderr);
     assert_one_line_error(code, output, *fragments) checks that the run failed
     with one `<trainer>: error:` line holding every fragment, and no stack trace."""
-    def run_trainer(*args):
+    def run_trainer(*args, timeout=600):
         result = subprocess.run([sys.executable, "-m", f"trainers.{trainer}", *args],
-                                cwd=ROOT, capture_output=True, text=True, timeout=600)
+                                cwd=ROOT, capture_output=True, text=True, timeout=timeout)
         return result.returncode, result.stdout + result.stderr
 
     def assert_one_line_error(code, output, *fragments):
