@@ -129,7 +129,7 @@ class EpochEvaluator:
         path = os.path.join(self.directory, self.HISTORY)
         with open(path + ".tmp", "w") as f:
             json.dump({"history": self.history,
-                       "best_epoch": self.best and self.best[0]}, f, indent=1)
+                       "best_epoch": self.best[0]}, f, indent=1)
         os.replace(path + ".tmp", path)
         for name in os.listdir(self.directory):
             if (name.startswith("best_epoch-") and name.endswith(".weights.h5")
@@ -140,7 +140,7 @@ class EpochEvaluator:
         scores = self.score(model)
         self.history = [(e, s) for e, s in self.history if e < epoch] + [(epoch, scores)]
         logging.info("epoch %d eval: %s", epoch, format_scores(scores))
-        new_best = (self.best is None or self.best[0] >= epoch
+        new_best = (self.best is None
                     or scores[self.best_metric] > self.best[1][self.best_metric])
         if new_best:
             self.best, self._best_weights = (epoch, scores), model.get_weights()

@@ -39,10 +39,16 @@ def test_in_memory_keeps_the_best_epoch():
     assert [epoch for epoch, _ in evaluator.history] == [1, 2, 3]
 
 
-def test_epochs_of_an_earlier_process_compete_after_a_resume(tmp_path):
+def first_process(directory):
+    """Scores epochs 1 and 2 (0.7, then 0.9) into `directory`; returns the model."""
     model = small_model()
-    first = EpochEvaluator(scripted([0.7, 0.9]), "accuracy", directory=str(tmp_path))
-    run_epochs(first, model, 1, [1.0, 2.0])
+    run_epochs(EpochEvaluator(scripted([0.7, 0.9]), "accuracy", directory=str(directory)),
+               model, 1, [1.0, 2.0])
+    return model
+
+
+def test_epochs_of_an_earlier_process_compete_after_a_resume(tmp_path):
+    model = first_process(tmp_path)
 
     resumed = EpochEvaluator(scripted([0.8]), "accuracy", directory=str(tmp_path),
                              completed_epochs=2)
@@ -61,9 +67,7 @@ def test_epochs_of_an_earlier_process_compete_after_a_resume(tmp_path):
 
 
 def test_epochs_scored_after_the_resumed_checkpoint_are_dropped(tmp_path):
-    model = small_model()
-    first = EpochEvaluator(scripted([0.7, 0.9]), "accuracy", directory=str(tmp_path))
-    run_epochs(first, model, 1, [1.0, 2.0])
+    model = first_process(tmp_path)
 
     # The process died after scoring epoch 2 but before its checkpoint was written.
     resumed = EpochEvaluator(scripted([0.6]), "accuracy", directory=str(tmp_path),
