@@ -128,8 +128,8 @@ def test_unknown_eval_label_names_file_and_line(data_files, tmp_path):
 def test_rotten_tomatoes_accuracy(tmp_path):
     """The README's recipe: MiniLM, mean pooling, 2 epochs, batch 32, lr 1e-4, 64
     tokens, no dropout inside the encoder, moving average of the weights (momentum
-    0.99); about 9 minutes on 2 CPU cores. Measured for seeds 0 (this test's), 1, 2:
-    85.86%, 86.75%, 85.86%, so the issue's goal of 86.5% is reached by some seeds, not
+    0.99); about 9 minutes on 2 CPU cores. Measured for seeds 0 (this test's) to 4:
+    85.86%, 86.75%, 85.86%, 85.90%, 87.23%, so the issue's goal of 86.5% is reached by some seeds, not
     all; the bound is the lowest seed's, less noise."""
     code, output = run_trainer("--dataset=rt_sentences", "--learning_rate=1e-4",
                                "--ema_momentum=0.99", "--encoder_dropout=0",
