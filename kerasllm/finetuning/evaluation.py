@@ -112,9 +112,9 @@ class EpochEvaluator:
             state = json.load(f)
         self.history = [(epoch, scores) for epoch, scores in state["history"]
                         if epoch <= completed_epochs]
-        if state["best_epoch"] is not None and state["best_epoch"] <= completed_epochs:
+        if state["best_epoch"] <= completed_epochs:
             self.best = (state["best_epoch"], dict(self.history)[state["best_epoch"]])
-        elif state["best_epoch"] is not None:
+        else:
             logging.warning("the best epoch so far (%d) is newer than the checkpoint resumed "
                             "(epoch %d); epochs before it no longer compete",
                             state["best_epoch"], completed_epochs)
@@ -138,7 +138,7 @@ class EpochEvaluator:
 
     def end_of_epoch(self, epoch, model):
         scores = self.score(model)
-        self.history = [(e, s) for e, s in self.history if e < epoch] + [(epoch, scores)]
+        self.history.append((epoch, scores))
         logging.info("epoch %d eval: %s", epoch, format_scores(scores))
         new_best = (self.best is None
                     or scores[self.best_metric] > self.best[1][self.best_metric])
