@@ -84,7 +84,10 @@ class EpochEvaluator:
     With a `directory`, every epoch's scores and the best epoch's weights are kept
     there too (`eval_history.json`, `best_epoch-<epoch>.weights.h5`; the JSON is
     replaced last, by rename, so it always names a complete weights file), and a
-    resumed run's epochs compete with those of the process that ran before.
+    resumed run's epochs compete with those of the process that ran before. The
+    weights of the best epoch before the newest one are kept as well: an epoch
+    is scored before its checkpoint is written, so a crash in between resumes
+    at the epoch before, where that earlier best is the best again.
 
     Args:
       score: model -> {score name: float}, e.g. a LabelEvaluator.
@@ -101,6 +104,7 @@ class EpochEvaluator:
         self.history = []  # (epoch, scores)
         self.best = None  # (epoch, scores)
         self._best_weights = None  # the best epoch's weights, when this process scored it
+        self._replaced_best = None  # the epoch that was best before self.best
         if directory:
             self._load(completed_epochs)
 
@@ -112,12 +116,17 @@ class EpochEvaluator:
             state = json.load(f)
         self.history = [(epoch, scores) for epoch, scores in state["history"]
                         if epoch <= completed_epochs]
-        if state["best_epoch"] <= completed_epochs:
-            self.best = (state["best_epoch"], dict(self.history)[state["best_epoch"]])
-        else:
+        # The best scored epoch whose weights are kept (see _save): the best of
+        # all, or, if that one was dropped, the best before it. Ties go to the
+        # earlier epoch, as in end_of_epoch.
+        kept = [(epoch, scores) for epoch, scores in self.history
+                if os.path.exists(self._weights_path(epoch))]
+        self.best = max(kept, key=lambda record: record[1][self.best_metric], default=None)
+        if state["best_epoch"] > completed_epochs:
             logging.warning("the best epoch so far (%d) is newer than the checkpoint resumed "
-                            "(epoch %d); epochs before it no longer compete",
-                            state["best_epoch"], completed_epochs)
+                            "(epoch %d); the best before it (%s) takes its place",
+                            state["best_epoch"], completed_epochs,
+                            self.best[0] if self.best else "none")
         logging.info("eval history from earlier runs: %s", self.history)
 
     def _weights_path(self, epoch):
@@ -131,9 +140,11 @@ class EpochEvaluator:
             json.dump({"history": self.history,
                        "best_epoch": self.best[0]}, f, indent=1)
         os.replace(path + ".tmp", path)
+        keep = {os.path.basename(self._weights_path(epoch))
+                for epoch in (self.best[0], self._replaced_best) if epoch is not None}
         for name in os.listdir(self.directory):
-            if (name.startswith("best_epoch-") and name.endswith(".weights.h5")
-                    and name != os.path.basename(self._weights_path(self.best[0]))):
+            if name.startswith("best_epoch-") and name.endswith(".weights.h5") \
+                    and name not in keep:
                 os.remove(os.path.join(self.directory, name))
 
     def end_of_epoch(self, epoch, model):
@@ -143,6 +154,7 @@ class EpochEvaluator:
         new_best = (self.best is None
                     or scores[self.best_metric] > self.best[1][self.best_metric])
         if new_best:
+            self._replaced_best = self.best[0] if self.best else None
             self.best, self._best_weights = (epoch, scores), model.get_weights()
         if self.directory:
             self._save(model, new_best)

@@ -59,23 +59,41 @@ def test_epochs_of_an_earlier_process_compete_after_a_resume(tmp_path):
     assert resumed.history == [(1, {"accuracy": 0.7}), (2, {"accuracy": 0.9}),
                                (3, {"accuracy": 0.8})]
 
+    assert weight_files(tmp_path) == [2]  # epoch 1's were kept while epoch 2 was new
+
     better = EpochEvaluator(scripted([0.95]), "accuracy", directory=str(tmp_path),
                             completed_epochs=3)
     run_epochs(better, model, 4, [4.0])
-    assert sorted(name for name in os.listdir(tmp_path) if name.endswith(".h5")) == [
-        "best_epoch-4.weights.h5"]
+    assert weight_files(tmp_path) == [2, 4]  # the best, and the best it replaced
+
+
+def weight_files(directory):
+    return sorted(int(name[len("best_epoch-"):-len(".weights.h5")])
+                  for name in os.listdir(directory) if name.endswith(".weights.h5"))
 
 
 def test_epochs_scored_after_the_resumed_checkpoint_are_dropped(tmp_path):
     model = first_process(tmp_path)
+    assert weight_files(tmp_path) == [1, 2]
 
-    # The process died after scoring epoch 2 but before its checkpoint was written.
+    # The process died after scoring epoch 2 (the best) but before its checkpoint
+    # was written: the resumed run is back at epoch 1, whose weights were kept.
     resumed = EpochEvaluator(scripted([0.6]), "accuracy", directory=str(tmp_path),
                              completed_epochs=1)
-    assert resumed.history == [(1, {"accuracy": 0.7})] and resumed.best is None
+    assert resumed.history == [(1, {"accuracy": 0.7})]
+    assert resumed.best == (1, {"accuracy": 0.7})
     run_epochs(resumed, model, 2, [5.0])
-    assert resumed.restore_best(model) == (2, {"accuracy": 0.6})
-    assert all(np.all(w == 5.0) for w in model.get_weights())
+    assert resumed.restore_best(model) == (1, {"accuracy": 0.7})
+    assert all(np.all(w == 1.0) for w in model.get_weights())
+    assert weight_files(tmp_path) == [1]
+
+
+def test_a_crash_after_the_first_score_leaves_no_best_epoch(tmp_path):
+    run_epochs(EpochEvaluator(scripted([0.7]), "accuracy", directory=str(tmp_path)),
+               small_model(), 1, [1.0])
+    resumed = EpochEvaluator(scripted([]), "accuracy", directory=str(tmp_path),
+                             completed_epochs=0)
+    assert resumed.history == [] and resumed.best is None
 
 
 def test_an_empty_directory_starts_with_no_best_epoch(tmp_path):
