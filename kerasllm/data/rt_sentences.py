@@ -6,17 +6,24 @@ Its movieReviewSnippets_GroundTruth.txt holds the sentences of Pang & Lee's
 sentence-polarity data, one per CRLF line as `id TAB score TAB text`, where
 score is the mean human sentiment rating in [-4, 4]. The label is the sign of
 the score (1 positive: 5,242; 0 negative: 5,326); the 37 neutral sentences
-(score 0) are dropped.
+(score 0) are dropped. The score's size also says how sure the label is: a
+sentence rated +0.2 is nearly neutral, one rated +3 plainly positive. Each
+example carries that as its confidence, sigmoid(RATING_SHARPNESS * |score|)
+(0.73 at a rating of 0.5, 0.88 at 1, 0.98 at 2; half the sentences are rated
+beyond 1.8), which training uses as a soft target (see
+kerasllm.data.labeled_text); evaluation scores the sign alone.
 
 The held-out split is fixed by the sentence ids alone: ids are ordered by
 their SHA-256 digest and the first 20% form the test set, so the split is the
 same on every machine and in every library version.
 """
 import hashlib
+import math
 import os
 import tarfile
 
 from kerasllm.data.errors import DataError
+from kerasllm.data.labeled_text import LabeledExample
 from kerasllm.data.pypi_files import PackageFiles, fetch_package_files
 
 VADER_RESOURCES = PackageFiles(
@@ -31,14 +38,23 @@ EVALUATION_ARCHIVE = "hutto_ICWSM_2014.tar.gz"
 SNIPPETS_MEMBER = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
 LABEL_NAMES = ("negative", "positive")  # label id = index
 TEST_FRACTION = 0.2
+# The slope that turns a rating into a confidence. 2 keeps half the training
+# sentences above 0.97 and softens the ~13% rated within 1 of neutral; it is
+# a choice, not a fit: the split has no validation part to fit it on.
+RATING_SHARPNESS = 2.0
 
 
 class RtSentencesError(DataError):
     """The Rotten Tomatoes ground-truth file is missing or has a malformed line."""
 
 
+def rating_confidence(score):
+    """How sure the sign of a mean rating in [-4, 4] is, in (0.5, 1)."""
+    return 1 / (1 + math.exp(-RATING_SHARPNESS * abs(score)))
+
+
 def parse_ground_truth(text, source=SNIPPETS_MEMBER):
-    """Lines `id TAB score TAB text` -> [(id, text, label)], neutral lines dropped.
+    """Lines `id TAB score TAB text` -> [(id, LabeledExample)], neutral lines dropped.
 
     Args:
       text: the whole file as a str (any line ending).
@@ -67,7 +83,8 @@ def parse_ground_truth(text, source=SNIPPETS_MEMBER):
             raise RtSentencesError(f"{source}:{number}: duplicate id {sentence_id!r}")
         seen.add(sentence_id)
         if score != 0:
-            sentences.append((sentence_id, sentence, int(score > 0)))
+            sentences.append((sentence_id, LabeledExample(sentence, int(score > 0),
+                                                          confidence=rating_confidence(score))))
     return sentences
 
 
@@ -91,15 +108,16 @@ def load_rt_sentences(cache_dir=None):
     Args:
       cache_dir: kerasllm cache root (default $KERASLLM_CACHE or ~/.cache/kerasllm).
     Returns:
-      (train, test): lists of (text, label) in file order, label 1 = positive,
-      0 = negative (LABEL_NAMES); 8,454 and 2,114 sentences.
+      (train, test): lists of LabeledExample in file order, label 1 = positive,
+      0 = negative (LABEL_NAMES), confidence from the rating; 8,454 and 2,114
+      sentences.
     Raises:
       PackageFetchError: the archive cannot be fetched or fails its checksum.
       RtSentencesError: the ground-truth file is malformed.
     """
     sentences = parse_ground_truth(_read_snippets(cache_dir))
-    by_rank = sorted((sentence_id for sentence_id, _, _ in sentences), key=_split_rank)
+    by_rank = sorted((sentence_id for sentence_id, _ in sentences), key=_split_rank)
     test_ids = set(by_rank[:round(TEST_FRACTION * len(by_rank))])
-    train = [(text, label) for sid, text, label in sentences if sid not in test_ids]
-    test = [(text, label) for sid, text, label in sentences if sid in test_ids]
+    train = [example for sid, example in sentences if sid not in test_ids]
+    test = [example for sid, example in sentences if sid in test_ids]
     return train, test

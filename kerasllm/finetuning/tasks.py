@@ -74,16 +74,26 @@ class FineTuningTask:
 
 
 class ClassificationTask(FineTuningTask):
-    """One label per text or text pair (kerasllm.data.labeled_text files)."""
+    """One label per text or text pair (kerasllm.data.labeled_text files).
+
+    label_confidence: train toward each example's confidence (a soft target);
+    False: every label as certain.
+    """
 
     name = "classify"
     best_metric = "accuracy"
 
-    def __init__(self, pooling, dropout):
+    def __init__(self, pooling, dropout, label_confidence=True):
         self.pooling, self.dropout = pooling, dropout
+        self.label_confidence = label_confidence
 
     def read(self, path, label_names=None):
         return read_labeled_text(path, label_names)
+
+    def training_examples(self, examples, tokenizer, max_seq_length):
+        if self.label_confidence:
+            return examples
+        return [example._replace(confidence=1.0) for example in examples]
 
     def dataset_fn(self, examples, tokenizer, *, max_seq_length, global_batch_size, seed,
                    length_multiple):
@@ -106,7 +116,7 @@ class ClassificationTask(FineTuningTask):
         return classifier_signatures(model, tokenizer, label_names, max_seq_length)
 
     def metadata(self):
-        return {"pooling": self.pooling}
+        return {"pooling": self.pooling, "label_confidence": self.label_confidence}
 
 
 def _tagging_inputs(examples, tokenizer, max_seq_length, role):

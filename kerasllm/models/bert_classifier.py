@@ -33,10 +33,13 @@ class BertClassifier(BertTaskModel):
     checkpoints such as all-MiniLM-L6-v2 were trained, whose pooler is untrained).
 
     Inputs: a batch dict with token_ids, segment_ids, padding_mask: int [batch, seq];
-        for training also labels: int32 [batch], class ids in [0, num_classes).
+        for training also labels: int32 [batch], class ids in [0, num_classes),
+        and optionally label_confidence: float [batch] in [1/num_classes, 1].
     Outputs: dict with logits float32 [batch, num_classes].
 
-    Loss = mean sparse cross-entropy over the batch.
+    Loss = mean cross-entropy over the batch, against each label's one-hot
+    target, or, with label_confidence c, the target giving the label c and
+    every other class (1 - c) / (num_classes - 1).
     """
 
     def __init__(self, encoder: BertEncoder, num_classes, pooling="cls", dropout=0.1,
@@ -66,8 +69,11 @@ class BertClassifier(BertTaskModel):
     def compute_loss_and_metrics(self, batch, training=False):
         """Returns (loss, {"accuracy"}): float32 scalars, means over the batch."""
         logits = self(batch, training=training)["logits"]
-        loss = ops.mean(keras.losses.sparse_categorical_crossentropy(
-            batch["labels"], logits, from_logits=True))
+        confidence = ops.cast(batch.get("label_confidence", ops.ones_like(logits[:, 0])),
+                              "float32")[:, None]
+        one_hot = ops.one_hot(batch["labels"], self.num_classes)
+        targets = one_hot * confidence + (1 - one_hot) * (1 - confidence) / (self.num_classes - 1)
+        loss = ops.mean(keras.losses.categorical_crossentropy(targets, logits, from_logits=True))
         correct = ops.equal(ops.argmax(logits, -1), ops.cast(batch["labels"], "int64"))
         return loss, {"accuracy": ops.mean(ops.cast(correct, "float32"))}
 

@@ -43,7 +43,26 @@ def test_jsonl_with_integer_labels(tmp_path):
     assert examples == [LabeledExample("good", 1), LabeledExample("bad", 0, "plot")]
 
 
+def test_confidence_column_and_field_default_to_certain(tmp_path):
+    tsv = write(tmp_path, "a.tsv", "text\tlabel\tconfidence\ngood\tpos\t0.75\nbad\tneg\t\n")
+    assert read_labeled_text(tsv)[0] == [LabeledExample("good", 1, confidence=0.75),
+                                         LabeledExample("bad", 0, confidence=1.0)]
+    lines = [{"text": "good", "label": "pos", "confidence": 0.6},
+             {"text": "bad", "label": "neg", "confidence": 1}, {"text": "film", "label": "neg"}]
+    jsonl = write(tmp_path, "a.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    assert [e.confidence for e in read_labeled_text(jsonl)[0]] == [0.6, 1.0, 1.0]
+
+
 @pytest.mark.parametrize("name, content, labels, message", [
+    ("a.tsv", "text\tlabel\tconfidence\ngood\tpos\t1\nbad\tneg\tsure\n", None,
+     r"a.tsv:3: confidence 'sure' is not a number"),
+    ("a.csv", "text,label,confidence\ngood,pos,1\nbad,neg,1.5\n", None,
+     r"a.csv:3: confidence 1.5 is not in \(0, 1\]"),
+    ("a.csv", "text,label,confidence\ngood,pos,0\n", None, r"a.csv:2: confidence 0.0 is not in"),
+    ("a.tsv", "text\tlabel\tconfidence\ngood\tpos\t1\nbad\tneg\t0.4\n", None,
+     r"a.tsv:3: confidence 0.4 is below 1/2 \(the number of labels\)"),
+    ("a.jsonl", '{"text": "good", "label": "pos", "confidence": "high"}\n', None,
+     r"a.jsonl:1: field 'confidence' must be a number, got str"),
     ("a.tsv", "text\tlabel\ngood\tpos\nbad\tmeh\n", ["neg", "pos"],
      r"a.tsv:3: unknown label 'meh'"),
     ("a.tsv", "text\tlabel\ngood\tpos\n \tneg\n", None, r"a.tsv:3: empty text"),
@@ -130,6 +149,26 @@ def test_narrower_length_buckets_pad_less():
     assert all(row[0] == row[1] for row in lengths)
     assert all(b["token_ids"].shape == (2, row[0]) for b, row in zip(batches, lengths))
     assert len({row[0] for row in lengths}) > 1
+
+
+def test_only_training_batches_carry_label_confidence():
+    tokenizer = WordPieceTokenizer(VOCAB)
+    examples = [LabeledExample("good " * (i % 2 + 1), i % 2, confidence=0.5 + i / 16)
+                for i in range(8)]
+    batches = classification_dataset(examples, tokenizer, max_seq_length=8, batch_size=2,
+                                     training=True, seed=0).take(8)
+    confidence_of = {e.label: set() for e in examples}
+    for e in examples:
+        confidence_of[e.label].add(np.float32(e.confidence))
+    for b in batches:
+        for label, confidence in zip(b["labels"].numpy(), b["label_confidence"].numpy()):
+            assert confidence in confidence_of[label]
+    eval_batch = next(iter(classification_dataset(examples, tokenizer, max_seq_length=8,
+                                                  batch_size=2, training=False)))
+    assert "label_confidence" not in eval_batch
+    certain = next(iter(classification_dataset(EXAMPLES, tokenizer, max_seq_length=8,
+                                               batch_size=2, training=True, seed=0)))
+    assert "label_confidence" not in certain  # hard labels train as before
 
 
 def test_too_few_training_examples_is_named():

@@ -14,23 +14,29 @@ def split():
 def test_counts_and_split_sizes(split):
     train, test = split
     assert (len(train), len(test)) == (8454, 2114)
-    labels = collections.Counter(label for _, label in train + test)
+    labels = collections.Counter(e.label for e in train + test)
     assert labels == {1: 5242, 0: 5326}
     # A random 20% keeps the classes roughly balanced on both sides.
-    assert 0.45 < sum(label for _, label in test) / len(test) < 0.55
+    assert 0.45 < sum(e.label for e in test) / len(test) < 0.55
+    confidences = sorted(e.confidence for e in train)
+    assert 0.5 < confidences[0] < 0.6 and confidences[-1] > 0.999
+    assert 0.96 < confidences[len(train) // 2] < 0.98  # half the ratings beyond ~1.8
 
 
 def test_split_is_fixed_and_disjoint(split):
     again = load_rt_sentences()
     assert again == split
-    train_texts = {text for text, _ in split[0]}
-    assert not train_texts & {text for text, _ in split[1]}
-    assert split[0][0][0].startswith("The Rock is destined")
+    train_texts = {e.text for e in split[0]}
+    assert not train_texts & {e.text for e in split[1]}
+    assert split[0][0].text.startswith("The Rock is destined")
 
 
-def test_parse_drops_neutral_and_labels_by_sign():
-    text = "1\t2.5\tgood\r\n2\t-0.1\tbad\r\n3\t0\tmeh\r\n"
-    assert parse_ground_truth(text) == [("1", "good", 1), ("2", "bad", 0)]
+def test_parse_drops_neutral_labels_by_sign_and_rates_confidence_by_size():
+    text = "1\t2.5\tgood\r\n2\t-0.1\tbad\r\n3\t0\tmeh\r\n4\t-1\tdull\r\n"
+    parsed = parse_ground_truth(text)
+    assert [(sid, e.text, e.label) for sid, e in parsed] == [
+        ("1", "good", 1), ("2", "bad", 0), ("4", "dull", 0)]
+    assert [round(e.confidence, 3) for _, e in parsed] == [0.993, 0.55, 0.881]
 
 
 @pytest.mark.parametrize("line, message", [

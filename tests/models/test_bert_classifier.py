@@ -39,6 +39,20 @@ def test_logits_loss_and_accuracy(pooling):
     assert float(metrics["accuracy"]) == pytest.approx(correct.mean())
 
 
+def test_label_confidence_makes_the_target_soft():
+    model = tiny_classifier("mean")
+    inputs = dict(batch(), label_confidence=np.array([1.0, 0.8, 0.5, 0.4], "float32"))
+    log_probabilities = np.asarray(keras.ops.log_softmax(model(inputs)["logits"]))
+    loss, _ = model.compute_loss_and_metrics(inputs)
+    # The label gets c, each of the two other classes (1 - c) / 2.
+    targets = np.full((4, CLASSES), 0.0)
+    for row, (label, c) in enumerate(zip(inputs["labels"], inputs["label_confidence"])):
+        targets[row] = (1 - c) / 2
+        targets[row, label] = c
+    expected = -(targets * log_probabilities).sum(-1).mean()
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_padding_does_not_change_the_logits(pooling):
     model = tiny_classifier(pooling)

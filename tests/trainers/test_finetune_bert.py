@@ -22,8 +22,9 @@ NEGATIVE = ["a dull, lifeless mess", "terrible acting and a stupid plot", "i hat
 PROBE_TEXTS = ["what a wonderful film", "a stupid, dull plot", "", "word " * 100]
 
 
-def write_tsv(path, rows):
-    path.write_text("text\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows))
+def write_tsv(path, rows, columns=("text", "label")):
+    path.write_text("\t".join(columns) + "\n"
+                    + "".join("\t".join(map(str, row)) + "\n" for row in rows))
     return str(path)
 
 
@@ -31,7 +32,10 @@ def write_tsv(path, rows):
 def data_files(tmp_path_factory):
     directory = tmp_path_factory.mktemp("data")
     rows = [(text, "pos") for text in POSITIVE] + [(text, "neg") for text in NEGATIVE]
-    return write_tsv(directory / "train.tsv", rows * 4), write_tsv(directory / "dev.tsv", rows)
+    # Training labels of varied confidence: the soft-target loss runs in the trainer.
+    train_rows = [row + (0.7 + 0.1 * (i % 4),) for i, row in enumerate(rows * 4)]
+    return (write_tsv(directory / "train.tsv", train_rows, ("text", "label", "confidence")),
+            write_tsv(directory / "dev.tsv", rows))
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +56,7 @@ def test_finetune_evaluates_and_exports(finetuned):
     assert "step 3/3" in output and "best epoch 1: eval accuracy" in output
     with open(os.path.join(export_path, "assets.extra", "kerasllm.json")) as f:
         metadata = json.load(f)
-    assert metadata["label_names"] == ["neg", "pos"]
+    assert metadata["label_names"] == ["neg", "pos"] and metadata["label_confidence"]
     assert metadata["best_epoch"] == 1 and set(metadata["eval_metrics"]) == {"accuracy",
                                                                             "macro_f1"}
     assert metadata["config"]["dropout"] == metadata["config"]["attention_dropout"] == 0.0
