@@ -22,8 +22,8 @@ import tensorflow as tf
 
 from kerasllm.data.batching import (LENGTH_MULTIPLE_COMPILED, bucketed_batches,
                                     sharded_dataset_fn, trim_padding)
-from kerasllm.data.example_files import (NUMBER, STRING, ExampleFileError, check_fields, file_format,
-                                         jsonl_objects, label_lookup, line_error,
+from kerasllm.data.example_files import (NUMBER, STRING, ExampleFileError, check_fields,
+                                         file_format, jsonl_objects, label_lookup, line_error,
                                          numbered_lines, read_records)
 from kerasllm.data.packing import pack_segments
 
