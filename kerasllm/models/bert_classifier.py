@@ -44,9 +44,9 @@ class BertClassifier(BertTaskModel):
 
     def __init__(self, encoder: BertEncoder, num_classes, pooling="cls", dropout=0.1,
                  **kwargs):
-        super().__init__(encoder, **kwargs)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        super().__init__(encoder, uses_pooler=pooling == "cls", **kwargs)
         if int(num_classes) < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
         self.num_classes = int(num_classes)

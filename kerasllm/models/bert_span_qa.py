@@ -25,7 +25,7 @@ class BertSpanQA(BertTaskModel):
     """
 
     def __init__(self, encoder: BertEncoder, max_answer_length=30, **kwargs):
-        super().__init__(encoder, **kwargs)
+        super().__init__(encoder, uses_pooler=False, **kwargs)
         self.max_answer_length = int(max_answer_length)
         self.span_head = self.head_dense(2, "span_head")
 

@@ -13,9 +13,14 @@ class BertTaskModel(keras.Model):
     tensors, extend `dummy_inputs`.
     """
 
-    def __init__(self, encoder, **kwargs):
+    def __init__(self, encoder, uses_pooler=True, **kwargs):
+        """`uses_pooler=False` (a head that reads only the token outputs) freezes
+        the encoder's pooler: no loss reaches it, and a trainable weight without
+        a gradient makes the optimizer warn on every run."""
         super().__init__(**kwargs)
         self.encoder = encoder
+        if not uses_pooler:
+            encoder.pooler.trainable = False
 
     def head_dense(self, units, name, **kwargs):
         """A Dense head layer initialised as the encoder's own weights are."""

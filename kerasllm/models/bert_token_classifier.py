@@ -20,7 +20,7 @@ class BertTokenClassifier(BertTaskModel):
     """
 
     def __init__(self, encoder: BertEncoder, num_labels, dropout=0.1, **kwargs):
-        super().__init__(encoder, **kwargs)
+        super().__init__(encoder, uses_pooler=False, **kwargs)
         self.num_labels = int(num_labels)
         self.dropout_rate = float(dropout)
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy,

@@ -2,6 +2,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kerasllm.models import BertEncoder, configs
 from kerasllm.models.bert_classifier import BertClassifier, masked_token_mean
@@ -37,6 +38,19 @@ def test_logits_loss_and_accuracy(pooling):
     assert set(metrics) == {"accuracy"}
     correct = np.argmax(np.asarray(logits), -1) == inputs["labels"]
     assert float(metrics["accuracy"]) == pytest.approx(correct.mean())
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_every_trainable_weight_gets_a_gradient(pooling):
+    # Under mean pooling the pooler is frozen: a trainable weight the loss never
+    # reaches makes the optimizer warn on every step.
+    model = tiny_classifier(pooling)
+    with tf.GradientTape() as tape:
+        loss, _ = model.compute_loss_and_metrics(batch(), training=True)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert [v.path for v, g in zip(model.trainable_variables, gradients) if g is None] == []
+    trainable = {v.path for v in model.trainable_variables}
+    assert (model.encoder.pooler.kernel.path in trainable) == (pooling == "cls")
 
 
 def test_label_confidence_makes_the_target_soft():
