@@ -107,6 +107,10 @@ flags.DEFINE_boolean("label_confidence", True,
                      "classify: train toward each label's confidence where the data gives "
                      "one (a `confidence` column; rt_sentences: its human rating) as a soft "
                      "target; false: every label is certain.")
+flags.DEFINE_float("label_smoothing", 0.0,
+                   "classify: mix each training target with the uniform one by this "
+                   "weight (0.33 with two labels aims at 0.83 for the label).",
+                   lower_bound=0.0, upper_bound=0.99)
 flags.DEFINE_integer("max_seq_length", 64,
                      "Tokens per example, [CLS] and [SEP] included (qa: question and "
                      "context together).",
@@ -162,7 +166,8 @@ def fine_tuning_task():
     if FLAGS.task == "qa":
         return SpanQATask(max_answer_length=FLAGS.max_answer_length)
     return ClassificationTask(pooling=FLAGS.pooling, dropout=FLAGS.dropout,
-                              label_confidence=FLAGS.label_confidence)
+                              label_confidence=FLAGS.label_confidence,
+                              label_smoothing=FLAGS.label_smoothing)
 
 
 def load_examples(task):

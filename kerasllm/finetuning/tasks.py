@@ -77,15 +77,15 @@ class ClassificationTask(FineTuningTask):
     """One label per text or text pair (kerasllm.data.labeled_text files).
 
     label_confidence: train toward each example's confidence (a soft target);
-    False: every label as certain.
+    False: every label as certain. label_smoothing: see BertClassifier.
     """
 
     name = "classify"
     best_metric = "accuracy"
 
-    def __init__(self, pooling, dropout, label_confidence=True):
+    def __init__(self, pooling, dropout, label_confidence=True, label_smoothing=0.0):
         self.pooling, self.dropout = pooling, dropout
-        self.label_confidence = label_confidence
+        self.label_confidence, self.label_smoothing = label_confidence, label_smoothing
 
     def read(self, path, label_names=None):
         return read_labeled_text(path, label_names)
@@ -103,7 +103,7 @@ class ClassificationTask(FineTuningTask):
 
     def build_model(self, encoder, label_names):
         return BertClassifier(encoder, len(label_names), pooling=self.pooling,
-                              dropout=self.dropout)
+                              dropout=self.dropout, label_smoothing=self.label_smoothing)
 
     def evaluator(self, examples, tokenizer, label_names, *, max_seq_length, batch_size):
         return LabelEvaluator(
@@ -116,7 +116,8 @@ class ClassificationTask(FineTuningTask):
         return classifier_signatures(model, tokenizer, label_names, max_seq_length)
 
     def metadata(self):
-        return {"pooling": self.pooling, "label_confidence": self.label_confidence}
+        return {"pooling": self.pooling, "label_confidence": self.label_confidence,
+                "label_smoothing": self.label_smoothing}
 
 
 def _tagging_inputs(examples, tokenizer, max_seq_length, role):

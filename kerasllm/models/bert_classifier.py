@@ -39,17 +39,21 @@ class BertClassifier(BertTaskModel):
 
     Loss = mean cross-entropy over the batch, against each label's one-hot
     target, or, with label_confidence c, the target giving the label c and
-    every other class (1 - c) / (num_classes - 1).
+    every other class (1 - c) / (num_classes - 1); `label_smoothing` e then mixes
+    that target with the uniform one, (1 - e) * target + e / num_classes.
     """
 
     def __init__(self, encoder: BertEncoder, num_classes, pooling="cls", dropout=0.1,
-                 **kwargs):
+                 label_smoothing=0.0, **kwargs):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         super().__init__(encoder, uses_pooler=pooling == "cls", **kwargs)
         if int(num_classes) < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.num_classes = int(num_classes)
+        self.label_smoothing = float(label_smoothing)
         self.pooling = pooling
         self.dropout_rate = float(dropout)
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy,
@@ -73,10 +77,11 @@ class BertClassifier(BertTaskModel):
                               "float32")[:, None]
         one_hot = ops.one_hot(batch["labels"], self.num_classes)
         targets = one_hot * confidence + (1 - one_hot) * (1 - confidence) / (self.num_classes - 1)
-        loss = ops.mean(keras.losses.categorical_crossentropy(targets, logits, from_logits=True))
+        loss = ops.mean(keras.losses.categorical_crossentropy(
+            targets, logits, from_logits=True, label_smoothing=self.label_smoothing))
         correct = ops.equal(ops.argmax(logits, -1), ops.cast(batch["labels"], "int64"))
         return loss, {"accuracy": ops.mean(ops.cast(correct, "float32"))}
 
     def task_config(self):
         return {"num_classes": self.num_classes, "pooling": self.pooling,
-                "dropout": self.dropout_rate}
+                "dropout": self.dropout_rate, "label_smoothing": self.label_smoothing}

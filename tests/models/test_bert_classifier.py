@@ -65,6 +65,12 @@ def test_label_confidence_makes_the_target_soft():
         targets[row, label] = c
     expected = -(targets * log_probabilities).sum(-1).mean()
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+    smoothed = BertClassifier(model.encoder, CLASSES, pooling="mean", label_smoothing=0.3)
+    smoothed.build_for_inputs()
+    smoothed.classifier.set_weights(model.classifier.get_weights())
+    loss, _ = smoothed.compute_loss_and_metrics(inputs)
+    expected = -((0.7 * targets + 0.1) * log_probabilities).sum(-1).mean()
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
@@ -82,11 +88,12 @@ def test_masked_token_mean_ignores_padding_and_empty_rows():
 
 
 def test_config_round_trip_keeps_settings_and_outputs():
-    model = tiny_classifier("mean")
+    model = BertClassifier(tiny_classifier("mean").encoder, CLASSES, pooling="mean",
+                           label_smoothing=0.2).build_for_inputs()
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
     assert isinstance(restored, BertClassifier)
-    assert (restored.num_classes, restored.pooling, restored.dropout_rate) == (CLASSES, "mean",
-                                                                               0.1)
+    assert (restored.num_classes, restored.pooling, restored.dropout_rate,
+            restored.label_smoothing) == (CLASSES, "mean", 0.1, 0.2)
     restored.build_for_inputs()
     restored.set_weights(model.get_weights())
     inputs = batch()
@@ -99,3 +106,5 @@ def test_bad_settings_are_named():
         BertClassifier(encoder, 2, pooling="max")
     with pytest.raises(ValueError, match="at least 2 classes"):
         BertClassifier(encoder, 1)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        BertClassifier(encoder, 2, label_smoothing=1.0)

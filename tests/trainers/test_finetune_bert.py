@@ -46,7 +46,7 @@ def finetuned(data_files, tmp_path_factory):
         "--init_checkpoint=minilm", f"--train_file={data_files[0]}",
         f"--eval_file={data_files[1]}", f"--model_dir={model_dir}", f"--export_dir={export_dir}",
         f"--max_seq_length={SEQ}", "--batch_size=8", "--epochs=1", "--steps_per_epoch=3",
-        "--learning_rate=1e-4", "--encoder_dropout=0")
+        "--learning_rate=1e-4", "--encoder_dropout=0", "--label_smoothing=0.1")
     assert code == 0, output[-3000:]
     return model_dir, os.path.join(export_dir, "1"), output
 
@@ -57,6 +57,7 @@ def test_finetune_evaluates_and_exports(finetuned):
     with open(os.path.join(export_path, "assets.extra", "kerasllm.json")) as f:
         metadata = json.load(f)
     assert metadata["label_names"] == ["neg", "pos"] and metadata["label_confidence"]
+    assert metadata["label_smoothing"] == 0.1
     assert metadata["best_epoch"] == 1 and set(metadata["eval_metrics"]) == {"accuracy",
                                                                             "macro_f1"}
     assert metadata["config"]["dropout"] == metadata["config"]["attention_dropout"] == 0.0
