@@ -20,8 +20,8 @@ signatures (see kerasllm.finetuning.tasks):
   classify  BertClassifier, one label per text or text pair. Files (read by
             kerasllm.data.labeled_text): .tsv/.csv with a `text`, `label`,
             optional `text_b` and `confidence` header, or .jsonl. A label's
-            confidence (rt_sentences: from its human rating) makes its training
-            target soft. Scores: accuracy, macro-F1. Signatures: `classify`,
+            confidence (rt_sentences: how many of its raters agree) makes its
+            training target soft. Scores: accuracy, macro-F1. Signatures: `classify`,
             `classify_pair`.
   tag       BertTokenClassifier, one label per word. Files (kerasllm.data.tagged_text):
             .jsonl lines {"words": [...], "labels": [...]}, or .conll/.tsv lines
@@ -105,7 +105,7 @@ flags.DEFINE_list("labels", None,
                   "the set are an error.")
 flags.DEFINE_boolean("label_confidence", True,
                      "classify: train toward each label's confidence where the data gives "
-                     "one (a `confidence` column; rt_sentences: its human rating) as a soft "
+                     "one (a `confidence` column; rt_sentences: its raters' agreement) as a soft "
                      "target; false: every label is certain.")
 flags.DEFINE_float("label_smoothing", 0.0,
                    "classify: mix each training target with the uniform one by this "
