@@ -133,10 +133,9 @@ def test_unknown_eval_label_names_file_and_line(data_files, tmp_path):
 def test_rotten_tomatoes_accuracy(tmp_path):
     """The README's recipe: MiniLM, mean pooling, 2 epochs, batch 32, lr 1e-4, 64
     tokens, no dropout inside the encoder, moving average of the weights (momentum
-    0.99), soft targets from the human ratings; about 10 minutes on 2 CPU cores.
-    Measured for seeds 0 (this test's) to 5: 86.75%, 86.94%, 86.19%, 86.85%, 87.28%,
-    86.75%, so the issue's goal of 86.5% is reached by five seeds of six; the bound is
-    the lowest seed's, less noise."""
+    0.99), soft targets from the raters' agreement; 7 to 11 minutes on 2 CPU cores.
+    Measured for seeds 0 (this test's, the same on 1 and 2 cores) to 5: 87.28%,
+    86.71%, 86.57%, 87.13%, 87.32%, 87.23%; the bound is the issue's goal."""
     code, output = run_trainer("--dataset=rt_sentences", "--learning_rate=1e-4",
                                "--ema_momentum=0.99", "--encoder_dropout=0",
                                f"--model_dir={tmp_path / 'model'}",
@@ -144,4 +143,4 @@ def test_rotten_tomatoes_accuracy(tmp_path):
     assert code == 0, output[-3000:]
     with open(tmp_path / "export" / "1" / "assets.extra" / "kerasllm.json") as f:
         accuracy = json.load(f)["eval_metrics"]["accuracy"]
-    assert accuracy >= 0.86, output[-3000:]
+    assert accuracy >= 0.865, output[-3000:]
