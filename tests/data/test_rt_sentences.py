@@ -1,4 +1,4 @@
-"""Rotten Tomatoes sentences: counts, the fixed split, rater confidence, and malformed-line errors."""
+"""Rotten Tomatoes sentences: counts, the fixed split, rater confidence, malformed lines."""
 import collections
 
 import pytest
