@@ -84,7 +84,11 @@ def parse_ground_truth(text, source=SNIPPETS_MEMBER):
     sentences = []
     for number, (sentence_id, score, sentence) in _records(text, source, 3,
                                                            "id TAB score TAB text"):
-        score = _number(score, "score", source, number)
+        try:
+            score = float(score)
+        except ValueError:
+            raise RtSentencesError(f"{source}:{number}: score {score!r} is not a number") \
+                from None
         sentence = sentence.strip()
         if not sentence:
             raise RtSentencesError(f"{source}:{number}: empty text")
@@ -147,13 +151,6 @@ def _records(text, source, width, layout):
             raise RtSentencesError(f"{source}:{number}: duplicate id {sentence_id!r}")
         seen.add(sentence_id)
         yield number, [sentence_id] + fields[1:]
-
-
-def _number(value, what, source, number):
-    try:
-        return float(value)
-    except ValueError:
-        raise RtSentencesError(f"{source}:{number}: {what} {value!r} is not a number") from None
 
 
 def _read_members(cache_dir, members):
