@@ -18,8 +18,8 @@ from absl import app, flags  # noqa: E402
 import kerasllm  # noqa: E402,F401
 from bench import timing  # noqa: E402
 from bench.keras_hub_reference import KerasHubBertClassifier  # noqa: E402
-from kerasllm.models import BertEncoder, configs  # noqa: E402
-from kerasllm.models.bert_classifier import BertClassifier  # noqa: E402
+from kerasllm.models import BertEncoder, registry  # noqa: E402
+from kerasllm.models.bert.classifier import BertClassifier  # noqa: E402
 
 FLAGS = flags.FLAGS
 timing.define_flags(models=["bert_tiny", "minilm_l6"], batch_size=32, seq_length=64)
@@ -34,7 +34,7 @@ def synthetic_batch(vocab_size):
 
 
 def case(name):
-    config = configs.get(name)
+    config = registry.get(name)
     builders = {
         timing.OURS: lambda: BertClassifier(BertEncoder(config), FLAGS.num_classes,
                                             pooling="cls"),

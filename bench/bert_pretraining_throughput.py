@@ -17,7 +17,7 @@ from absl import app, flags  # noqa: E402
 import kerasllm  # noqa: E402,F401
 from bench import timing  # noqa: E402
 from bench.keras_hub_reference import KerasHubBertPretrainer  # noqa: E402
-from kerasllm.models import BertEncoder, BertPretrainer, configs  # noqa: E402
+from kerasllm.models import BertEncoder, BertPretrainer, registry  # noqa: E402
 
 FLAGS = flags.FLAGS
 timing.define_flags(models=["bert_tiny", "bert_small"], batch_size=16, seq_length=128)
@@ -37,7 +37,7 @@ def synthetic_batch(vocab_size):
 
 
 def case(name):
-    config = configs.get(name)
+    config = registry.get(name)
     builders = {timing.OURS: lambda: BertPretrainer(BertEncoder(config)),
                 timing.THEIRS: lambda: KerasHubBertPretrainer(config)}
     return name, builders, synthetic_batch(config.vocab_size)

@@ -5,10 +5,16 @@ import keras
 import keras_hub
 from keras_hub.src.layers.modeling.masked_lm_head import MaskedLMHead
 
-from kerasllm.models.bert import dummy_text_inputs, masked_mean
-from kerasllm.models.bert_classifier import BertClassifier
+from kerasllm.models.bert.classifier import BertClassifier
+from kerasllm.models.losses import masked_mean
 
 TEXT_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+
+
+def dummy_text_inputs(seq_length):
+    """A one-example batch of `seq_length` tokens, to create every weight."""
+    ids = keras.ops.zeros((1, seq_length), "int32")
+    return {"token_ids": ids, "segment_ids": ids, "padding_mask": keras.ops.ones_like(ids)}
 
 
 def keras_hub_backbone(config):
@@ -68,6 +74,8 @@ class KerasHubBertClassifier(keras.Model):
 
     def __init__(self, config, num_classes, dropout=0.1, **kwargs):
         super().__init__(**kwargs)
+        # What BertClassifier's loss reads besides the logits.
+        self.num_classes, self.label_smoothing = num_classes, 0.0
         self.classifier = keras_hub.models.BertTextClassifier(
             keras_hub_backbone(config), num_classes, preprocessor=None, dropout=dropout)
 

@@ -58,7 +58,7 @@ def make_runner(build_task, batch, jit_compile):
     with strategy.scope():
         task = build_task()
         task.build_for_inputs()
-        optimizer = create_optimizer(config)
+        optimizer = create_optimizer(config, task)
         optimizer.build(task.trainable_variables)
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     iterator = iter(strategy.distribute_datasets_from_function(lambda context: dataset))

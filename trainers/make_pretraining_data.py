@@ -7,31 +7,34 @@
 For corpora too large to tokenize at the start of every run. Masking stays
 dynamic: it is drawn afresh when the records are read.
 """
-from absl import app, flags
+from absl import flags
 
-from kerasllm.data import tfrecords, vocab as vocab_lib
-from kerasllm.data.errors import DataError
-from kerasllm.data.tokenizer import WordPieceTokenizer
-from trainers.entry_point import one_line_errors_main
-from trainers.pretrain_bert import read_corpus
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("output", None, "TFRecord file to write (atomically).", required=True)
-flags.DEFINE_integer("pair_epochs", 1,
-                     "Times the corpus is cut into pairs afresh (BERT's dupe factor).",
-                     lower_bound=1)
+from kerasllm.data import bert_pretraining_tfrecords
+from kerasllm.errors import DataError
+from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
+from trainers import common
+from trainers.pretrain_bert import define_corpus_flags, read_corpus
 
 
-def run():
-    if not FLAGS.vocab_file:
+def define_flags(fv):
+    define_corpus_flags(fv)
+    flags.DEFINE_string("output", None, "TFRecord file to write (atomically).", required=True,
+                        flag_values=fv)
+    flags.DEFINE_integer("pair_epochs", 1,
+                         "Times the corpus is cut into pairs afresh (BERT's dupe factor).",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Random seed for cutting the pairs.", flag_values=fv)
+
+
+def run(fv):
+    if not fv.vocab_file:
         raise DataError("--vocab_file is required: the records store token ids")
-    tokenizer = WordPieceTokenizer(vocab_lib.load_vocab(FLAGS.vocab_file))
-    count = tfrecords.write_pretraining_tfrecords(
-        read_corpus(FLAGS.corpus, FLAGS.document_per_file), tokenizer, FLAGS.output,
-        FLAGS.max_seq_length, num_epochs_of_pairs=FLAGS.pair_epochs, seed=FLAGS.seed)
-    print(f"wrote {count} pairs to {FLAGS.output}")
+    tokenizer = WordPieceTokenizer.from_vocab_file(fv.vocab_file)
+    count = bert_pretraining_tfrecords.write_pretraining_tfrecords(
+        read_corpus(fv), tokenizer, fv.output, fv.max_seq_length,
+        num_epochs_of_pairs=fv.pair_epochs, seed=fv.seed)
+    print(f"wrote {count} pairs to {fv.output}")
 
 
 if __name__ == "__main__":
-    app.run(one_line_errors_main(
-        "make_pretraining_data", run, DataError))
+    common.main("make_pretraining_data", define_flags, run)

@@ -1,5 +1,6 @@
 """Exceptions raised by kerasllm.convert for checkpoints that cannot be converted."""
+from kerasllm.errors import KerasLLMError
 
 
-class ConversionError(ValueError):
-    """A checkpoint directory cannot become a kerasllm model; the message says why."""
+class ConversionError(KerasLLMError, ValueError):
+    """A checkpoint cannot become a kerasllm model; the message says why."""

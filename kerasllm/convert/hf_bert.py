@@ -15,20 +15,16 @@ Layout differences the conversion bridges:
     row-major reshape splits it.
   * LayerNorm "weight"/"bias" are our "gamma"/"beta".
 """
-import dataclasses
-import json
 import os
 
-import keras
-import numpy as np
-from safetensors import SafetensorError, safe_open
-
+from kerasllm.convert.checkpoint_mapping import (Assignment, ConversionReport, apply_plan,
+                                                 check_plan, layer_norm, linear, read_json,
+                                                 read_safetensors, without_prefix)
 from kerasllm.convert.errors import ConversionError
-from kerasllm.data.errors import VocabError
-from kerasllm.data.tokenizer import WordPieceTokenizer
-from kerasllm.data.vocab import load_vocab
-from kerasllm.models.bert import BertEncoder
-from kerasllm.models.configs import BertConfig
+from kerasllm.models.bert.backbone import BertEncoder
+from kerasllm.models.bert.config import BertConfig
+from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
+from kerasllm.tokenizers.wordpiece_vocab import VocabError, load_vocab
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -51,66 +47,6 @@ _REQUIRED_SIZES = ("hidden_size", "num_hidden_layers", "num_attention_heads",
 _DEFAULTS = {"hidden_act": "gelu", "layer_norm_eps": 1e-12, "max_position_embeddings": 512,
              "type_vocab_size": 2, "hidden_dropout_prob": 0.1,
              "attention_probs_dropout_prob": 0.1, "initializer_range": 0.02}
-_MAX_LISTED = 10
-
-
-@dataclasses.dataclass(frozen=True)
-class ConversionReport:
-    """What load_hf_bert did with every checkpoint tensor and every encoder weight.
-
-    Attributes:
-      config: the BertConfig built from config.json.
-      lowercase: whether the tokenizer case-folds.
-      strip_accents: as the tokenizer files state it; None = same as lowercase.
-      assigned: {encoder weight path: checkpoint tensor name}.
-      skipped_tensors: {checkpoint tensor name: why it is not used}.
-      unassigned_weights: {encoder weight path: why it keeps its random init}.
-    """
-
-    config: BertConfig
-    lowercase: bool
-    strip_accents: bool | None
-    assigned: dict
-    skipped_tensors: dict
-    unassigned_weights: dict
-
-    def __str__(self):
-        lines = [f"assigned {len(self.assigned)} encoder weights from the checkpoint; "
-                 f"tokenizer lowercase={self.lowercase}, strip_accents={self.strip_accents}"]
-        lines += [f"skipped tensor {name}: {why}" for name, why in self.skipped_tensors.items()]
-        lines += [f"left at random init {path}: {why}"
-                  for path, why in self.unassigned_weights.items()]
-        return "\n".join(lines)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Assignment:
-    """One encoder weight filled from one checkpoint tensor of `shape`; Linear
-    weights are transposed, then every tensor is reshaped to the weight's shape."""
-
-    variable: keras.Variable
-    tensor: str
-    shape: tuple
-    transpose: bool = False
-
-
-def _listing(items):
-    items = sorted(items)
-    more = f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
-    return ", ".join(items[:_MAX_LISTED]) + more
-
-
-def _read_json(path):
-    """The JSON object (dict) in the file at `path`."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConversionError(f"Cannot read {path} as JSON: {error}.") from error
-    if not isinstance(value, dict):
-        raise ConversionError(f"{path} holds a JSON {type(value).__name__}, expected an "
-                              "object of settings.")
-    return value
 
 
 def _check_files(directory):
@@ -188,14 +124,14 @@ def _tokenizer_settings(directory):
     stated = []  # (file, {setting: value or None}), most authoritative first
     tokenizer_config_path = os.path.join(directory, TOKENIZER_CONFIG_FILE)
     if os.path.isfile(tokenizer_config_path):
-        tokenizer_config = _read_json(tokenizer_config_path)
+        tokenizer_config = read_json(tokenizer_config_path)
         stated.append((tokenizer_config_path, {
             "lowercase": tokenizer_config.get("do_lower_case"),
             "strip_accents": tokenizer_config.get("strip_accents"),
             "split_cjk": tokenizer_config.get("tokenize_chinese_chars")}))
     tokenizer_path = os.path.join(directory, TOKENIZER_FILE)
     if os.path.isfile(tokenizer_path):
-        normalizer = _read_json(tokenizer_path).get("normalizer") or {}
+        normalizer = read_json(tokenizer_path).get("normalizer") or {}
         if normalizer.get("type") == "BertNormalizer":
             stated.append((tokenizer_path, {
                 "lowercase": normalizer.get("lowercase"),
@@ -214,68 +150,32 @@ def _tokenizer_settings(directory):
     return (True if lowercase is None else bool(lowercase)), strip_accents
 
 
-def _read_tensors(path):
-    """{name: float32 or integer np.ndarray} of a .safetensors file."""
-    try:
-        with safe_open(path, framework="np") as f:
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except (SafetensorError, OSError, TypeError, ValueError) as error:
-        # bfloat16 tensors have no NumPy dtype and end up here too.
-        raise ConversionError(f"Cannot read {path} with the safetensors NumPy API: {error}. "
-                              "Save the checkpoint as float32 or float16 safetensors.") \
-            from error
-    return {name: value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
-            for name, value in tensors.items()}
-
-
-def _without_backbone_prefix(tensors, path):
-    """{name without "bert.": (name in the file, tensor)}."""
-    renamed = {}
-    for name, value in tensors.items():
-        key = name.removeprefix(_BACKBONE_PREFIX)
-        if key in renamed:
-            raise ConversionError(f"{path} has both {renamed[key][0]!r} and {name!r}.")
-        renamed[key] = (name, value)
-    return renamed
-
-
-def _linear(dense, tensor_prefix, in_size, out_size):
-    return [_Assignment(dense.kernel, tensor_prefix + ".weight", (out_size, in_size),
-                        transpose=True),
-            _Assignment(dense.bias, tensor_prefix + ".bias", (out_size,))]
-
-
-def _layer_norm(norm, tensor_prefix, size):
-    return [_Assignment(norm.gamma, tensor_prefix + ".weight", (size,)),
-            _Assignment(norm.beta, tensor_prefix + ".bias", (size,))]
-
-
 def _encoder_assignments(encoder):
     """Every encoder weight except the pooler's, with the tensor that fills it."""
     config = encoder.config
     hidden, ffn = config.hidden_size, config.intermediate_size
     embedding = encoder.embedding
     plan = [
-        _Assignment(embedding.token_embedding.embeddings, "embeddings.word_embeddings.weight",
-                    (config.vocab_size, hidden)),
-        _Assignment(embedding.segment_embedding.embeddings,
-                    "embeddings.token_type_embeddings.weight", (config.type_vocab_size, hidden)),
-        _Assignment(embedding.position_embedding.embeddings,
-                    "embeddings.position_embeddings.weight",
-                    (config.max_sequence_length, hidden)),
-        *_layer_norm(embedding.layer_norm, "embeddings.LayerNorm", hidden),
+        Assignment(embedding.token_embedding.embeddings, "embeddings.word_embeddings.weight",
+                   (config.vocab_size, hidden)),
+        Assignment(embedding.segment_embedding.embeddings,
+                   "embeddings.token_type_embeddings.weight", (config.type_vocab_size, hidden)),
+        Assignment(embedding.position_embedding.embeddings,
+                   "embeddings.position_embeddings.weight",
+                   (config.max_sequence_length, hidden)),
+        *layer_norm(embedding.layer_norm, "embeddings.LayerNorm", hidden),
     ]
     for index, block in enumerate(encoder.blocks):
         layer = f"encoder.layer.{index}"
         attention = block.attention
         for name, dense in (("query", attention.query_dense), ("key", attention.key_dense),
                             ("value", attention.value_dense)):
-            plan += _linear(dense, f"{layer}.attention.self.{name}", hidden, hidden)
-        plan += _linear(attention.output_dense, f"{layer}.attention.output.dense", hidden, hidden)
-        plan += _layer_norm(block.attention_norm, f"{layer}.attention.output.LayerNorm", hidden)
-        plan += _linear(block.intermediate_dense, f"{layer}.intermediate.dense", hidden, ffn)
-        plan += _linear(block.output_dense, f"{layer}.output.dense", ffn, hidden)
-        plan += _layer_norm(block.output_norm, f"{layer}.output.LayerNorm", hidden)
+            plan += linear(dense, f"{layer}.attention.self.{name}", hidden, hidden)
+        plan += linear(attention.output_dense, f"{layer}.attention.output.dense", hidden, hidden)
+        plan += layer_norm(block.attention_norm, f"{layer}.attention.output.LayerNorm", hidden)
+        plan += linear(block.intermediate_dense, f"{layer}.intermediate.dense", hidden, ffn)
+        plan += linear(block.output_dense, f"{layer}.output.dense", ffn, hidden)
+        plan += layer_norm(block.output_norm, f"{layer}.output.LayerNorm", hidden)
     return plan
 
 
@@ -290,35 +190,13 @@ def _skipped_tensors(tensors):
     return skipped
 
 
-def _check_tensors(plan, tensors, skipped, path):
-    """Raises one ConversionError listing every missing, unexpected, misshapen
-    or non-float tensor, before any weight is touched."""
-    planned = {a.tensor for a in plan}
-    present = [a for a in plan if a.tensor in tensors]
-    problems = {
-        "missing tensors": sorted(planned - tensors.keys()),
-        "unexpected tensors (not part of a BERT encoder)": [
-            name for key, (name, _) in tensors.items()
-            if key not in planned and name not in skipped],
-        "tensors whose shape disagrees with config.json": [
-            f"{tensors[a.tensor][0]} {tuple(tensors[a.tensor][1].shape)} (config.json implies "
-            f"{a.shape})" for a in present if tuple(tensors[a.tensor][1].shape) != a.shape],
-        "tensors that are not floating point": [
-            f"{tensors[a.tensor][0]} ({tensors[a.tensor][1].dtype})" for a in present
-            if not np.issubdtype(tensors[a.tensor][1].dtype, np.floating)],
-    }
-    found = [f"{kind}: {_listing(names)}" for kind, names in problems.items() if names]
-    if found:
-        raise ConversionError(f"{path} does not match its config.json: " + "; ".join(found))
-
-
 def _assign_weights(encoder, tensors, path):
     """Copies `tensors` ({name without "bert.": (name in the file, array)}) into
     `encoder`. Returns (assigned, skipped_tensors, unassigned_weights) as in
     ConversionReport."""
     hidden = encoder.config.hidden_size
     plan = _encoder_assignments(encoder)
-    pooler = _linear(encoder.pooler, "pooler.dense", hidden, hidden)
+    pooler = linear(encoder.pooler, "pooler.dense", hidden, hidden)
     unassigned = {}
     if any(a.tensor in tensors for a in pooler):
         plan += pooler
@@ -326,19 +204,8 @@ def _assign_weights(encoder, tensors, path):
         unassigned = {a.variable.path: "the checkpoint has no pooler (pooler.dense); "
                       "sentence_embedding does not use it" for a in pooler}
     skipped = _skipped_tensors(tensors)
-    _check_tensors(plan, tensors, skipped, path)
-
-    assigned = {}
-    for a in plan:
-        name, value = tensors[a.tensor]
-        a.variable.assign((value.T if a.transpose else value).reshape(a.variable.shape))
-        assigned[a.variable.path] = name
-    # Every weight is either assigned or reported; a weight added to BertEncoder
-    # that nothing here fills must fail loudly rather than stay random unnoticed.
-    forgotten = [v.path for v in encoder.weights
-                 if v.path not in assigned and v.path not in unassigned]
-    if forgotten:
-        raise AssertionError(f"load_hf_bert does not know how to fill {_listing(forgotten)}.")
+    check_plan(plan, tensors, skipped, path, "BERT encoder")
+    assigned = apply_plan(plan, tensors, encoder, unassigned)
     return assigned, skipped, unassigned
 
 
@@ -365,9 +232,9 @@ def load_hf_bert(directory):
     directory = os.fspath(directory)
     _check_files(directory)
     config_path = os.path.join(directory, CONFIG_FILE)
-    config = bert_config_from_hf(_read_json(config_path), source=config_path)
+    config = bert_config_from_hf(read_json(config_path), source=config_path)
     weights_path = os.path.join(directory, WEIGHTS_FILE)
-    tensors = _without_backbone_prefix(_read_tensors(weights_path), weights_path)
+    tensors = without_prefix(read_safetensors(weights_path), _BACKBONE_PREFIX, weights_path)
     encoder = BertEncoder(config).build_for_inputs()
     assigned, skipped, unassigned = _assign_weights(encoder, tensors, weights_path)
 
@@ -383,6 +250,6 @@ def load_hf_bert(directory):
     lowercase, strip_accents = _tokenizer_settings(directory)
     tokenizer = WordPieceTokenizer(vocab, lowercase=lowercase, strip_accents=strip_accents)
     report = ConversionReport(
-        config=config, lowercase=tokenizer.lowercase, strip_accents=strip_accents,
-        assigned=assigned, skipped_tensors=skipped, unassigned_weights=unassigned)
+        config=config, tokenizer=tokenizer.settings(), assigned=assigned,
+        skipped_tensors=skipped, unassigned_weights=unassigned)
     return encoder, tokenizer, report

@@ -10,8 +10,8 @@ length, so a batch of short sentences costs about what its real tokens cost.
 import numpy as np
 import tensorflow as tf
 
-from kerasllm.data.errors import DataError
-from kerasllm.data.packing import pad_to_length
+from kerasllm.errors import DataError
+from kerasllm.tokenizers.segment_packing import pad_to_length
 
 # A step compiled with XLA is compiled once per batch shape, so it wants few
 # lengths; a traced step takes any length, and narrower buckets pad less (on the

@@ -9,7 +9,7 @@ import json
 import os
 from typing import Callable, NamedTuple
 
-from kerasllm.data.errors import DataError
+from kerasllm.errors import DataError
 
 
 class ExampleFileError(DataError):

@@ -25,7 +25,6 @@ from kerasllm.data.batching import (LENGTH_MULTIPLE_COMPILED, bucketed_batches,
 from kerasllm.data.example_files import (NUMBER, STRING, ExampleFileError, check_fields,
                                          file_format, jsonl_objects, label_lookup, line_error,
                                          numbered_lines, read_records)
-from kerasllm.data.packing import pack_segments
 
 TEXT, TEXT_B, LABEL, CONFIDENCE = "text", "text_b", "label", "confidence"
 COLUMNS = (TEXT, TEXT_B, LABEL, CONFIDENCE)
@@ -195,8 +194,7 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
         segments = [tokenizer.tokenize(columns[TEXT])]
         if has_pairs:
             segments.append(tokenizer.tokenize(columns[TEXT_B]))
-        inputs = pack_segments(segments, max_seq_length, tokenizer.cls_id, tokenizer.sep_id,
-                               tokenizer.pad_id)
+        inputs = tokenizer.pack(segments, max_seq_length)
         targets = {name: columns[name] for name in ("labels", "label_confidence")
                    if name in columns}
         return trim_padding(dict(inputs, **targets), length_multiple=length_multiple)

@@ -26,8 +26,7 @@ import tensorflow as tf
 from kerasllm.data.batching import PackedExamples
 from kerasllm.data.example_files import (INTEGER, STRING, ExampleFileError, check_fields,
                                          file_format, jsonl_objects, line_error, read_records)
-from kerasllm.data.packing import join_segments
-from kerasllm.data.word_offsets import tokenize_words_with_offsets
+from kerasllm.tokenizers.word_offsets import tokenize_words_with_offsets
 
 QUESTION, CONTEXT, ANSWER, ANSWER_START = "question", "context", "answer", "answer_start"
 FORMATS = (".jsonl",)
@@ -121,9 +120,9 @@ def span_qa_inputs(examples, tokenizer, max_seq_length):
       indices of the answer's first and last piece.
     """
     aligned = tokenize_words_with_offsets(tokenizer, [e.context for e in examples])
-    token_ids, segment_ids = join_segments(
+    token_ids, segment_ids = tokenizer.join(
         [tokenizer.tokenize([e.question for e in examples]), aligned.piece_ids()],
-        max_seq_length, tokenizer.cls_id, tokenizer.sep_id)
+        max_seq_length)
     # "[CLS] question [SEP]" are the segment-0 tokens; context piece k follows them.
     context_start = tf.reduce_sum(tf.cast(segment_ids == 0, tf.int32), axis=1)
     kept_pieces = tf.cast(token_ids.row_lengths(), tf.int32) - context_start - 1  # - [SEP]

@@ -26,7 +26,7 @@ from kerasllm.data.batching import PackedExamples
 from kerasllm.data.example_files import (STRINGS, ExampleFileError, check_fields, file_format,
                                          jsonl_objects, label_lookup, line_error,
                                          numbered_lines, read_records)
-from kerasllm.data.packing import join_segments
+from kerasllm.tokenizers.segment_packing import join_segments
 
 WORDS, LABELS = "words", "labels"
 FORMATS = (".jsonl", ".conll", ".tsv")
@@ -165,8 +165,7 @@ def tagging_inputs(examples, tokenizer, max_seq_length):
     piece_labels = per_piece(tf.repeat(word_labels, pieces_per_word))
     is_first_piece = tf.ragged.range(pieces_per_word).flat_values == 0
     piece_weights = per_piece(tf.cast(is_first_piece, tf.int32))
-    token_ids, segment_ids = join_segments([pieces.merge_dims(1, 2)], max_seq_length,
-                                           tokenizer.cls_id, tokenizer.sep_id)
+    token_ids, segment_ids = tokenizer.join([pieces.merge_dims(1, 2)], max_seq_length)
     # Labels and weights are packed like the pieces, so they are cut off exactly
     # where the pieces are, and 0 (weight 0) stands at [CLS] and [SEP].
     labels, _ = join_segments([piece_labels], max_seq_length, 0, 0)

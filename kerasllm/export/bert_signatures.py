@@ -1,11 +1,8 @@
 """Serving signatures for BERT that take raw text: tokenization runs in the graph."""
 import tensorflow as tf
 
-from kerasllm.data.packing import pack_segments
+from kerasllm.export.inputs import TEXT, TEXT_B, same_rows
 from kerasllm.layers.mean_pooling import sentence_embedding
-
-TEXT = tf.TensorSpec([None], tf.string, name="text")
-TEXT_B = tf.TensorSpec([None], tf.string, name="text_b")
 
 
 def bert_signatures(encoder, tokenizer, max_seq_length, mlm_head=None, top_k=5):
@@ -27,9 +24,8 @@ def bert_signatures(encoder, tokenizer, max_seq_length, mlm_head=None, top_k=5):
         top_scores float32 [N, M, top_k] (softmax probabilities).
     """
 
-    def pack(*segments):
-        return pack_segments(list(segments), max_seq_length, tokenizer.cls_id,
-                             tokenizer.sep_id, tokenizer.pad_id)
+    def pack(*texts):
+        return tokenizer.pack([tokenizer.tokenize(text) for text in texts], max_seq_length)
 
     def encode(inputs):
         outputs = encoder(inputs, training=False)
@@ -44,15 +40,11 @@ def bert_signatures(encoder, tokenizer, max_seq_length, mlm_head=None, top_k=5):
 
     @tf.function(input_signature=[TEXT])
     def serving_default(text):
-        return encode(pack(tokenizer.tokenize(text)))
+        return encode(pack(text))
 
     @tf.function(input_signature=[TEXT, TEXT_B])
     def encode_pair(text, text_b):
-        with tf.control_dependencies([tf.debugging.assert_equal(
-                tf.shape(text), tf.shape(text_b),
-                message="text and text_b must have the same number of rows")]):
-            text = tf.identity(text)
-        return encode(pack(tokenizer.tokenize(text), tokenizer.tokenize(text_b)))
+        return encode(pack(text, same_rows(text, text_b, ("text", "text_b"))))
 
     signatures = {"serving_default": serving_default, "encode_pair": encode_pair}
     if mlm_head is None:
@@ -60,7 +52,7 @@ def bert_signatures(encoder, tokenizer, max_seq_length, mlm_head=None, top_k=5):
 
     @tf.function(input_signature=[TEXT])
     def fill_mask(text):
-        inputs = pack(tokenizer.tokenize(text))
+        inputs = pack(text)
         is_mask = tf.equal(inputs["token_ids"], tokenizer.mask_id)
         positions = tf.RaggedTensor.from_row_lengths(
             tf.cast(tf.where(is_mask)[:, 1], tf.int32),

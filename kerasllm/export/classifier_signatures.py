@@ -1,8 +1,7 @@
 """Serving signatures that classify raw text (or text pairs) with a BertClassifier."""
 import tensorflow as tf
 
-from kerasllm.data.packing import pack_segments
-from kerasllm.export.bert_signatures import TEXT, TEXT_B
+from kerasllm.export.inputs import TEXT, TEXT_B, same_rows
 
 
 def classifier_signatures(classifier, tokenizer, label_names, max_seq_length):
@@ -22,9 +21,8 @@ def classifier_signatures(classifier, tokenizer, label_names, max_seq_length):
                          f"{classifier.num_classes} classes")
     names = tf.constant(list(label_names), tf.string)
 
-    def classify_segments(*segments):
-        inputs = pack_segments([tokenizer.tokenize(s) for s in segments], max_seq_length,
-                               tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id)
+    def classify_segments(*texts):
+        inputs = tokenizer.pack([tokenizer.tokenize(text) for text in texts], max_seq_length)
         probabilities = tf.nn.softmax(classifier(inputs, training=False)["logits"])
         label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         return {"probabilities": probabilities, "label_id": label_id,
@@ -36,10 +34,6 @@ def classifier_signatures(classifier, tokenizer, label_names, max_seq_length):
 
     @tf.function(input_signature=[TEXT, TEXT_B])
     def classify_pair(text, text_b):
-        with tf.control_dependencies([tf.debugging.assert_equal(
-                tf.shape(text), tf.shape(text_b),
-                message="text and text_b must have the same number of rows")]):
-            text = tf.identity(text)
-        return classify_segments(text, text_b)
+        return classify_segments(text, same_rows(text, text_b, ("text", "text_b")))
 
     return {"serving_default": classify, "classify": classify, "classify_pair": classify_pair}

@@ -1,12 +1,10 @@
 """A serving signature that answers a question from a context with a BertSpanQA."""
 import tensorflow as tf
 
-from kerasllm.data.packing import join_segments, pad_to_length
-from kerasllm.data.word_offsets import tokenize_words_with_offsets
-from kerasllm.models.bert_span_qa import best_spans, context_mask
-
-QUESTION = tf.TensorSpec([None], tf.string, name="question")
-CONTEXT = tf.TensorSpec([None], tf.string, name="context")
+from kerasllm.export.inputs import CONTEXT, QUESTION, same_rows
+from kerasllm.models.bert.span_qa import best_spans, context_mask
+from kerasllm.tokenizers.segment_packing import pad_to_length
+from kerasllm.tokenizers.word_offsets import tokenize_words_with_offsets
 
 
 def qa_signatures(span_qa, tokenizer, max_seq_length):
@@ -23,14 +21,10 @@ def qa_signatures(span_qa, tokenizer, max_seq_length):
 
     @tf.function(input_signature=[QUESTION, CONTEXT])
     def answer(question, context):
-        with tf.control_dependencies([tf.debugging.assert_equal(
-                tf.shape(question), tf.shape(context),
-                message="question and context must have the same number of rows")]):
-            context = tf.identity(context)
+        context = same_rows(question, context, ("question", "context"))
         aligned = tokenize_words_with_offsets(tokenizer, context)
-        token_ids, segment_ids = join_segments(
-            [tokenizer.tokenize(question), aligned.piece_ids()], max_seq_length,
-            tokenizer.cls_id, tokenizer.sep_id)
+        token_ids, segment_ids = tokenizer.join(
+            [tokenizer.tokenize(question), aligned.piece_ids()], max_seq_length)
         inputs = pad_to_length(token_ids, segment_ids, max_seq_length, tokenizer.pad_id)
         outputs = span_qa(inputs, training=False)
         starts, ends, scores = best_spans(

@@ -1,10 +1,9 @@
 """A serving signature that tags every word of raw text with a BertTokenClassifier."""
 import tensorflow as tf
 
-from kerasllm.data.packing import join_segments, pad_to_length
-from kerasllm.data.word_offsets import tokenize_words_with_offsets
-
-TEXT = tf.TensorSpec([None], tf.string, name="text")
+from kerasllm.export.inputs import TEXT
+from kerasllm.tokenizers.segment_packing import pad_to_length
+from kerasllm.tokenizers.word_offsets import tokenize_words_with_offsets
 
 
 def tagging_signatures(classifier, tokenizer, label_names, max_seq_length):
@@ -25,8 +24,7 @@ def tagging_signatures(classifier, tokenizer, label_names, max_seq_length):
     @tf.function(input_signature=[TEXT])
     def tag(text):
         aligned = tokenize_words_with_offsets(tokenizer, text)
-        token_ids, segment_ids = join_segments([aligned.piece_ids()], max_seq_length,
-                                               tokenizer.cls_id, tokenizer.sep_id)
+        token_ids, segment_ids = tokenizer.join([aligned.piece_ids()], max_seq_length)
         inputs = pad_to_length(token_ids, segment_ids, max_seq_length, tokenizer.pad_id)
         predicted = tf.argmax(classifier(inputs, training=False)["logits"], axis=-1)
         positions = (aligned.first_pieces() + 1).to_tensor()  # + 1 for [CLS]

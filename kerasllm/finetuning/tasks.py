@@ -10,7 +10,7 @@ how its batches are made, how it is scored and which signatures it exports.
 from absl import logging
 
 from kerasllm.data.batching import packed_dataset, packed_dataset_fn
-from kerasllm.data.errors import DataError
+from kerasllm.errors import DataError
 from kerasllm.data.labeled_text import (classification_dataset, classification_dataset_fn,
                                         read_labeled_text)
 from kerasllm.data.qa_examples import read_qa_examples, span_qa_inputs
@@ -19,9 +19,9 @@ from kerasllm.export.classifier_signatures import classifier_signatures
 from kerasllm.export.qa_signatures import qa_signatures
 from kerasllm.export.tagging_signatures import tagging_signatures
 from kerasllm.finetuning.evaluation import AnswerEvaluator, LabelEvaluator
-from kerasllm.models.bert_classifier import BertClassifier
-from kerasllm.models.bert_span_qa import BertSpanQA
-from kerasllm.models.bert_token_classifier import BertTokenClassifier
+from kerasllm.models.bert.classifier import BertClassifier
+from kerasllm.models.bert.span_qa import BertSpanQA
+from kerasllm.models.bert.token_classifier import BertTokenClassifier
 
 # Evaluation runs one traced (never XLA-compiled) function for every batch length,
 # so its batches are exactly as long as their longest example.

@@ -4,6 +4,8 @@ import dataclasses
 from kerasllm.training.errors import TrainingError
 
 DECAYS = ("linear", "cosine")
+# Warmup, unless set: this share of the run's steps (BERT warmed up for 1-10%).
+DEFAULT_WARMUP_FRACTION = 0.1
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
@@ -11,9 +13,11 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 class TrainConfig:
     """Optimisation and bookkeeping settings shared by every model family.
 
-    `clip_norm` 0 disables clipping. `layer_decay` < 1 gives layer-wise learning
-    rates: the encoder's top gets `learning_rate`, each layer below it `layer_decay`
-    times the rate of the layer above (see optimizer.layer_decay_scale).
+    `warmup_steps` None warms up over the first DEFAULT_WARMUP_FRACTION of
+    `train_steps` (see `num_warmup_steps`). `clip_norm` 0 disables clipping.
+    `layer_decay` < 1 gives layer-wise learning rates: the backbone's top gets
+    `learning_rate`, each layer below it `layer_decay` times the rate of the
+    layer above (see optimizer.layer_decay_scale).
     `ema_momentum` > 0 keeps an exponential moving average of the weights (see
     optimizer.averaged_weights): what is evaluated, returned and exported.
     `steps_per_loop` optimizer steps run per tf.function call (fewer Python
@@ -28,7 +32,7 @@ class TrainConfig:
     train_steps: int
     global_batch_size: int
     learning_rate: float = 1e-4
-    warmup_steps: int = 0
+    warmup_steps: int | None = None
     decay: str = "linear"
     end_learning_rate_fraction: float = 0.0
     weight_decay: float = 0.01
@@ -68,7 +72,7 @@ class TrainConfig:
         for name in ("adam_beta_1", "adam_beta_2", "ema_momentum"):
             if not 0 <= getattr(self, name) < 1:
                 problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0 <= self.warmup_steps <= self.train_steps:
+        if self.warmup_steps is not None and not 0 <= self.warmup_steps <= self.train_steps:
             problems.append(f"warmup_steps must be in [0, train_steps={self.train_steps}], "
                             f"got {self.warmup_steps}")
         if self.decay not in DECAYS:
@@ -81,6 +85,13 @@ class TrainConfig:
                             f"grad_accum_steps {self.grad_accum_steps}")
         if problems:
             raise TrainingError("; ".join(problems))
+
+    @property
+    def num_warmup_steps(self):
+        """`warmup_steps`, or its default share of `train_steps`."""
+        if self.warmup_steps is None:
+            return int(DEFAULT_WARMUP_FRACTION * self.train_steps)
+        return self.warmup_steps
 
     @property
     def micro_batch_size(self):

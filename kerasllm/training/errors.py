@@ -1,13 +1,11 @@
-"""Errors that stop training with one clear line."""
+"""Errors that stop training with one clear line (checkpoint problems raise
+kerasllm.errors.CheckpointError)."""
+from kerasllm.errors import KerasLLMError
 
 
-class TrainingError(RuntimeError):
+class TrainingError(KerasLLMError, RuntimeError):
     """A training run cannot start or continue."""
 
 
 class StrategyError(TrainingError):
     """The requested tf.distribute strategy cannot be created here."""
-
-
-class CheckpointError(TrainingError):
-    """The checkpoint in model_dir cannot be restored into this model."""

@@ -1,7 +1,7 @@
 """Training flags shared by every trainer, defined once."""
 from absl import flags
 
-from kerasllm.training.config import DECAYS, PRECISIONS, TrainConfig
+from kerasllm.training.config import DECAYS, DEFAULT_WARMUP_FRACTION, PRECISIONS, TrainConfig
 from kerasllm.training.strategy import STRATEGIES
 
 # Flag name -> TrainConfig field, where the two differ.
@@ -13,9 +13,10 @@ TRAINING_FLAGS = ("model_dir", "train_steps", "batch_size", "learning_rate", "wa
 
 
 def define_training_flags(*, model_dir=None, train_steps=1000, batch_size=32,
-                          learning_rate=1e-4, warmup_steps=0, flag_values=flags.FLAGS):
+                          learning_rate=1e-4, flag_values=flags.FLAGS):
     """Defines the shared flags (plus --strategy and --tpu); the arguments are
-    this trainer's defaults."""
+    this trainer's defaults. A default never conflicts with a flag the user sets:
+    warmup, unless set, is a share of however many steps the run has."""
     fv = flag_values
     flags.DEFINE_enum("strategy", "one_device", STRATEGIES,
                       "tf.distribute strategy: one_device (first GPU, else CPU), mirrored "
@@ -37,8 +38,9 @@ def define_training_flags(*, model_dir=None, train_steps=1000, batch_size=32,
                          lower_bound=1, flag_values=fv)
     flags.DEFINE_float("learning_rate", learning_rate, "Peak learning rate (after warmup).",
                        lower_bound=0.0, flag_values=fv)
-    flags.DEFINE_integer("warmup_steps", warmup_steps,
-                         "Steps of linear warmup from 0 to --learning_rate.",
+    flags.DEFINE_integer("warmup_steps", None,
+                         "Steps of linear warmup from 0 to --learning_rate. Default: "
+                         f"{DEFAULT_WARMUP_FRACTION:.0%} of the run's steps.",
                          lower_bound=0, flag_values=fv)
     flags.DEFINE_enum("decay", "linear", DECAYS,
                       "Learning-rate decay from the peak to 0 at --train_steps.",
@@ -79,7 +81,8 @@ def define_training_flags(*, model_dir=None, train_steps=1000, batch_size=32,
     flags.DEFINE_integer("seed", 0, "Random seed for initialisation.", flag_values=fv)
     flags.register_multi_flags_validator(
         ["warmup_steps", "train_steps"],
-        lambda values: values["warmup_steps"] <= values["train_steps"],
+        lambda values: values["warmup_steps"] is None
+        or values["warmup_steps"] <= values["train_steps"],
         message="--warmup_steps must not exceed --train_steps", flag_values=fv)
     flags.register_multi_flags_validator(
         ["batch_size", "grad_accum_steps"],

@@ -15,7 +15,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from kerasllm.training.errors import CheckpointError, TrainingError
+from kerasllm.errors import CheckpointError
+from kerasllm.training.errors import TrainingError
 from kerasllm.training.optimizer import averaged_weights, create_optimizer
 from kerasllm.training.strategy import is_chief
 

@@ -9,10 +9,6 @@ from keras import ops
 
 from kerasllm.training.errors import TrainingError
 
-# LayerNorm scales/offsets and biases are not decayed (as in BERT and GPT-2).
-NO_DECAY_NAMES = ["bias", "gamma", "beta"]
-
-
 @keras.saving.register_keras_serializable(package="kerasllm")
 class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup from 0 to `peak` over `warmup_steps`, then linear or cosine
@@ -57,6 +53,10 @@ class PreReducedAdamW(keras.optimizers.AdamW):
     uses the scheduled rate times its scale; the decoupled weight decay keeps the
     scheduled rate (it is 1e-2 of an already small step).
 
+    Weight decay applies to matrices and tables only, as in BERT and GPT-2: not
+    to vectors (every norm's scale and offset, whatever the layer calls them),
+    nor to biases (see `create_optimizer`).
+
     The Adam step itself is TensorFlow's fused kernel (one pass over the variable
     and its two moments) instead of Keras' six elementwise ops, which each read
     and write the whole tensor: the same update, and on CPU the optimizer is a
@@ -73,6 +73,9 @@ class PreReducedAdamW(keras.optimizers.AdamW):
         super().build(var_list)
         if self._learning_rate_scale is not None:
             self._scales = [float(self._learning_rate_scale(v)) for v in var_list]
+
+    def _use_weight_decay(self, variable):
+        return len(variable.shape) >= 2 and super()._use_weight_decay(variable)
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         return list(grads_and_vars)
@@ -116,36 +119,46 @@ def _handle(variable):
 
 
 def layer_decay_scale(task, decay):
-    """variable -> decay ** (top - depth): 1 for the task's heads and the encoder's
-    top (pooler), `decay` for the last block, ... `decay ** (num_layers + 1)` for
-    the embeddings (depths from `task.encoder.layer_depth`)."""
-    encoder = getattr(task, "encoder", None)
-    if encoder is None or not hasattr(encoder, "layer_depth"):
-        raise TrainingError(f"layer-wise learning rates need a task with a BERT encoder; "
-                            f"{type(task).__name__} has none")
-    top = encoder.config.num_layers + 1
+    """variable -> decay ** (top - depth): 1 for the task's heads and the backbone's
+    top (e.g. a pooler), `decay` for the last block, ... `decay ** (num_layers + 1)`
+    for the embeddings (depths from `task.backbone.layer_depth`, see
+    kerasllm.models.task.TaskModel)."""
+    backbone = getattr(task, "backbone", None)
+    if backbone is None or not hasattr(backbone, "layer_depth"):
+        raise TrainingError(f"layer-wise learning rates need a task with a backbone that "
+                            f"reports layer depths; {type(task).__name__} has none")
+    top = backbone.num_layers + 1
 
     def scale(variable):
-        depth = encoder.layer_depth(variable)
+        depth = backbone.layer_depth(variable)
         return 1.0 if depth is None else decay ** (top - depth)
 
     return scale
 
 
+def layer_biases(model):
+    """The bias of every layer of `model` that has one. A projection that keeps its
+    heads as an axis has a [heads, head_size] bias, a vector all the same."""
+    return [layer.bias for layer in model._flatten_layers()
+            if getattr(layer, "bias", None) is not None]
+
+
 def create_optimizer(config, task=None):
-    """The optimizer for a TrainConfig (create it inside `strategy.scope()`); `task`
-    is needed for layer-wise learning rates (config.layer_decay < 1)."""
+    """The optimizer for a TrainConfig (create it inside `strategy.scope()`); `task`,
+    a TaskModel, exempts its layers' biases from weight decay and is needed for
+    layer-wise learning rates (config.layer_decay < 1)."""
     scale = layer_decay_scale(task, config.layer_decay) if config.layer_decay < 1 else None
     optimizer = PreReducedAdamW(
         learning_rate_scale=scale,
-        learning_rate=WarmupDecay(config.learning_rate, config.warmup_steps,
+        learning_rate=WarmupDecay(config.learning_rate, config.num_warmup_steps,
                                   config.train_steps, config.decay,
                                   config.end_learning_rate_fraction),
         weight_decay=config.weight_decay, beta_1=config.adam_beta_1,
         beta_2=config.adam_beta_2, epsilon=config.adam_epsilon,
         global_clipnorm=config.clip_norm or None,
         use_ema=config.ema_momentum > 0, ema_momentum=config.ema_momentum)
-    optimizer.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
+    if task is not None:
+        optimizer.exclude_from_weight_decay(var_list=layer_biases(task))
     if config.mixed_precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -6,10 +6,9 @@ import tensorflow as tf
 import tokenizers
 
 from kerasllm.convert import ConversionError, load_hf_bert
-from kerasllm.data.minilm import minilm_model_dir
-from kerasllm.data.packing import pack_segments
+from kerasllm.convert.minilm import minilm_model_dir
 from kerasllm.layers.mean_pooling import sentence_embedding
-from kerasllm.models import configs
+from kerasllm.models import registry
 from tests.convert.numpy_bert import NumpyBert, mean_pooled
 from tests.convert.tiny_checkpoint import (TINY_CONFIG, TINY_VOCAB, tiny_tensors,
                                            write_checkpoint)
@@ -64,8 +63,8 @@ def packed(minilm):
     """The EXAMPLES as one padded batch, as the serving signatures pack them."""
     _, _, tokenizer, _ = minilm
     texts, texts_b = zip(*EXAMPLES)
-    return pack_segments([tokenizer.tokenize(list(texts)), tokenizer.tokenize(list(texts_b))],
-                         MAX_SEQ_LENGTH, tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id)
+    return tokenizer.pack([tokenizer.tokenize(list(texts)), tokenizer.tokenize(list(texts_b))],
+                          MAX_SEQ_LENGTH)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +85,7 @@ def test_minilm_converts_every_weight(minilm):
     assert (config.num_layers, config.hidden_size, config.num_heads,
             config.intermediate_size, config.vocab_size) == (6, 384, 12, 1536, 30522)
     assert config.activation == "gelu" and config.layer_norm_epsilon == 1e-12
-    assert config == configs.get("minilm_l6")  # the registry names this shape
+    assert config == registry.get("minilm_l6")  # the registry names this shape
     assert sorted(report.assigned) == sorted(v.path for v in encoder.weights)
     assert list(report.skipped_tensors) == ["embeddings.position_ids"]
     assert report.unassigned_weights == {}
@@ -145,8 +144,7 @@ def test_paraphrases_are_closer_than_unrelated_sentences(minilm):
     _, encoder, tokenizer, _ = minilm
     texts = ["A man is playing a guitar.", "Someone is strumming a guitar.",
              "The central bank raised interest rates again."]
-    inputs = pack_segments([tokenizer.tokenize(texts)], 32, tokenizer.cls_id,
-                           tokenizer.sep_id, tokenizer.pad_id)
+    inputs = tokenizer.pack([tokenizer.tokenize(texts)], 32)
     embeddings = sentence_embedding(encoder(inputs)["sequence_output"],
                                     inputs["padding_mask"]).numpy()
     cosine = embeddings @ embeddings.T
@@ -177,7 +175,7 @@ def test_task_model_checkpoint_without_pooler(tmp_path):
     assert sorted(report.unassigned_weights) == sorted(
         [encoder.pooler.kernel.path, encoder.pooler.bias.path])
     assert "no pooler" in str(report)
-    assert not tokenizer.lowercase and not report.lowercase
+    assert not tokenizer.lowercase and not report.tokenizer["lowercase"]
 
     token_ids = np.array([[2, 5, 6, 10, 7, 3, 8, 9, 3], [2, 5, 9, 11, 3, 0, 0, 0, 0]])
     segment_ids = np.array([[0, 0, 0, 0, 0, 0, 1, 1, 1], [0] * 9])

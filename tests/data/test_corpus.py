@@ -1,7 +1,8 @@
 import pytest
 
 from kerasllm.data.corpus import read_documents, split_documents
-from kerasllm.data.errors import CorpusError, DataError
+from kerasllm.data.errors import CorpusError
+from kerasllm.errors import DataError
 
 
 def test_reads_documents_separated_by_blank_lines_and_files(tmp_path):

@@ -8,7 +8,7 @@ import tensorflow as tf
 from kerasllm.data.labeled_text import (LabeledExample, LabeledTextError,
                                         classification_dataset, classification_dataset_fn,
                                         read_labeled_text)
-from kerasllm.data.tokenizer import WordPieceTokenizer
+from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film", "plot", "."]
 

@@ -6,8 +6,8 @@ import pytest
 
 from kerasllm.data.qa_examples import (QAExample, QAExampleError, read_qa_examples,
                                        span_qa_inputs)
-from kerasllm.data.tokenizer import WordPieceTokenizer
-from kerasllm.data.word_offsets import tokenize_words_with_offsets
+from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
+from kerasllm.tokenizers.word_offsets import tokenize_words_with_offsets
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "who", "is", "the", "king", "?", "of",
          "de", "##n", "##mark", "anna", "cafe", ",", "bob"]

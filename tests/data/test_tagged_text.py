@@ -9,8 +9,8 @@ import tensorflow as tf
 from kerasllm.data.batching import packed_dataset, packed_dataset_fn
 from kerasllm.data.tagged_text import (TaggedExample, TaggedTextError, read_tagged_text,
                                        tagging_inputs)
-from kerasllm.data.tokenizer import WordPieceTokenizer
-from kerasllm.data.word_offsets import tokenize_words_with_offsets
+from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
+from kerasllm.tokenizers.word_offsets import tokenize_words_with_offsets
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Anna", "Ros", "##alind", "met", "in",
          "the", "park", ".", "U", "S"]

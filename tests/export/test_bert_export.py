@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasllm.data.tokenizer import WordPieceTokenizer
+from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
 from kerasllm.export.bert_signatures import bert_signatures
 from kerasllm.export.errors import ExportError
 from kerasllm.export.saved_model import METADATA_FILE, export_saved_model
@@ -27,7 +27,7 @@ def exported(tmp_path_factory):
     tokenizer = WordPieceTokenizer(VOCAB)
     model = BertPretrainer.from_name("bert_tiny", vocab_size=len(VOCAB),
                                      max_sequence_length=32).build_for_inputs()
-    signatures = bert_signatures(model.encoder, tokenizer, MAX_SEQ_LENGTH,
+    signatures = bert_signatures(model.backbone, tokenizer, MAX_SEQ_LENGTH,
                                  mlm_head=model.mlm_head, top_k=3)
     root = str(tmp_path_factory.mktemp("saved_models") / "bert_test")
     path = export_saved_model(root, signatures, [model, tokenizer],
@@ -68,7 +68,7 @@ def test_fresh_process_outputs_equal_in_process_model(exported, tmp_path):
     assert list(ids[0][:6]) == [2, 5, 6, 8, 9, 18]
     assert list(ids[1][:3]) == [2, 3, 0]  # empty string -> [CLS] [SEP]
     assert ids.shape == (4, MAX_SEQ_LENGTH) and ids[2][-1] == 3  # truncated, ends in [SEP]
-    direct = model.encoder({k: tf.constant(served[f"serving_default/{k}"])
+    direct = model.backbone({k: tf.constant(served[f"serving_default/{k}"])
                             for k in ["token_ids", "padding_mask"]}
                            | {"segment_ids": tf.zeros_like(ids)})
     assert np.max(np.abs(direct["sequence_output"].numpy()

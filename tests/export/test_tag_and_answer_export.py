@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasllm.data.tokenizer import WordPieceTokenizer
-from kerasllm.data.word_offsets import tokenize_words_with_offsets
+from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
+from kerasllm.tokenizers.word_offsets import tokenize_words_with_offsets
 from kerasllm.export.qa_signatures import qa_signatures
 from kerasllm.export.saved_model import export_saved_model
 from kerasllm.export.tagging_signatures import tagging_signatures
-from kerasllm.models import BertEncoder, configs
-from kerasllm.models.bert_span_qa import BertSpanQA
-from kerasllm.models.bert_token_classifier import BertTokenClassifier
+from kerasllm.models import BertEncoder, registry
+from kerasllm.models.bert.span_qa import BertSpanQA
+from kerasllm.models.bert.token_classifier import BertTokenClassifier
 from tests.fresh_process import serve_in_fresh_process
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "king", "is", "who", "of",
@@ -24,7 +24,7 @@ CONTEXTS = ["The king of Denmark is Anna.", "", "École de Anna", "the king is a
 
 
 def tiny_encoder():
-    return BertEncoder(configs.get("bert_tiny").replace(
+    return BertEncoder(registry.get("bert_tiny").replace(
         vocab_size=len(VOCAB), max_sequence_length=64, dropout=0.0, attention_dropout=0.0))
 
 

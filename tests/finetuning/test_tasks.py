@@ -1,7 +1,7 @@
 """The fine-tuning tasks' own choices about their training examples."""
 from kerasllm.data.labeled_text import LabeledExample
 from kerasllm.finetuning.tasks import ClassificationTask
-from kerasllm.models import BertEncoder, configs
+from kerasllm.models import BertEncoder, registry
 
 EXAMPLES = [LabeledExample("good", 1, confidence=0.7), LabeledExample("bad", 0)]
 
@@ -17,5 +17,5 @@ def test_classification_trains_on_label_confidence_unless_told_not_to():
 
 def test_classification_model_gets_the_label_smoothing():
     task = ClassificationTask(pooling="mean", dropout=0.1, label_smoothing=0.25)
-    model = task.build_model(BertEncoder(configs.get("bert_tiny")), ["neg", "pos"])
+    model = task.build_model(BertEncoder(registry.get("bert_tiny")), ["neg", "pos"])
     assert model.label_smoothing == 0.25 and task.metadata()["label_smoothing"] == 0.25

@@ -5,14 +5,7 @@ from keras import ops
 
 from kerasllm.layers import (BertEmbedding, MaskedLMHead, MultiHeadAttention,
                              NextSentencePredictionHead, TransformerEncoderBlock)
-
-
-def roundtrip(layer):
-    """A layer rebuilt from its serialized config, which must be the same config."""
-    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    assert type(clone) is type(layer)
-    assert clone.get_config() == layer.get_config()
-    return clone
+from tests.roundtrip import config_roundtrip
 
 
 def test_bert_embedding_shapes_and_segments():
@@ -25,7 +18,7 @@ def test_bert_embedding_shapes_and_segments():
     assert not np.allclose(out, other_segment)
     # LayerNorm output: zero mean, unit variance over the hidden axis.
     np.testing.assert_allclose(ops.mean(out, -1), 0.0, atol=1e-5)
-    roundtrip(layer)
+    config_roundtrip(layer)
 
 
 def test_attention_padding_mask_ignores_masked_keys():
@@ -37,7 +30,7 @@ def test_attention_padding_mask_ignores_masked_keys():
     changed[:, 3:] = 100.0
     # Keys 3 and 4 are masked, but queries 3 and 4 are real inputs too: compare queries 0..2.
     np.testing.assert_allclose(out[:, :3], layer(changed, attention_mask=mask)[:, :3], atol=1e-5)
-    roundtrip(layer)
+    config_roundtrip(layer)
 
 
 def test_attention_causal_mask_hides_future():
@@ -76,7 +69,7 @@ def test_encoder_block_shapes_and_padding(norm_first):
     changed[0, 3:] = 9.0
     np.testing.assert_allclose(out[0, :3], block(changed, padding_mask=padding)[0, :3],
                                atol=1e-5)
-    clone = roundtrip(block)
+    clone = config_roundtrip(block)
     assert clone.norm_first == norm_first
 
 
@@ -96,7 +89,7 @@ def test_masked_lm_head_gathers_positions_and_ties_embedding():
     assert logits.shape == (2, 2, 30)
     np.testing.assert_allclose(logits[1, 0], logits[1, 1], atol=1e-6)
     assert "output_kernel" not in [w.path.split("/")[-1] for w in head.weights]
-    untied = roundtrip(head)
+    untied = config_roundtrip(head)
     untied(seq, positions)
     assert any(w.path.endswith("output_kernel") for w in untied.weights)
 
@@ -104,4 +97,4 @@ def test_masked_lm_head_gathers_positions_and_ties_embedding():
 def test_next_sentence_head():
     head = NextSentencePredictionHead()
     assert head(np.zeros((3, 8), "float32")).shape == (3, 2)
-    roundtrip(head)
+    config_roundtrip(head)

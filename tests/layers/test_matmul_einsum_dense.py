@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from kerasllm.layers.matmul_einsum_dense import MatmulEinsumDense
+from tests.roundtrip import config_roundtrip
 
 CASES = [("btd,dnh->btnh", (None, 3, 4), "nh", (2, 5, 6)),
          ("btnh,nhd->btd", (None, 6), "d", (2, 5, 3, 4))]
@@ -41,6 +42,4 @@ def test_other_equations_are_refused_and_config_round_trips():
     with pytest.raises(ValueError, match="trailing axes.*'ab,cb->ac'"):
         MatmulEinsumDense("ab,cb->ac", (3,))  # contracts the kernel's last axis
     layer = MatmulEinsumDense("btd,dnh->btnh", (None, 3, 4), bias_axes="nh")
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    assert type(restored) is MatmulEinsumDense
-    assert restored.get_config() == layer.get_config()
+    config_roundtrip(layer)

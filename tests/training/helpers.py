@@ -21,7 +21,8 @@ def task_and_optimizer(**settings):
     """(a built tiny_task, its optimizer, its trainable variables); `settings` are
     TrainConfig fields beyond a 10-step run of batch 8."""
     task = tiny_task().build_for_inputs()
-    config = TrainConfig(model_dir="unused", train_steps=10, global_batch_size=8, **settings)
+    config = TrainConfig(model_dir="unused", train_steps=10, global_batch_size=8,
+                         **{"warmup_steps": 0, **settings})
     return task, create_optimizer(config, task), task.trainable_variables
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kerasllm.models import BertPretrainer
-from kerasllm.training.errors import CheckpointError
+from kerasllm.errors import CheckpointError
 
 from tests.training.helpers import SEQ, VOCAB, run
 

@@ -27,10 +27,21 @@ def test_flags_become_a_train_config():
 
 
 def test_trainer_defaults_and_overrides():
-    flag_values = parsed(model_dir="model_dirs/x", learning_rate=3e-5, warmup_steps=10)
+    flag_values = parsed("--warmup_steps=10", model_dir="model_dirs/x", learning_rate=3e-5)
     config = train_config_from_flags(flag_values, train_steps=20)
-    assert (config.model_dir, config.learning_rate, config.warmup_steps,
+    assert (config.model_dir, config.learning_rate, config.num_warmup_steps,
             config.train_steps) == ("model_dirs/x", 3e-5, 10, 20)
+
+
+@pytest.mark.parametrize("argv, warmup", [
+    (["--train_steps=5"], 0), (["--train_steps=50"], 5), ([], 100),
+    (["--train_steps=5", "--warmup_steps=5"], 5)])
+def test_the_default_warmup_follows_the_steps(argv, warmup):
+    """A run of 5 steps needs no --warmup_steps: unset, it is 10% of the run."""
+    config = train_config_from_flags(parsed(*argv, model_dir="x", train_steps=1000))
+    assert config.num_warmup_steps == warmup
+    assert train_config_from_flags(parsed(*argv, model_dir="x"), train_steps=30) \
+        .num_warmup_steps == (warmup if "--warmup_steps=5" in argv else 3)
 
 
 @pytest.mark.parametrize("argv, message", [

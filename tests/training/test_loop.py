@@ -59,7 +59,7 @@ def test_gradient_accumulation_equals_one_large_batch(tmp_path):
 
 def test_mixed_float16_with_loss_scaling(tmp_path):
     result, logged = run(tmp_path, train_steps=10, log_every=5, mixed_precision="mixed_float16")
-    assert result.task.encoder.compute_dtype == "float16"
+    assert result.task.backbone.compute_dtype == "float16"
     assert isinstance(result.optimizer, keras.optimizers.LossScaleOptimizer)
     assert np.isfinite(logged[-1][1]["loss"])
     assert logged[-1][1]["mlm_loss"] < logged[0][1]["mlm_loss"]

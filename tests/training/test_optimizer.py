@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from kerasllm.training.config import TrainConfig
 from kerasllm.training.errors import TrainingError
-from kerasllm.training.optimizer import WarmupDecay, create_optimizer
+from kerasllm.training.optimizer import WarmupDecay, create_optimizer, layer_biases
 
 from tests.training.helpers import task_and_optimizer
 
@@ -24,9 +24,14 @@ def test_cosine_decay_to_end_fraction():
     assert WarmupDecay.from_config(schedule.get_config()).get_config() == schedule.get_config()
 
 
-def test_weight_decay_skips_layer_norm_and_biases():
-    _, optimizer, variables = task_and_optimizer(learning_rate=0.1, weight_decay=0.5,
+def test_weight_decay_skips_vectors_whatever_their_name():
+    """LayerNorm gamma/beta and a norm's `scale` (as RMSNorm names it) are vectors,
+    and every bias, also the attention's [heads, head_size] ones, is one at heart:
+    they keep their values; matrices and tables decay."""
+    task, optimizer, variables = task_and_optimizer(learning_rate=0.1, weight_decay=0.5,
                                                  clip_norm=0.0)
+    variables = [*variables, keras.Variable(np.ones(4, "float32"), name="scale")]
+    optimizer.build(variables)
     before = {v.path: v.numpy() for v in variables}
     # Zero gradients leave Adam's update at 0: what moves is weight decay alone.
     optimizer.apply([keras.ops.zeros_like(v) for v in variables], variables)
@@ -37,9 +42,14 @@ def test_weight_decay_skips_layer_norm_and_biases():
         else:
             np.testing.assert_allclose(v.numpy(), before[v.path] * (1 - 0.1 * 0.5), rtol=1e-5)
             decayed.add(v.path)
-    assert all(p.endswith(("bias", "gamma", "beta")) for p in kept)
+    biases = {b.path for b in layer_biases(task)}
+    assert any(p.endswith("attention/query/bias") for p in biases)
+    assert kept == {v.path for v in variables if len(v.shape) < 2} | biases
+    assert "scale" in kept and any(p.endswith("gamma") for p in kept)
+    assert any(p.endswith("token_embedding/embeddings") for p in decayed)
     # LayerNorm scale and offset, dense biases and the MLM head's output_bias.
-    assert {p.rsplit("/", 1)[1] for p in kept} == {"bias", "gamma", "beta", "output_bias"}
+    assert {p.rsplit("/", 1)[-1] for p in kept} == {"bias", "gamma", "beta", "output_bias",
+                                                     "scale"}
     assert all(p.endswith(("kernel", "embeddings")) for p in decayed)
     assert any("token_embedding" in p for p in decayed)
 
@@ -77,7 +87,7 @@ def test_clipping_and_float16_loss_scaling():
 def test_layer_decay_scales_each_layers_step():
     task, optimizer, variables = task_and_optimizer(learning_rate=0.1, weight_decay=0.0,
                                                     clip_norm=0.0, layer_decay=0.5)
-    encoder, top = task.encoder, task.encoder.config.num_layers + 1
+    encoder, top = task.backbone, task.backbone.config.num_layers + 1
     before = [v.numpy() for v in variables]
     # Adam's first step moves every weight by the learning rate times sign(gradient).
     optimizer.apply([keras.ops.ones_like(v) for v in variables], variables)
@@ -92,7 +102,7 @@ def test_layer_decay_scales_each_layers_step():
 
 
 def test_layer_decay_needs_an_encoder():
-    with pytest.raises(TrainingError, match="need a task with a BERT encoder"):
+    with pytest.raises(TrainingError, match="need a task with a backbone"):
         create_optimizer(TrainConfig(model_dir="x", train_steps=10, global_batch_size=8,
                                      layer_decay=0.8), keras.layers.Dense(2))
     with pytest.raises(TrainingError, match="layer_decay must be in"):

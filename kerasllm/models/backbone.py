@@ -1,0 +1,68 @@
+"""What every family's backbone shares: a frozen config it is built from, weights
+created from a dummy batch, (de)serialisation, and the depth of each weight."""
+import dataclasses
+
+import keras
+
+
+class ModelConfig:
+    """Methods shared by the families' configs, which are frozen dataclasses."""
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+class Backbone(keras.Model):
+    """Base of the family backbones (BertEncoder, ...), the part a task model adds
+    heads to.
+
+    A subclass sets `config_class`, builds its layers from `self.config`, and
+    implements `dummy_inputs` and `depth_layers`.
+    """
+
+    config_class = None
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = self.config_class(**config)
+        self.config = config
+
+    @property
+    def num_layers(self):
+        """Transformer blocks between the embeddings (depth 0) and the top
+        (depth num_layers + 1)."""
+        return self.config.num_layers
+
+    def dummy_inputs(self, seq_length):
+        """A one-example batch of `seq_length` tokens that `call` accepts."""
+        raise NotImplementedError
+
+    def depth_layers(self):
+        """[(layer or None, depth)]: every sublayer that holds weights and its depth,
+        0 for the embeddings, i + 1 for block i, num_layers + 1 above the blocks."""
+        raise NotImplementedError
+
+    def layer_depth(self, variable):
+        """Where `variable` sits, counted from the input (see depth_layers); None if
+        it is not this backbone's. Layer-wise learning rates are set from it."""
+        for layer, depth in self.depth_layers():
+            if layer is not None and any(variable is weight for weight in layer.weights):
+                return depth
+        return None
+
+    def build_for_inputs(self, seq_length=8):
+        """Creates every weight by running a dummy batch of `seq_length` tokens."""
+        self(self.dummy_inputs(seq_length))
+        return self
+
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name,
+                "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

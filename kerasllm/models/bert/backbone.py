@@ -1,0 +1,79 @@
+"""BERT (Devlin et al., 2019): the encoder backbone every BERT model is built on."""
+import keras
+from keras import ops
+
+from kerasllm.layers import BertEmbedding, TransformerEncoderBlock
+from kerasllm.models.backbone import Backbone
+from kerasllm.models.bert.config import BertConfig
+
+
+@keras.saving.register_keras_serializable(package="kerasllm")
+class BertEncoder(Backbone):
+    """Embeddings → `num_layers` encoder blocks → sequence and pooled outputs.
+
+    Inputs: dict with
+        token_ids: int [batch, seq]; segment_ids: int [batch, seq];
+        padding_mask: int/bool [batch, seq], 1 = real token.
+    Outputs: dict with
+        sequence_output: float [batch, seq, hidden];
+        pooled_output: float [batch, hidden], tanh(dense(first token)), the
+            [CLS] summary used by sentence-level heads.
+    """
+
+    config_class = BertConfig
+
+    def __init__(self, config: BertConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        config = self.config
+        init = keras.initializers.TruncatedNormal(stddev=config.initializer_range)
+        self.embedding = BertEmbedding(
+            config.vocab_size, config.hidden_size,
+            max_sequence_length=config.max_sequence_length,
+            type_vocab_size=config.type_vocab_size, dropout=config.dropout,
+            layer_norm_epsilon=config.layer_norm_epsilon,
+            initializer_range=config.initializer_range,
+            dtype=self.dtype_policy, name="embedding")
+        # One attribute per block, not a list: tf.train.Checkpoint does not follow
+        # Keras' tracked lists, so a list of blocks would be missing from checkpoints.
+        for i in range(config.num_layers):
+            setattr(self, f"block_{i}", TransformerEncoderBlock(
+                config.num_heads, config.intermediate_size, dropout=config.dropout,
+                attention_dropout=config.attention_dropout, activation=config.activation,
+                layer_norm_epsilon=config.layer_norm_epsilon, norm_first=config.norm_first,
+                initializer_range=config.initializer_range,
+                dtype=self.dtype_policy, name=f"block_{i}"))
+        # Pre-LN stacks need a final LayerNorm; post-LN blocks end normalised.
+        self.final_norm = (
+            keras.layers.LayerNormalization(epsilon=config.layer_norm_epsilon,
+                                            dtype=self.dtype_policy, name="final_norm")
+            if config.norm_first else None)
+        self.pooler = keras.layers.Dense(
+            config.hidden_size, activation="tanh", kernel_initializer=init,
+            dtype=self.dtype_policy, name="pooler")
+
+    @property
+    def blocks(self):
+        """The encoder blocks, first to last."""
+        return [getattr(self, f"block_{i}") for i in range(self.config.num_layers)]
+
+    @property
+    def token_embedding(self):
+        return self.embedding.token_embedding
+
+    def depth_layers(self):
+        top = self.num_layers + 1
+        return [(self.embedding, 0), *((b, i + 1) for i, b in enumerate(self.blocks)),
+                (self.final_norm, top), (self.pooler, top)]
+
+    def dummy_inputs(self, seq_length):
+        ids = ops.zeros((1, seq_length), "int32")
+        return {"token_ids": ids, "segment_ids": ids, "padding_mask": ops.ones_like(ids)}
+
+    def call(self, inputs, training=None):
+        x = self.embedding(inputs["token_ids"], inputs.get("segment_ids"), training=training)
+        padding_mask = inputs.get("padding_mask")
+        for block in self.blocks:
+            x = block(x, padding_mask=padding_mask, training=training)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return {"sequence_output": x, "pooled_output": self.pooler(x[:, 0, :])}

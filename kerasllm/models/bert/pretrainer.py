@@ -1,0 +1,77 @@
+"""BERT pretraining: the masked-language-model and next-sentence-prediction heads."""
+import keras
+from keras import ops
+
+from kerasllm.layers import MaskedLMHead, NextSentencePredictionHead
+from kerasllm.models.bert.backbone import BertEncoder
+from kerasllm.models.losses import masked_mean
+from kerasllm.models.task import TaskModel
+
+
+@keras.saving.register_keras_serializable(package="kerasllm")
+class BertPretrainer(TaskModel):
+    """BERT pretraining: masked-language-model + next-sentence-prediction heads.
+
+    Inputs: a batch dict as built by `kerasllm.data.bert_pretraining`:
+        token_ids, segment_ids, padding_mask: int [batch, seq];
+        masked_positions, masked_ids: int [batch, predictions];
+        masked_weights: float [batch, predictions] (0 marks padding predictions);
+        next_sentence_labels: int [batch] (1 = B follows A).
+    Outputs: dict with mlm_logits float32 [batch, predictions, vocab] and
+        nsp_logits float32 [batch, 2].
+
+    Loss = mean MLM cross-entropy over real predictions + mean NSP cross-entropy.
+    """
+
+    def __init__(self, backbone: BertEncoder, **kwargs):
+        super().__init__(backbone, **kwargs)
+        config = backbone.config
+        self.mlm_head = MaskedLMHead(
+            config.vocab_size, activation=config.activation,
+            layer_norm_epsilon=config.layer_norm_epsilon,
+            initializer_range=config.initializer_range,
+            token_embedding=backbone.token_embedding,
+            dtype=self.dtype_policy, name="mlm_head")
+        self.nsp_head = NextSentencePredictionHead(
+            initializer_range=config.initializer_range, dtype=self.dtype_policy,
+            name="nsp_head")
+
+    @classmethod
+    def from_name(cls, name, **overrides):
+        """A fresh pretrainer for a registered config, e.g. `from_name("bert_tiny")`."""
+        from kerasllm.models import registry  # the registry imports this family
+        return cls(BertEncoder(registry.get(name).replace(**overrides)))
+
+    def dummy_inputs(self, seq_length):
+        # Two masked positions: the MLM head needs some to create its weights.
+        return super().dummy_inputs(seq_length) | {
+            "masked_positions": ops.zeros((1, 2), "int32")}
+
+    def call(self, inputs, training=None):
+        outputs = self.backbone(inputs, training=training)
+        return {
+            "mlm_logits": self.mlm_head(outputs["sequence_output"], inputs["masked_positions"]),
+            "nsp_logits": self.nsp_head(outputs["pooled_output"]),
+        }
+
+    def compute_loss_and_metrics(self, batch, training=False):
+        """Returns (loss, metrics) for one batch: the loss is a float32 scalar
+        (mean over this batch); metrics is a dict of float32 scalars."""
+        outputs = self(batch, training=training)
+        mlm_logits, nsp_logits = outputs["mlm_logits"], outputs["nsp_logits"]
+        weights = batch["masked_weights"]
+        mlm_losses = keras.losses.sparse_categorical_crossentropy(
+            batch["masked_ids"], mlm_logits, from_logits=True)
+        mlm_loss = masked_mean(mlm_losses, weights)
+        nsp_loss = ops.mean(keras.losses.sparse_categorical_crossentropy(
+            batch["next_sentence_labels"], nsp_logits, from_logits=True))
+        mlm_correct = ops.equal(ops.argmax(mlm_logits, -1), ops.cast(batch["masked_ids"], "int64"))
+        nsp_correct = ops.equal(ops.argmax(nsp_logits, -1),
+                                ops.cast(batch["next_sentence_labels"], "int64"))
+        metrics = {
+            "mlm_loss": mlm_loss,
+            "nsp_loss": nsp_loss,
+            "mlm_accuracy": masked_mean(mlm_correct, weights),
+            "nsp_accuracy": ops.mean(ops.cast(nsp_correct, "float32")),
+        }
+        return mlm_loss + nsp_loss, metrics

@@ -1,0 +1,72 @@
+"""Named models: each name maps to its family and config, each family to the
+backbone built from that config and the kind of tokenizer it reads.
+
+    family, config = registry.lookup("bert_tiny")
+    backbone = family.backbone_class(config)
+
+A new family adds one `Family` to FAMILIES; nothing else here changes.
+"""
+import dataclasses
+
+from kerasllm.errors import KerasLLMError
+from kerasllm.models.bert.backbone import BertEncoder
+from kerasllm.models.bert.config import BERT_CONFIGS, BertConfig
+
+
+class UnknownModelError(KerasLLMError, KeyError):
+    """A model or family name that is not in the registry."""
+
+    def __str__(self):
+        return self.args[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """One model family.
+
+    Attributes:
+      name: e.g. "bert"; recorded in the config.json beside checkpoints.
+      config_class: the frozen config dataclass.
+      backbone_class: a kerasllm.models.backbone.Backbone built from a config.
+      tokenizer_kind: the kerasllm.tokenizers kind its models are trained with.
+      configs: {model name: config}.
+    """
+
+    name: str
+    config_class: type
+    backbone_class: type
+    tokenizer_kind: str
+    configs: dict
+
+
+FAMILIES = {
+    "bert": Family("bert", BertConfig, BertEncoder, "wordpiece", BERT_CONFIGS),
+}
+
+
+def family(name):
+    """The Family called `name`, e.g. "bert"."""
+    if name not in FAMILIES:
+        raise UnknownModelError(f"unknown model family {name!r}; known families: "
+                                f"{', '.join(sorted(FAMILIES))}")
+    return FAMILIES[name]
+
+
+def model_names(family_name=None):
+    """The registered model names, of one family or all, sorted."""
+    return sorted(name for f in FAMILIES.values() if family_name in (None, f.name)
+                  for name in f.configs)
+
+
+def lookup(name):
+    """(Family, config) registered under `name`, e.g. `lookup("bert_tiny")`."""
+    for f in FAMILIES.values():
+        if name in f.configs:
+            return f, f.configs[name]
+    raise UnknownModelError(f"unknown model {name!r}; known models: "
+                            f"{', '.join(model_names())}")
+
+
+def get(name):
+    """The config registered under `name`."""
+    return lookup(name)[1]

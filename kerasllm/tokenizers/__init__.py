@@ -1,0 +1,23 @@
+"""Tokenizers made of TensorFlow ops (see `base.Tokenizer`): the same object prepares
+training data and goes into the exported SavedModel.
+
+    tokenizer = load_tokenizer(directory, settings)   # as a model directory records it
+"""
+from kerasllm.errors import DataError
+from kerasllm.tokenizers.base import Tokenizer
+from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
+
+KINDS = {WordPieceTokenizer.kind: WordPieceTokenizer}
+
+
+def load_tokenizer(directory, settings):
+    """The tokenizer whose files are in `directory`, as `Tokenizer.save` wrote them
+    and returned `settings` ({"kind": ..., ...})."""
+    kind = settings.get("kind")
+    if kind not in KINDS:
+        raise DataError(f"unknown tokenizer kind {kind!r} for {directory}; known kinds: "
+                        f"{', '.join(sorted(KINDS))}")
+    return KINDS[kind].load(directory, settings)
+
+
+__all__ = ["KINDS", "Tokenizer", "WordPieceTokenizer", "load_tokenizer"]
