@@ -9,8 +9,10 @@ fresh `absl.flags.FlagValues` and call `run` in-process.
 import logging as python_logging
 import os
 
+import keras
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app, flags
+from absl import logging as absl_logging
 
 import kerasllm
 from kerasllm.errors import DataError, KerasLLMError
@@ -20,6 +22,15 @@ from kerasllm.export.versioned import existing_versions
 from kerasllm.pretrained import MINILM, PACKAGED
 
 EXPORT_ROOT = "saved_models"
+# TensorFlow and Keras log their own INFO lines (checkpoint sharding, signature
+# renames, fingerprints) through absl, where a trainer's progress lines go too.
+_LIBRARY_DIRS = tuple(os.path.dirname(module.__file__) for module in (tf, keras))
+
+
+class _WithoutLibraryInfo(python_logging.Filter):
+    def filter(self, record):
+        return record.levelno >= python_logging.WARNING or not os.path.abspath(
+            record.pathname).startswith(_LIBRARY_DIRS)
 
 
 def main(trainer, define_flags, run):
@@ -27,9 +38,9 @@ def main(trainer, define_flags, run):
 
     A kerasllm error (the user's flags, files or model_dir, each named in its
     message) ends the process with the single line `<trainer>: error: <message>`:
-    a stack trace would only bury it. TensorFlow's own INFO and WARNING lines are
-    left out unless --verbosity asks for them (see trainers/__init__.py for the
-    C++ ones).
+    a stack trace would only bury it. TensorFlow's and Keras' own INFO lines are
+    left out unless --verbosity asks for them (see trainers/__init__.py for
+    TensorFlow's C++ ones).
     """
     define_flags(flags.FLAGS)
 
@@ -37,7 +48,8 @@ def main(trainer, define_flags, run):
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments {argv[1:]}; flags start with --")
         if flags.FLAGS.verbosity <= 0:
-            python_logging.getLogger("tensorflow").setLevel(python_logging.ERROR)
+            absl_logging.get_absl_handler().addFilter(_WithoutLibraryInfo())
+            python_logging.getLogger("tensorflow").setLevel(python_logging.WARNING)
         try:
             run(flags.FLAGS)
         except KerasLLMError as error:
@@ -76,11 +88,15 @@ def export_root(fv, default_name):
     return root
 
 
-def check_sequence_length(max_seq_length, config, source):
-    """--max_seq_length must fit the position table of `config` (from `source`)."""
-    if max_seq_length > config.max_sequence_length:
-        raise DataError(f"--max_seq_length={max_seq_length} is larger than {source}'s "
-                        f"position table ({config.max_sequence_length}); use at most that")
+def sequence_length(fv, config, source):
+    """--max_seq_length, which must fit the position table of `config` (from
+    `source`); unset, its default shrinks to the table if the table is shorter."""
+    if fv.max_seq_length <= config.max_sequence_length:
+        return fv.max_seq_length
+    if not fv["max_seq_length"].present:
+        return config.max_sequence_length
+    raise DataError(f"--max_seq_length={fv.max_seq_length} is larger than {source}'s "
+                    f"position table ({config.max_sequence_length}); use at most that")
 
 
 def flags_set(fv):
@@ -99,6 +115,5 @@ def export(fv, root, signatures, resources, metadata):
         metadata={**metadata, "signatures": sorted(signatures), "flags": flags_set(fv),
                   "kerasllm_version": kerasllm.__version__,
                   "tensorflow_version": tf.__version__})
-    logging.info("exported %s", path)
     print(f"exported {path}")
     return path

@@ -33,14 +33,14 @@ def run(fv):
     directory = PACKAGED[fv.input]() if fv.input in PACKAGED else fv.input
     encoder, tokenizer, report = load_hf_bert(directory)
     print(report)
-    common.check_sequence_length(fv.max_seq_length, encoder.config, "the checkpoint")
+    max_seq_length = common.sequence_length(fv, encoder.config, "the checkpoint")
     if fv.export:
         common.export(
-            fv, root, bert_signatures(encoder, tokenizer, fv.max_seq_length),
+            fv, root, bert_signatures(encoder, tokenizer, max_seq_length),
             [encoder, tokenizer],
             {"family": "bert", "source": os.path.abspath(directory),
              "config": encoder.config.to_dict(), "tokenizer": tokenizer.settings(),
-             "max_seq_length": fv.max_seq_length})
+             "max_seq_length": max_seq_length})
 
 
 if __name__ == "__main__":

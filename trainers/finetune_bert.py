@@ -176,8 +176,8 @@ def run(fv):
     if fv.encoder_dropout is not None:
         init_config = init_config.replace(dropout=fv.encoder_dropout,
                                           attention_dropout=fv.encoder_dropout)
-    common.check_sequence_length(fv.max_seq_length, init_config, "the checkpoint")
-    train_examples = task.training_examples(train_examples, tokenizer, fv.max_seq_length)
+    max_seq_length = common.sequence_length(fv, init_config, "the checkpoint")
+    train_examples = task.training_examples(train_examples, tokenizer, max_seq_length)
 
     schedule = EpochSchedule.for_examples(len(train_examples), fv.batch_size, fv.epochs,
                                           fv.steps_per_epoch, max_steps=fv.train_steps)
@@ -204,7 +204,7 @@ def run(fv):
         # epochs of an interrupted run still compete after it resumes.
         evaluator = EpochEvaluator(
             task.evaluator(eval_examples, tokenizer, label_names,
-                           max_seq_length=fv.max_seq_length, batch_size=fv.eval_batch_size),
+                           max_seq_length=max_seq_length, batch_size=fv.eval_batch_size),
             task.best_metric,
             directory=train_config.model_dir if is_chief(strategy) else None,
             completed_epochs=schedule.completed_epochs(
@@ -216,7 +216,7 @@ def run(fv):
             evaluator.end_of_epoch(schedule.completed_epochs(step), models[-1])
 
     dataset_fn = task.dataset_fn(
-        train_examples, tokenizer, max_seq_length=fv.max_seq_length,
+        train_examples, tokenizer, max_seq_length=max_seq_length,
         global_batch_size=train_config.micro_batch_size, seed=train_config.seed,
         length_multiple=(LENGTH_MULTIPLE_COMPILED if train_config.jit_compile
                          else LENGTH_MULTIPLE_TRACED))
@@ -236,12 +236,12 @@ def run(fv):
 
     if fv.export and is_chief(strategy):
         common.export(
-            fv, export_root, task.signatures(model, tokenizer, label_names, fv.max_seq_length),
+            fv, export_root, task.signatures(model, tokenizer, label_names, max_seq_length),
             [model, tokenizer],
             {"family": "bert", "task": fv.task, "init_checkpoint": fv.init_checkpoint,
              "config": init_config.to_dict(), "tokenizer": tokenizer.settings(),
              **task.metadata(), "label_names": list(label_names),
-             "max_seq_length": fv.max_seq_length, "step": result.step,
+             "max_seq_length": max_seq_length, "step": result.step,
              "best_epoch": best_epoch, "eval_metrics": best_scores,
              "eval_history": evaluator.history if evaluator else []})
 

@@ -89,14 +89,14 @@ def load_or_learn_vocab(fv, documents, model_dir):
 
 def run(fv):
     model_config = registry.get(fv.model)
-    common.check_sequence_length(fv.max_seq_length, model_config, fv.model)
+    max_seq_length = common.sequence_length(fv, model_config, fv.model)
     export_root = common.export_root(fv, fv.model)
     train_config = training_flags.train_config_from_flags(fv)
     strategy = create_strategy(fv.strategy, tpu=fv.tpu)
     ensure_writable(train_config.model_dir)
 
     example_settings = dict(
-        max_seq_length=fv.max_seq_length, global_batch_size=train_config.micro_batch_size,
+        max_seq_length=max_seq_length, global_batch_size=train_config.micro_batch_size,
         max_predictions_per_seq=fv.max_predictions_per_seq,
         whole_word_masking=fv.whole_word_masking, seed=train_config.seed)
     if fv.train_tfrecords:
@@ -125,11 +125,11 @@ def run(fv):
         task = result.task
         common.export(
             fv, export_root,
-            bert_signatures(task.backbone, tokenizer, fv.max_seq_length,
+            bert_signatures(task.backbone, tokenizer, max_seq_length,
                             mlm_head=task.mlm_head),
             [task, tokenizer],
             {"family": FAMILY, "model": fv.model, "config": model_config.to_dict(),
-             "tokenizer": tokenizer.settings(), "max_seq_length": fv.max_seq_length,
+             "tokenizer": tokenizer.settings(), "max_seq_length": max_seq_length,
              "step": result.step, "metrics": result.metrics})
 
 
