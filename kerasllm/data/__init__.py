@@ -2,7 +2,7 @@
 pretraining examples (next-sentence pairs, dynamic masking) and their TFRecords,
 and length-bucketed batching.
 
-Typical use:
+Typical use (the tokenizer from kerasllm.tokenizers):
     documents = read_documents("books/*.txt")
     tokenizer = WordPieceTokenizer(learn_wordpiece_vocab(documents, 8000))
     dataset = pretraining_dataset(documents, tokenizer, max_seq_length=128, batch_size=32)

@@ -10,11 +10,11 @@ how its batches are made, how it is scored and which signatures it exports.
 from absl import logging
 
 from kerasllm.data.batching import packed_dataset, packed_dataset_fn
-from kerasllm.errors import DataError
 from kerasllm.data.labeled_text import (classification_dataset, classification_dataset_fn,
                                         read_labeled_text)
 from kerasllm.data.qa_examples import read_qa_examples, span_qa_inputs
 from kerasllm.data.tagged_text import read_tagged_text, tagging_inputs
+from kerasllm.errors import DataError
 from kerasllm.export.classifier_signatures import classifier_signatures
 from kerasllm.export.qa_signatures import qa_signatures
 from kerasllm.export.tagging_signatures import tagging_signatures

@@ -3,7 +3,9 @@
 Keras 3 `model.fit` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585),
 so every model family trains here instead. A task is a keras.Model with
 `build_for_inputs()` (creates its variables) and
-`compute_loss_and_metrics(batch, training) -> (loss, {name: scalar})`.
+`compute_loss_and_metrics(batch, training) -> (loss, {name: scalar})`, the
+contract of kerasllm.models.task.TaskModel, which the loop only duck-types: it
+knows no model family.
 """
 import contextlib
 import dataclasses
