@@ -23,6 +23,7 @@ from absl import app, flags  # noqa: E402
 from tensorflow.python.framework import op_def_registry  # noqa: E402
 
 from kerasllm.export.errors import ExportError  # noqa: E402
+from kerasllm.export.warmup import read_warmup_requests  # noqa: E402
 
 PYTHON_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
@@ -93,6 +94,7 @@ def check_saved_model(path, inputs=None, verbose=True):
     if not tf.saved_model.contains_saved_model(path):
         raise ExportError(f"no SavedModel at {path}")
     results = {}
+    warmup_requests = read_warmup_requests(path)  # read eagerly, before the TF1 graph
     graph = tf.Graph()
     with tf.compat.v1.Session(graph=graph) as session:
         meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
@@ -115,7 +117,27 @@ def check_saved_model(path, inputs=None, verbose=True):
             if verbose:
                 shapes = ", ".join(f"{k} {list(np.shape(v))}" for k, v in sorted(outputs.items()))
                 print(f"signature {name}: ok ({shapes})")
+        replay_warmup_requests(session, meta_graph, warmup_requests, verbose)
     return results
+
+
+def replay_warmup_requests(session, meta_graph, requests, verbose):
+    """Runs every warmup request (see kerasllm.export.warmup) as TF Serving replays
+    them: the signature and input names each logs must be the model's."""
+    for index, (name, inputs) in enumerate(requests):
+        signature = meta_graph.signature_def.get(name)
+        if signature is None or set(inputs) != set(signature.inputs):
+            raise ExportError(f"warmup request {index} names signature {name!r} with inputs "
+                              f"{sorted(inputs)}, which the model does not have")
+        fetches = {key: info.name for key, info in signature.outputs.items()}
+        try:
+            session.run(fetches, feed_dict={signature.inputs[key].name: value
+                                            for key, value in inputs.items()})
+        except tf.errors.OpError as error:
+            raise ExportError(f"warmup request {index} ({name}) failed: {error.message}") \
+                from None
+    if verbose and requests:
+        print(f"warmup requests: {len(requests)} replayed")
 
 
 FLAGS = flags.FLAGS

@@ -6,6 +6,7 @@ import sys
 
 import keras
 
+from kerasllm.export import warmup
 from kerasllm.export.errors import ExportError
 from kerasllm.export.versioned import next_version, write_versioned
 
@@ -26,19 +27,28 @@ def run_serving_check(path):
 
 
 def export_saved_model(export_root, signatures, resources, version=None, metadata=None,
-                       check=True):
+                       check=True, warmup_inputs=None):
     """Exports `signatures` ({name: tf.function with an input signature}) as
     `<export_root>/<version>/` (default version: the next free integer).
 
     `resources` are the models, layers and tokenizers the functions use; each is
     tracked so its variables and lookup tables are saved. `metadata` (a JSON-able
-    dict) goes to assets.extra/kerasllm.json, which TF Serving ignores. With
-    `check`, the written model must pass `kerasllm.export.check` before it is
-    renamed into place. Returns the final path.
+    dict) goes to assets.extra/kerasllm.json, which TF Serving ignores. Warmup
+    requests for every signature go to assets.extra/tf_serving_warmup_requests
+    (see kerasllm.export.warmup): sample texts for string inputs, and for any
+    other input the values `warmup_inputs` ({signature: {input: values}}) gives.
+    With `check`, the written model must pass `kerasllm.export.check` (which
+    replays the warmup requests too) before it is renamed into place. Returns the
+    final path.
     """
     if "serving_default" not in signatures:
         raise ExportError("a SavedModel for TF Serving needs a serving_default signature")
     version = next_version(export_root) if version is None else version
+    warmup_inputs = warmup_inputs or {}
+    logs = warmup.predict_logs(
+        os.path.basename(os.path.normpath(export_root)),
+        {name: warmup_inputs.get(name) or warmup.sample_inputs(function)
+         for name, function in signatures.items()})
 
     def write(path):
         archive = keras.export.ExportArchive()
@@ -47,6 +57,7 @@ def export_saved_model(export_root, signatures, resources, version=None, metadat
         for name, function in signatures.items():
             archive.add_endpoint(name, function)
         archive.write_out(path, verbose=False)
+        warmup.write_warmup_requests(path, logs)
         if metadata is not None:
             os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
             with open(os.path.join(path, METADATA_FILE), "w") as f:

@@ -12,7 +12,11 @@ from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
 from kerasllm.export.bert_signatures import bert_signatures
 from kerasllm.export.errors import ExportError
 from kerasllm.export.saved_model import METADATA_FILE, export_saved_model
+from kerasllm.export.check import check_saved_model
+from kerasllm.export.warmup import (BATCH_SIZES, SAMPLE_TEXTS, predict_logs,
+                                    read_warmup_requests, write_warmup_requests)
 from kerasllm.models import BertPretrainer
+from tests.fresh_process import serve_in_fresh_process
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "king", "queen", "is", "dead",
          "long", "live", "to", "be", "or", "not", "that", "question", ",", ".", "!", "##s",
@@ -35,16 +39,6 @@ def exported(tmp_path_factory):
     return path, model, tokenizer, signatures
 
 
-def run_in_fresh_process(path, inputs, tmp_path):
-    outputs_file = str(tmp_path / "outputs.npz")
-    result = subprocess.run(
-        [sys.executable, "-m", "kerasllm.export.check", path,
-         f"--inputs_json={json.dumps(inputs)}", f"--outputs_file={outputs_file}"],
-        capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return dict(np.load(outputs_file))
-
-
 def test_layout_and_metadata(exported):
     path, *_ = exported
     assert os.path.basename(path) == "1"
@@ -56,8 +50,8 @@ def test_layout_and_metadata(exported):
 
 def test_fresh_process_outputs_equal_in_process_model(exported, tmp_path):
     path, model, tokenizer, signatures = exported
-    served = run_in_fresh_process(
-        path, {"text": TEXTS, "text_b": ["long live", "", "the queen", ""]}, tmp_path)
+    served = serve_in_fresh_process(
+        path, {"text": TEXTS, "text_b": ["long live", "", "the queen", ""]}, str(tmp_path))
     local = signatures["serving_default"](tf.constant(TEXTS))
     for name in ["sequence_output", "pooled_output", "sentence_embedding"]:
         diff = np.max(np.abs(served[f"serving_default/{name}"] - local[name].numpy()))
@@ -79,8 +73,8 @@ def test_fresh_process_outputs_equal_in_process_model(exported, tmp_path):
 
 def test_fill_mask_returns_top_tokens_per_mask(exported, tmp_path):
     path, *_ = exported
-    served = run_in_fresh_process(
-        path, {"text": ["the [MASK] is dead", "no mask here", "[MASK] [MASK]"]}, tmp_path)
+    served = serve_in_fresh_process(
+        path, {"text": ["the [MASK] is dead", "no mask here", "[MASK] [MASK]"]}, str(tmp_path))
     positions = served["fill_mask/mask_positions"]
     assert positions.tolist() == [[2, -1], [-1, -1], [1, 2]]
     tokens = served["fill_mask/top_tokens"]
@@ -108,3 +102,26 @@ def test_saved_model_cli_lists_the_raw_text_signatures(exported):
         assert f"signature_def['{signature}']" in result.stdout
     assert "inputs['text'] tensor_info:\n        dtype: DT_STRING" in result.stdout
     assert "outputs['top_tokens'] tensor_info:\n        dtype: DT_STRING" in result.stdout
+
+
+def test_warmup_requests_cover_every_signature_and_replay(exported):
+    path, *_ = exported
+    requests = read_warmup_requests(path)
+    signatures = {"serving_default", "encode_pair", "fill_mask"}
+    assert len(requests) == len(signatures) * len(BATCH_SIZES) * len(SAMPLE_TEXTS)
+    assert {name for name, _ in requests} == signatures
+    sizes = {(name, len(inputs["text"])) for name, inputs in requests}
+    assert sizes == {(name, size) for name in signatures for size in BATCH_SIZES}
+    pair = next(inputs for name, inputs in requests if name == "encode_pair")
+    assert set(pair) == {"text", "text_b"}
+    # The check replays each request on the signature it names, as TF Serving does.
+    check_saved_model(path, verbose=False)
+
+
+def test_a_warmup_request_the_model_cannot_take_fails_the_check(exported, tmp_path):
+    import shutil
+    copy = str(tmp_path / "model")
+    shutil.copytree(exported[0], copy)
+    write_warmup_requests(copy, predict_logs("m", {"serving_default": {"sentence": ["a"]}}))
+    with pytest.raises(ExportError, match="warmup request 0 names signature 'serving_default'"):
+        check_saved_model(copy, verbose=False)
