@@ -9,6 +9,7 @@ import keras
 from kerasllm.export import warmup
 from kerasllm.export.errors import ExportError
 from kerasllm.export.versioned import next_version, write_versioned
+from kerasllm.serving.batching import PER_VERSION_FILE, Batching
 
 METADATA_FILE = os.path.join("assets.extra", "kerasllm.json")
 
@@ -27,7 +28,7 @@ def run_serving_check(path):
 
 
 def export_saved_model(export_root, signatures, resources, version=None, metadata=None,
-                       check=True, warmup_inputs=None):
+                       check=True, warmup_inputs=None, batching=Batching()):
     """Exports `signatures` ({name: tf.function with an input signature}) as
     `<export_root>/<version>/` (default version: the next free integer).
 
@@ -37,6 +38,8 @@ def export_saved_model(export_root, signatures, resources, version=None, metadat
     requests for every signature go to assets.extra/tf_serving_warmup_requests
     (see kerasllm.export.warmup): sample texts for string inputs, and for any
     other input the values `warmup_inputs` ({signature: {input: values}}) gives.
+    The version's own batching parameters (`batching`, see
+    kerasllm.serving.batching) go to assets.extra/batching_params.pbtxt.
     With `check`, the written model must pass `kerasllm.export.check` (which
     replays the warmup requests too) before it is renamed into place. Returns the
     final path.
@@ -58,6 +61,8 @@ def export_saved_model(export_root, signatures, resources, version=None, metadat
             archive.add_endpoint(name, function)
         archive.write_out(path, verbose=False)
         warmup.write_warmup_requests(path, logs)
+        with open(os.path.join(path, PER_VERSION_FILE), "w") as f:
+            f.write(batching.to_text())
         if metadata is not None:
             os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
             with open(os.path.join(path, METADATA_FILE), "w") as f:

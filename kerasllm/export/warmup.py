@@ -15,11 +15,13 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from kerasllm.export.errors import ExportError
+from kerasllm.serving.batching import Batching
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # TF Serving reads no more than this many records.
 MAX_REQUESTS = 1000
-BATCH_SIZES = (1, 8, 32)
+# The batch sizes the server forms (it pads each batch up to one of them).
+BATCH_SIZES = Batching().allowed_batch_sizes
 # A text of each length the model meets: a few words, a sentence, one past any
 # sequence length (it is truncated inside the graph).
 SAMPLE_TEXTS = ("hello", "To be, or not to be, that is the question.", "word " * 600)

@@ -16,6 +16,7 @@ from kerasllm.export.check import check_saved_model
 from kerasllm.export.warmup import (BATCH_SIZES, SAMPLE_TEXTS, predict_logs,
                                     read_warmup_requests, write_warmup_requests)
 from kerasllm.models import BertPretrainer
+from kerasllm.serving.batching import PER_VERSION_FILE, parse_batching
 from tests.fresh_process import serve_in_fresh_process
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "king", "queen", "is", "dead",
@@ -116,6 +117,8 @@ def test_warmup_requests_cover_every_signature_and_replay(exported):
     assert set(pair) == {"text", "text_b"}
     # The check replays each request on the signature it names, as TF Serving does.
     check_saved_model(path, verbose=False)
+    with open(os.path.join(path, PER_VERSION_FILE)) as f:
+        assert list(parse_batching(f.read()).allowed_batch_sizes) == list(BATCH_SIZES)
 
 
 def test_a_warmup_request_the_model_cannot_take_fails_the_check(exported, tmp_path):
