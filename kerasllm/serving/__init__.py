@@ -1,2 +1,2 @@
 """Serving kerasllm exports with TF Serving: the server's model and batching config
-files (`model_config`, `batching`)."""
+files (`model_config`, `batching`) and a REST/gRPC client (`client`)."""

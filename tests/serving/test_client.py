@@ -1,0 +1,126 @@
+"""ServingClient over REST (columnar and row) and gRPC against stand-in servers on
+127.0.0.1 that run real kerasllm exports: results, versions and labels, retries on
+UNAVAILABLE, timeouts, and errors that name the model, version and signature."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasllm.export.bert_signatures import bert_signatures
+from kerasllm.export.classifier_signatures import classifier_signatures
+from kerasllm.export.saved_model import export_saved_model
+from kerasllm.models import BertClassifier, BertEncoder, BertPretrainer, registry
+from kerasllm.serving.client import ServingClient, ServingError
+from kerasllm.tokenizers import WordPieceTokenizer
+from tests.serving.stand_in_servers import ModelStore, start_grpc_server, start_rest_server
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "king", "queen", "is", "dead",
+         "long", "live", "good", "bad", "film", "!"]
+TEXTS = ["the king is dead", "long live the queen !", ""]
+SEQ = 16
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """{name: {version: path}} of a tiny encoder (two versions) and a tiny classifier."""
+    root = tmp_path_factory.mktemp("saved_models")
+    tokenizer = WordPieceTokenizer(VOCAB)
+    config = registry.get("bert_tiny").replace(vocab_size=len(VOCAB), max_sequence_length=SEQ)
+    encoder_paths = {}
+    for version in (1, 2):
+        pretrainer = BertPretrainer(BertEncoder(config)).build_for_inputs()
+        encoder_paths[version] = export_saved_model(
+            str(root / "encoder"), bert_signatures(pretrainer.backbone, tokenizer, SEQ,
+                                                  mlm_head=pretrainer.mlm_head, top_k=2),
+            [pretrainer, tokenizer], version=version, check=False)
+    classifier = BertClassifier(BertEncoder(config), 2).build_for_inputs()
+    classifier_path = export_saved_model(
+        str(root / "classifier"), classifier_signatures(classifier, tokenizer,
+                                                        ["bad", "good"], SEQ),
+        [classifier, tokenizer], check=False)
+    return {"encoder": encoder_paths, "classifier": {1: classifier_path}}
+
+
+@pytest.fixture(scope="module")
+def store(exports):
+    return ModelStore(exports, labels={"encoder": {"stable": 1, "canary": 2}})
+
+
+@pytest.fixture(scope="module")
+def servers(store):
+    grpc_server, grpc_target = start_grpc_server(store)
+    rest_server, rest_url = start_rest_server(store)
+    yield {"grpc": {"grpc_target": grpc_target}, "rest": {"rest_url": rest_url},
+           "rest_rows": {"rest_url": rest_url, "request_format": "row"}}
+    grpc_server.stop(None)
+    rest_server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def healthy_server(store):
+    store.unavailable, store.delay = 0, 0.0
+    yield
+    store.unavailable, store.delay = 0, 0.0
+
+
+TRANSPORTS = ["grpc", "rest", "rest_rows"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_embed_fill_mask_and_classify_equal_the_export(servers, exports, transport):
+    encoder = tf.saved_model.load(exports["encoder"][2])
+    expected = encoder.signatures["serving_default"](text=tf.constant(TEXTS))
+    client = ServingClient("encoder", **servers[transport])
+    np.testing.assert_allclose(client.embed(TEXTS), expected["sentence_embedding"].numpy(),
+                               atol=1e-6)
+    masks = client.fill_mask(["the [MASK] is dead", "no mask", "[MASK] [MASK]"])
+    assert [len(row) for row in masks] == [1, 0, 2]
+    token, score = masks[0][0][0]
+    assert token in VOCAB and 0 < score <= 1 and len(masks[0][0]) == 2
+
+    classifier = tf.saved_model.load(exports["classifier"][1])
+    probabilities = classifier.signatures["classify"](text=tf.constant(TEXTS))["probabilities"]
+    results = ServingClient("classifier", **servers[transport]).classify(TEXTS)
+    assert [label for label, _ in results] == [
+        ["bad", "good"][i] for i in np.argmax(probabilities.numpy(), -1)]
+    np.testing.assert_allclose([p for _, p in results], probabilities.numpy(), atol=1e-6)
+    pairs = ServingClient("classifier", **servers[transport]).classify(TEXTS, ["film"] * 3)
+    assert len(pairs) == 3
+
+
+@pytest.mark.parametrize("transport", ["grpc", "rest"])
+def test_versions_and_labels_reach_the_version_asked_for(servers, store, transport):
+    for addressing, version in [({}, 2), ({"version": 1}, 1), ({"label": "stable"}, 1),
+                                ({"label": "canary"}, 2)]:
+        ServingClient("encoder", **servers[transport], **addressing).embed(["the king"])
+        assert store.requests[-1] == ("encoder", version, "serving_default")
+
+
+@pytest.mark.parametrize("transport", ["grpc", "rest"])
+def test_unavailable_is_retried_with_backoff(servers, store, transport):
+    store.unavailable = 2
+    client = ServingClient("encoder", **servers[transport], retries=3, backoff=0.01)
+    assert client.embed(["the king"]).shape == (1, 128)
+    store.unavailable = 5
+    with pytest.raises(ServingError, match=r"model 'encoder' \(label 'stable'\), signature "
+                                           r"'serving_default': the server is unavailable "
+                                           r"after 2 attempts"):
+        ServingClient("encoder", **servers[transport], label="stable", retries=1,
+                      backoff=0.01).embed(["x"])
+
+
+@pytest.mark.parametrize("transport", ["grpc", "rest"])
+def test_a_slow_server_times_out_and_is_named(servers, store, transport):
+    store.delay = 1.0
+    with pytest.raises(ServingError, match="model 'encoder' \\(version 2\\).*unavailable"):
+        ServingClient("encoder", **servers[transport], version=2, timeout=0.2,
+                      retries=0).embed(["x"])
+
+
+@pytest.mark.parametrize("transport", ["grpc", "rest"])
+def test_errors_name_the_model_version_and_signature(servers, transport):
+    with pytest.raises(ServingError, match=r"model 'encoder' \(newest version\), signature "
+                                           r"'classify'.*not found"):
+        ServingClient("encoder", **servers[transport], retries=0).predict(
+            {"text": ["x"]}, "classify")
+    with pytest.raises(ServingError, match=r"model 'nobody'.*not found"):
+        ServingClient("nobody", **servers[transport], retries=0).embed(["x"])
