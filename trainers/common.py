@@ -22,6 +22,7 @@ from kerasllm.export.errors import ExportError
 from kerasllm.export.saved_model import export_saved_model
 from kerasllm.export.versioned import existing_versions
 from kerasllm.pretrained import MINILM, PACKAGED
+from kerasllm.tokenizers.base import Tokenizer
 
 EXPORT_ROOT = "saved_models"
 # TensorFlow and Keras log their own INFO lines (checkpoint sharding, signature
@@ -134,6 +135,8 @@ def export(fv, root, signatures, resources, metadata):
     path = export_saved_model(
         root, signatures, resources, version=fv.export_version,
         metadata={**metadata, "signatures": sorted(signatures), "flags": flags_set(fv),
+                  "tokenizer_sha256": next((r.fingerprint() for r in resources
+                                            if isinstance(r, Tokenizer)), None),
                   "kerasllm_version": kerasllm.__version__,
                   "tensorflow_version": tf.__version__})
     print(f"exported {path}")

@@ -5,6 +5,10 @@ same object tokenizes training data in `tf.data` and is tracked into a SavedMode
 whose signatures take raw text. Data pipelines, signatures and model directories
 use only what is declared here, never a family's special tokens by name.
 """
+import hashlib
+import os
+import tempfile
+
 import tensorflow as tf
 
 
@@ -65,3 +69,15 @@ class Tokenizer(tf.Module):
     def load(cls, directory, settings):
         """The tokenizer that `save(directory)` wrote with these settings."""
         raise NotImplementedError
+
+    def fingerprint(self):
+        """The sha256 of its settings and the files `save` writes: tokenizers with the
+        same fingerprint give the same ids (an export records it, so an operator can
+        tell which vocabulary a version reads)."""
+        digest = hashlib.sha256()
+        with tempfile.TemporaryDirectory() as directory:
+            digest.update(repr(sorted(self.save(directory).items())).encode())
+            for name in sorted(os.listdir(directory)):
+                with open(os.path.join(directory, name), "rb") as f:
+                    digest.update(name.encode() + b"\0" + f.read())
+        return digest.hexdigest()

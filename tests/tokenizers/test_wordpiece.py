@@ -3,9 +3,8 @@ import keras_hub
 import pytest
 import tensorflow as tf
 
-from kerasllm.tokenizers.wordpiece_vocab import VocabError
 from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
-from kerasllm.tokenizers.wordpiece_vocab import save_vocab
+from kerasllm.tokenizers.wordpiece_vocab import VocabError, save_vocab
 
 # A hand-made uncased vocabulary in BERT's layout ([PAD] 0, [unusedN], then the
 # special tokens), big enough to exercise punctuation, accents, CJK and numbers.
@@ -126,3 +125,11 @@ def test_exports_into_a_saved_model(tokenizer, tmp_path):
     assert outputs["ids"].numpy().tolist() == [
         [VOCAB.index("the"), 6, VOCAB.index("of"), VOCAB.index("denmark")], [0, 0, 0, 0]]
     assert outputs["text"].numpy().tolist() == [b"the [MASK] of denmark", b""]
+
+
+def test_fingerprint_follows_the_vocabulary_and_settings():
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]
+    same = WordPieceTokenizer(vocab).fingerprint()
+    assert same == WordPieceTokenizer(list(vocab)).fingerprint() and len(same) == 64
+    assert same != WordPieceTokenizer(vocab + ["c"]).fingerprint()
+    assert same != WordPieceTokenizer(vocab, lowercase=False).fingerprint()

@@ -15,7 +15,9 @@ def test_convert_minilm_and_serve_sentence_embeddings(tmp_path):
     output = trainer.run("--input=minilm", f"--export_dir={export_dir}", "--max_seq_length=64")
     assert f"exported {export_dir}/1" in output
     with open(os.path.join(export_dir, "1", "assets.extra", "kerasllm.json")) as f:
-        assert json.load(f)["tokenizer"]["kind"] == "wordpiece"
+        metadata = json.load(f)
+    assert metadata["tokenizer"]["kind"] == "wordpiece"
+    assert len(metadata["tokenizer_sha256"]) == 64
     texts = ["A man is playing a guitar.", "Someone plays an acoustic guitar.",
              "The stock market fell sharply today.", ""]
     served = serve_in_fresh_process(os.path.join(export_dir, "1"),
