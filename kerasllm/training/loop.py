@@ -23,6 +23,9 @@ from kerasllm.training.optimizer import averaged_weights, create_optimizer
 from kerasllm.training.strategy import is_chief
 
 TOKENS = "tokens"
+# The index, within one call of the train function, of its first step whose loss
+# or gradient norm is NaN or infinite (-1: none).
+FIRST_NONFINITE = "first_nonfinite_step"
 
 
 @dataclasses.dataclass
@@ -64,27 +67,50 @@ def checkpointed_step(model_dir):
     return int(path.rsplit("-", 1)[1]) if path else 0
 
 
+def _first_line(error):
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    return message.strip().splitlines()[0][:300]
+
+
 def restore_latest(checkpoint, manager, model_dir):
-    """Restores the newest checkpoint, if any; a checkpoint that does not fit the
-    task, or cannot be read, stops the run and is left untouched."""
-    path = manager.latest_checkpoint
-    if path is None:
-        return None
-    status = None
-    try:
-        status = checkpoint.restore(path)
-        status.assert_consumed()
-    # A truncated file surfaces as IndexError from the reader, a shape mismatch
-    # as ValueError, a missing variable as AssertionError.
-    except (AssertionError, ValueError, IndexError, tf.errors.OpError) as error:
-        if status is not None:
-            status.expect_partial()  # no second report of the same mismatch at exit
-        message = getattr(error, "message", None) or str(error) or type(error).__name__
+    """Restores the newest checkpoint that can be read; returns its path (None if
+    model_dir has none).
+
+    A checkpoint whose files cannot be read (cut short by a crash or a full disk)
+    is skipped with a warning naming it, and the one before it is tried. One that
+    reads but does not fit the task (another model's) stops the run. Either way
+    no file is touched.
+    """
+    skipped = []
+    for path in reversed(manager.checkpoints):
+        status = None
+        try:
+            status = checkpoint.restore(path)
+            status.assert_consumed()
+        # A missing variable is an AssertionError, a shape mismatch a ValueError.
+        except (AssertionError, ValueError) as error:
+            if status is not None:
+                status.expect_partial()  # no second report of the same mismatch at exit
+            raise CheckpointError(
+                f"the checkpoint {path} in {model_dir} does not fit this model "
+                f"({_first_line(error)}); resume with the settings that wrote it, or start "
+                "fresh with a new --model_dir") from None
+        # A truncated file surfaces as IndexError from the reader, or an OpError.
+        except (IndexError, tf.errors.OpError) as error:
+            if status is not None:
+                status.expect_partial()
+            logging.warning("skipping checkpoint %s: it cannot be read (%s)", path,
+                            _first_line(error))
+            skipped.append(path)
+            continue
+        if skipped:
+            logging.warning("resuming from %s, the newest complete checkpoint", path)
+        return path
+    if skipped:
         raise CheckpointError(
-            f"the checkpoint in {model_dir} does not fit this model or is damaged "
-            f"({message.strip().splitlines()[0][:300]}); resume with the settings that "
-            "wrote it, or start fresh with a new --model_dir") from None
-    return path
+            f"every checkpoint in {model_dir} is damaged ({', '.join(skipped)}); restore "
+            "them from a backup, or start fresh with a new --model_dir")
+    return None
 
 
 def count_tokens(batch):
@@ -103,7 +129,11 @@ def count_tokens(batch):
 
 def make_train_function(task, optimizer, strategy, config):
     """A tf.function running `num_steps` optimizer steps from a distributed iterator,
-    returning the metrics averaged over those steps and the tokens they saw (summed).
+    returning the metrics averaged over those steps (with `gradient_norm`, the
+    global norm of each step's gradient before clipping), the tokens they saw
+    (summed) and FIRST_NONFINITE. Under float16 loss scaling an overflowing
+    gradient is no fault (the optimizer skips that step and lowers the scale), so
+    only the loss is checked there.
 
     Gradient accumulation happens here, not in Keras' optimizer: its
     `gradient_accumulation_steps` puts the cross-replica all-reduce inside a
@@ -145,10 +175,15 @@ def make_train_function(task, optimizer, strategy, config):
         # Embedding gradients stay sparse across the all-reduce; clipping and the
         # Adam step would each turn them into the dense table, so do it once here.
         grads = [None if g is None else tf.convert_to_tensor(g) for g in grads]
+        gradient_norm = tf.linalg.global_norm([g for g in grads if g is not None])
         optimizer.apply(grads, variables)
-        return {k: v / accum for k, v in metrics_sum.items()}, tokens
+        metrics = {k: v / accum for k, v in metrics_sum.items()}
+        metrics["gradient_norm"] = gradient_norm / optimizer.scale_loss(1.0)
+        return metrics, tokens
 
     names = []  # the metric names, known once the step has been traced
+    checked = ["loss"] + ([] if config.mixed_precision == "mixed_float16"
+                          else ["gradient_norm"])
 
     @tf.autograph.experimental.do_not_convert
     def one_step_as_vector(iterator):
@@ -169,7 +204,12 @@ def make_train_function(task, optimizer, strategy, config):
             history = history.write(i, one_step_as_vector(iterator))
         history = history.stack()
         means = tf.reduce_mean(history[:, :-1], axis=0)
-        return dict(zip(names, tf.unstack(means)), **{TOKENS: tf.reduce_sum(history[:, -1])})
+        faults = tf.reduce_any(tf.logical_not(tf.math.is_finite(
+            tf.gather(history, [names.index(name) for name in checked], axis=1))), axis=1)
+        first_fault = tf.where(tf.reduce_any(faults),
+                               tf.argmax(tf.cast(faults, tf.int32), output_type=tf.int32), -1)
+        return dict(zip(names, tf.unstack(means)),
+                    **{TOKENS: tf.reduce_sum(history[:, -1]), FIRST_NONFINITE: first_fault})
 
     return train_steps
 
@@ -198,7 +238,7 @@ class ProgressLog:
 
     def add(self, outputs, num_steps):
         """Adds what `train_steps` returned for `num_steps` steps."""
-        outputs = {k: float(v) for k, v in outputs.items()}
+        outputs = {k: float(v) for k, v in outputs.items() if k != FIRST_NONFINITE}
         self.tokens += outputs.pop(TOKENS)
         for k, v in outputs.items():
             self.sums[k] = self.sums.get(k, 0.0) + v * num_steps
@@ -297,7 +337,16 @@ def train(build_task, dataset_fn, config, strategy, *, on_log=None):
                        (current // config.log_every + 1) * config.log_every,
                        (current // config.checkpoint_every + 1) * config.checkpoint_every)
         num_steps = min(config.steps_per_loop, boundary - current)
-        progress.add(train_steps(iterator, tf.constant(num_steps)), num_steps)
+        outputs = train_steps(iterator, tf.constant(num_steps))
+        fault = int(outputs[FIRST_NONFINITE])
+        if fault >= 0:
+            # Raised before anything is saved: the newest checkpoint is the last good one.
+            raise TrainingError(
+                f"the loss or the gradient is NaN or infinite at step {current + fault + 1}; "
+                f"stopped without saving, so {manager.latest_checkpoint or 'no checkpoint'} "
+                "stays the newest: lower --learning_rate, keep --clip_norm, or check the "
+                "data around that step")
+        progress.add(outputs, num_steps)
         step.assign_add(num_steps)
         current += num_steps
         if current % config.log_every == 0 or current == config.train_steps:

@@ -59,10 +59,22 @@ def test_checkpoint_of_another_model_is_refused_and_kept(model_dir, overrides):
 
 
 @pytest.mark.parametrize("suffix", ["index", "data-00000-of-00001"])
-def test_damaged_checkpoint_is_refused_and_kept(model_dir, suffix):
+def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(model_dir, suffix, caplog):
+    """A crash while ckpt-30 was written: the run resumes at 20 and says so."""
     path = model_dir / f"ckpt-30.{suffix}"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    result, logged = run(model_dir, train_steps=30)
+    assert [step for step, _ in logged] == [30]  # steps 21-30 trained again
+    assert result.step == 30
+    assert f"skipping checkpoint {model_dir}/ckpt-30" in caplog.text
+    assert f"resuming from {model_dir}/ckpt-20" in caplog.text
+
+
+def test_every_checkpoint_damaged_is_refused_and_kept(model_dir):
+    for name in os.listdir(model_dir):
+        if ".data-" in name:
+            (model_dir / name).write_bytes(b"\0" * 64)
     before = snapshot(model_dir)
-    with pytest.raises(CheckpointError, match=f"{model_dir}.*damaged"):
-        run(model_dir, train_steps=10)
+    with pytest.raises(CheckpointError, match=f"every checkpoint in {model_dir} is damaged"):
+        run(model_dir, train_steps=40)
     assert snapshot(model_dir) == before

@@ -30,7 +30,7 @@ def test_tensorboard_has_every_scalar(baseline):
             for value in event.summary.value:
                 tags.setdefault(value.tag, []).append(event.step)
     assert set(tags) == {"loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy",
-                         "learning_rate", "tokens_per_second"}
+                         "gradient_norm", "learning_rate", "tokens_per_second"}
     assert tags["loss"] == [10, 20, 30]
 
 
