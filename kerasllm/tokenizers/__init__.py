@@ -5,9 +5,10 @@ training data and goes into the exported SavedModel.
 """
 from kerasllm.errors import DataError
 from kerasllm.tokenizers.base import Tokenizer
+from kerasllm.tokenizers.sentencepiece import SentencePieceTokenizer, train_sentencepiece
 from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
 
-KINDS = {WordPieceTokenizer.kind: WordPieceTokenizer}
+KINDS = {tokenizer.kind: tokenizer for tokenizer in (SentencePieceTokenizer, WordPieceTokenizer)}
 
 
 def load_tokenizer(directory, settings):
@@ -20,4 +21,5 @@ def load_tokenizer(directory, settings):
     return KINDS[kind].load(directory, settings)
 
 
-__all__ = ["KINDS", "Tokenizer", "WordPieceTokenizer", "load_tokenizer"]
+__all__ = ["KINDS", "SentencePieceTokenizer", "Tokenizer", "WordPieceTokenizer", "load_tokenizer",
+           "train_sentencepiece"]
