@@ -20,6 +20,7 @@ from absl import logging
 from kerasllm.errors import CheckpointError
 from kerasllm.training.errors import TrainingError
 from kerasllm.training.optimizer import averaged_weights, create_optimizer
+from kerasllm.training.preemption import Preempted, PreemptionSignal
 from kerasllm.training.strategy import is_chief
 
 TOKENS = "tokens"
@@ -331,28 +332,36 @@ def train(build_task, dataset_fn, config, strategy, *, on_log=None):
     train_steps = make_train_function(task, optimizer, strategy, config)
     progress = ProgressLog(tf.summary.create_file_writer(os.path.join(directory, "train")),
                            config.train_steps, optimizer, task, on_log)
-    while current < config.train_steps:
-        # Each tf.function call stops at the next progress line or checkpoint.
-        boundary = min(config.train_steps,
-                       (current // config.log_every + 1) * config.log_every,
-                       (current // config.checkpoint_every + 1) * config.checkpoint_every)
-        num_steps = min(config.steps_per_loop, boundary - current)
-        outputs = train_steps(iterator, tf.constant(num_steps))
-        fault = int(outputs[FIRST_NONFINITE])
-        if fault >= 0:
-            # Raised before anything is saved: the newest checkpoint is the last good one.
-            raise TrainingError(
-                f"the loss or the gradient is NaN or infinite at step {current + fault + 1}; "
-                f"stopped without saving, so {manager.latest_checkpoint or 'no checkpoint'} "
-                "stays the newest: lower --learning_rate, keep --clip_norm, or check the "
-                "data around that step")
-        progress.add(outputs, num_steps)
-        step.assign_add(num_steps)
-        current += num_steps
-        if current % config.log_every == 0 or current == config.train_steps:
-            progress.report(current)
-        if current % config.checkpoint_every == 0 or current == config.train_steps:
-            manager.save(checkpoint_number=current)
+    # SIGTERM is noted, not obeyed at once: a checkpoint is saved at the next step.
+    with PreemptionSignal() as preemption:
+        while current < config.train_steps:
+            # Each tf.function call stops at the next progress line or checkpoint.
+            boundary = min(config.train_steps,
+                           (current // config.log_every + 1) * config.log_every,
+                           (current // config.checkpoint_every + 1) * config.checkpoint_every)
+            num_steps = min(config.steps_per_loop, boundary - current)
+            outputs = train_steps(iterator, tf.constant(num_steps))
+            fault = int(outputs[FIRST_NONFINITE])
+            if fault >= 0:
+                # Raised before anything is saved: the newest checkpoint is the last good one.
+                kept = manager.latest_checkpoint or "no checkpoint"
+                raise TrainingError(
+                    f"the loss or the gradient is NaN or infinite at step "
+                    f"{current + fault + 1}; stopped without saving, so {kept} stays the "
+                    "newest: lower --learning_rate, keep --clip_norm, or check the data "
+                    "around that step")
+            progress.add(outputs, num_steps)
+            step.assign_add(num_steps)
+            current += num_steps
+            if current % config.log_every == 0 or current == config.train_steps:
+                progress.report(current)
+            if (current % config.checkpoint_every == 0 or current == config.train_steps
+                    or preemption.received):
+                manager.save(checkpoint_number=current)
+            if preemption.received:
+                raise Preempted(f"stopped by SIGTERM at step {current} after saving "
+                                f"{manager.latest_checkpoint}; rerun the same command to "
+                                "resume")
 
     if not is_chief(strategy):
         shutil.rmtree(directory, ignore_errors=True)
