@@ -3,5 +3,6 @@ task models (`models.task.TaskModel`), all listed in `models.registry`."""
 from kerasllm.models import registry
 from kerasllm.models.bert import (BertClassifier, BertConfig, BertEncoder, BertPretrainer,
                                   BertSpanQA, BertTokenClassifier)
+from kerasllm.models.gpt import GptCausalLM, GptConfig, GptDecoder
 from kerasllm.models.registry import UnknownModelError
 from kerasllm.models.task import TaskModel

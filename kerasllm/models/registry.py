@@ -11,6 +11,8 @@ import dataclasses
 from kerasllm.errors import KerasLLMError
 from kerasllm.models.bert.backbone import BertEncoder
 from kerasllm.models.bert.config import BERT_CONFIGS, BertConfig
+from kerasllm.models.gpt.backbone import GptDecoder
+from kerasllm.models.gpt.config import GPT_CONFIGS, GptConfig
 
 
 class UnknownModelError(KerasLLMError, KeyError):
@@ -41,6 +43,7 @@ class Family:
 
 FAMILIES = {
     "bert": Family("bert", BertConfig, BertEncoder, "wordpiece", BERT_CONFIGS),
+    "gpt": Family("gpt", GptConfig, GptDecoder, "sentencepiece", GPT_CONFIGS),
 }
 
 

@@ -1,0 +1,101 @@
+"""A GPT decoder as a causal language model: next-token logits, loss and decoding steps."""
+import keras
+import tensorflow as tf
+from keras import ops
+
+from kerasllm.models.gpt.backbone import GptDecoder
+from kerasllm.models.losses import masked_mean
+from kerasllm.models.task import TaskModel
+
+
+@keras.saving.register_keras_serializable(package="kerasllm")
+class GptCausalLM(TaskModel):
+    """A GptDecoder and a projection of its outputs onto the vocabulary: the token
+    embedding table itself when config.tie_embeddings, else its own `lm_head` (no
+    bias, as in GPT-2 and Llama checkpoints).
+
+    Inputs: a batch dict with token_ids, padding_mask: int [batch, seq] (and
+        optionally positions; see GptDecoder).
+    Outputs: dict with logits float32 [batch, seq, vocab]; the logits at position t
+        score the token at t + 1.
+
+    Loss = next-token cross-entropy averaged over the predictions whose target and
+    input tokens are both real (padding_mask 1 at t + 1 and at t); metrics accuracy
+    (argmax = target, same positions) and perplexity = exp(loss).
+
+    Decoding (the step function kerasllm.generation drives):
+        cache = model.init_cache(batch_size, max_length)
+        logits, cache = model.generation_step(token_ids, cache, cache_index,
+                                              positions, key_mask)
+    """
+
+    def __init__(self, backbone: GptDecoder, **kwargs):
+        super().__init__(backbone, **kwargs)
+        self.lm_head = (None if backbone.config.tie_embeddings
+                        else self.head_dense(backbone.config.vocab_size, "lm_head",
+                                             use_bias=False))
+
+    @classmethod
+    def from_name(cls, name, **overrides):
+        """A fresh causal LM for a registered config, e.g. `from_name("gpt_tiny")`."""
+        from kerasllm.models import registry  # the registry imports this family
+        return cls(GptDecoder(registry.get(name).replace(**overrides)))
+
+    def logits(self, sequence_output):
+        """float32 [batch, seq, vocab] from the backbone's float [batch, seq, hidden]."""
+        if self.lm_head is not None:
+            return ops.cast(self.lm_head(sequence_output), "float32")
+        table = ops.cast(self.backbone.token_embedding.embeddings, sequence_output.dtype)
+        hidden = ops.shape(sequence_output)[-1]
+        # One 2-D matmul against the table as stored ([vocab, hidden]): neither a
+        # transposed copy of the table nor a per-example gradient of a batched matmul.
+        flat = tf.matmul(ops.reshape(sequence_output, (-1, hidden)), table, transpose_b=True)
+        lead = ops.shape(sequence_output)[:-1]
+        return ops.cast(ops.reshape(flat, (*lead, self.backbone.config.vocab_size)), "float32")
+
+    def call(self, inputs, training=None):
+        sequence = self.backbone(inputs, training=training)["sequence_output"]
+        return {"logits": self.logits(sequence)}
+
+    def compute_loss_and_metrics(self, batch, training=False):
+        """Returns (loss, {"accuracy", "perplexity"}): float32 scalars over the
+        batch's real next-token predictions."""
+        logits = self(batch, training=training)["logits"][:, :-1]
+        targets = batch["token_ids"][:, 1:]
+        real = ops.cast(batch["padding_mask"], "float32")
+        # A target needs a real token before it: a left-padded row's first token
+        # has nothing to be predicted from.
+        weights = real[:, 1:] * real[:, :-1]
+        losses = keras.losses.sparse_categorical_crossentropy(targets, logits,
+                                                              from_logits=True)
+        loss = masked_mean(losses, weights)
+        correct = ops.equal(ops.argmax(logits, -1), ops.cast(targets, "int64"))
+        return loss, {"accuracy": masked_mean(correct, weights), "perplexity": ops.exp(loss)}
+
+    def init_cache(self, batch_size, max_length):
+        """An empty KV cache for `batch_size` sequences of up to `max_length` tokens
+        (prompt included): a flat dict of tensors, each with the batch as its first
+        axis (see GptDecoder.init_cache)."""
+        return self.backbone.init_cache(batch_size, max_length)
+
+    def generation_step(self, token_ids, cache, cache_index, positions, key_mask):
+        """Logits for n new tokens per row, and the cache with them written.
+
+        Args:
+          token_ids: int [batch, n], the tokens at cache slots cache_index ..
+            cache_index + n - 1 (the whole left-padded prompt first, with
+            cache_index 0; then one token per step).
+          cache: from `init_cache` or the previous step.
+          cache_index: int scalar, the slot of token_ids[:, 0], the same for all rows.
+          positions: int [batch, n], the tokens' positions: the prompt's
+            `kerasllm.models.gpt.backbone.positions_from_padding_mask(prompt_mask)`,
+            then one more than the row's last position at each step.
+          key_mask: int/bool [batch, max_length], 1 = the slot holds a real token
+            (0 on the prompt's padding; slots not yet written may be 1).
+        Returns:
+          (logits float32 [batch, n, vocab], the logits at slot s scoring the token
+          for slot s + 1; the new cache).
+        """
+        sequence, cache = self.backbone.call_with_cache(token_ids, cache, cache_index,
+                                                        positions, key_mask)
+        return self.logits(sequence), cache
