@@ -5,10 +5,12 @@ training data and goes into the exported SavedModel.
 """
 from kerasllm.errors import DataError
 from kerasllm.tokenizers.base import Tokenizer
+from kerasllm.tokenizers.byte_bpe import ByteLevelBpeTokenizer
 from kerasllm.tokenizers.sentencepiece import SentencePieceTokenizer, train_sentencepiece
 from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
 
-KINDS = {tokenizer.kind: tokenizer for tokenizer in (SentencePieceTokenizer, WordPieceTokenizer)}
+KINDS = {tokenizer.kind: tokenizer
+         for tokenizer in (ByteLevelBpeTokenizer, SentencePieceTokenizer, WordPieceTokenizer)}
 
 
 def load_tokenizer(directory, settings):
@@ -21,5 +23,5 @@ def load_tokenizer(directory, settings):
     return KINDS[kind].load(directory, settings)
 
 
-__all__ = ["KINDS", "SentencePieceTokenizer", "Tokenizer", "WordPieceTokenizer", "load_tokenizer",
-           "train_sentencepiece"]
+__all__ = ["KINDS", "ByteLevelBpeTokenizer", "SentencePieceTokenizer", "Tokenizer",
+           "WordPieceTokenizer", "load_tokenizer", "train_sentencepiece"]
