@@ -127,13 +127,13 @@ def flags_set(fv):
             if fv[name].present and name != "flagfile"}
 
 
-def export(fv, root, signatures, resources, metadata):
+def export(fv, root, signatures, resources, metadata, warmup_inputs=None):
     """Exports `signatures` as the next version under `root` (or --export_version),
     checked as TF Serving loads it; `metadata` goes to assets.extra/kerasllm.json
     with the signature list, the flags set and the versions. Prints and returns
     the path."""
     path = export_saved_model(
-        root, signatures, resources, version=fv.export_version,
+        root, signatures, resources, version=fv.export_version, warmup_inputs=warmup_inputs,
         metadata={**metadata, "signatures": sorted(signatures), "flags": flags_set(fv),
                   "tokenizer_sha256": next((r.fingerprint() for r in resources
                                             if isinstance(r, Tokenizer)), None),

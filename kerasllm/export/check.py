@@ -72,9 +72,10 @@ def op_report(meta_graph):
     return sorted(op_types), sorted(set(problems))
 
 
-def sample_feed(signature, inputs=None):
-    """A feed dict for every input of a SignatureDef: `inputs[name]` when given,
-    else SAMPLE_TEXTS (cycled to the batch size of the given inputs) for strings."""
+def sample_feed(signature, inputs=None, warmup_inputs=None):
+    """A feed dict for every input of a SignatureDef: `inputs[name]` when given, else
+    SAMPLE_TEXTS (cycled to the batch size of the given inputs) for strings, else the
+    values of the signature's first warmup request (`warmup_inputs`)."""
     inputs = inputs or {}
     batch_size = len(next(iter(inputs.values()))) if inputs else len(SAMPLE_TEXTS)
     feed = {}
@@ -83,6 +84,8 @@ def sample_feed(signature, inputs=None):
             values = inputs[name]
         elif info.dtype == tf.string.as_datatype_enum:
             values = [SAMPLE_TEXTS[i % len(SAMPLE_TEXTS)] for i in range(batch_size)]
+        elif warmup_inputs and name in warmup_inputs:
+            return {signature.inputs[key].name: value for key, value in warmup_inputs.items()}
         else:
             raise ExportError(f"input {name!r} is not a string; pass it with --inputs_json")
         feed[info.name] = np.asarray(values)
@@ -110,7 +113,9 @@ def check_saved_model(path, inputs=None, verbose=True):
                 continue
             fetches = {key: info.name for key, info in signature.outputs.items()}
             try:
-                outputs = session.run(fetches, feed_dict=sample_feed(signature, inputs))
+                warmup = next((request for signature_name, request in warmup_requests
+                               if signature_name == name), None)
+                outputs = session.run(fetches, feed_dict=sample_feed(signature, inputs, warmup))
             except tf.errors.OpError as error:
                 raise ExportError(f"signature {name} failed to run: {error.message}") from None
             results[name] = outputs

@@ -1,0 +1,138 @@
+"""Serving signatures that continue text with a GPT: tokenization, the prefill, the cached
+decode loop (kerasllm.generation) and detokenization all run inside the graph, so TF
+Serving takes a prompt string and returns text, with decoding settings per request.
+
+TF Serving batches requests by concatenating every input along its first axis, so
+every setting is an input of shape [batch] (one value per prompt) and every input
+must be sent with each request; `serving_default` takes the prompt alone and uses
+the defaults fixed at export.
+"""
+import tensorflow as tf
+
+from kerasllm.generation.beam_search import beam_search
+from kerasllm.generation.decode import LENGTH, STOP_SEQUENCE, STOP_TOKEN, generate
+from kerasllm.generation.prompts import left_pad
+
+PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
+SETTINGS = {
+    "max_new_tokens": tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
+    "temperature": tf.TensorSpec([None], tf.float32, name="temperature"),
+    "top_k": tf.TensorSpec([None], tf.int32, name="top_k"),
+    "top_p": tf.TensorSpec([None], tf.float32, name="top_p"),
+    "seed": tf.TensorSpec([None], tf.int32, name="seed"),
+    "stop": tf.TensorSpec([None], tf.string, name="stop"),
+}
+LENGTH_PENALTY = tf.TensorSpec([None], tf.float32, name="length_penalty")
+FINISH_REASONS = {LENGTH: "length", STOP_TOKEN: "stop_token", STOP_SEQUENCE: "stop"}
+
+
+def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
+                   default_new_tokens=None, stop_token_ids=(), num_beams=4):
+    """{signature name: tf.function} for a GptCausalLM and its tokenizer.
+
+    generate(prompt [N], max_new_tokens [N] (at most `max_new_tokens`), temperature
+    [N] (0 = greedy), top_k [N] (0 = off), top_p [N] (1 = off), seed [N], stop [N]
+    (a string ending the text, "" = none)) and serving_default(prompt [N]) (greedy,
+    `default_new_tokens`, no stop string) return
+        text string [N], the continuation without the stop token or string;
+        token_ids int32 [N, max_new_tokens] (the tokenizer's pad id after the end);
+        num_tokens int32 [N], tokens in `text`;
+        finish_reason string [N]: "length", "stop_token" or "stop".
+    generate_beams(prompt [N], length_penalty [N] (GNMT alpha, e.g. 0.6)) returns
+    the `num_beams` best continuations: texts string [N, num_beams] and scores
+    float32 [N, num_beams] (log-probability over the length penalty), best first.
+
+    A prompt is its tokens after the tokenizer's <s> (if it has one), its last
+    `max_prompt_length` tokens when longer; a prompt of no tokens at all fails the
+    request with a message saying so. Generation stops at </s> and at
+    `stop_token_ids` (e.g. a chat model's end-of-turn token). A stop string is
+    matched as the tokens it tokenizes to on its own.
+    """
+    eos = getattr(tokenizer, "eos_id", None)
+    stops = sorted({*stop_token_ids, *([] if eos is None else [eos])})
+    bos = getattr(tokenizer, "bos_id", None)
+    default_new_tokens = default_new_tokens or max_new_tokens
+
+    def prompts(prompt):
+        ids = tokenizer.tokenize(prompt)
+        if bos is not None:
+            ids = tf.concat([tf.fill([ids.nrows(), 1], tf.cast(bos, ids.dtype)), ids], axis=1)
+        lengths = ids.row_lengths()
+        # Over-long prompts keep their end: what the continuation follows.
+        ids = tf.RaggedTensor.from_row_lengths(
+            ids.flat_values, lengths).with_row_splits_dtype(tf.int64)
+        ids = tf.ragged.boolean_mask(ids, ids.with_flat_values(
+            tf.ragged.range(lengths).flat_values >= tf.repeat(
+                lengths - max_prompt_length, lengths)))
+        with tf.control_dependencies([tf.debugging.assert_positive(
+                ids.row_lengths(), message="a prompt has no tokens; send some text")]):
+            return left_pad(tf.identity(ids), pad_id=tokenizer.pad_id)
+
+    def text_of(token_ids, count):
+        """The first `count` [N] of each row of `token_ids`, detokenized."""
+        return tokenizer.detokenize(tf.RaggedTensor.from_tensor(token_ids, lengths=count))
+
+    def continue_prompts(prompt, new_tokens, temperature, top_k, top_p, seed, stop):
+        stop_ids = tokenizer.tokenize(stop)
+        # [N, 1, K]: one stop sequence per row, -1 after its tokens (at least one column).
+        stop_sequences = stop_ids.to_tensor(
+            -1, shape=tf.stack([stop_ids.nrows(), tf.maximum(
+                tf.reduce_max(tf.concat([stop_ids.row_lengths(), [1]], 0)), 1)]))[:, None]
+        generated = generate(
+            model.generation_step, model.init_cache, prompts(prompt), max_new_tokens,
+            temperature=temperature, top_k=top_k, top_p=top_p, seeds=seed,
+            stop_token_ids=tf.constant(stops or [-1], tf.int32),
+            stop_sequences=tf.cast(stop_sequences, tf.int32), pad_id=tokenizer.pad_id,
+            max_new_tokens_per_row=tf.clip_by_value(new_tokens, 1, max_new_tokens))
+        count = generated.lengths - generated.stop_lengths
+        return {
+            "text": text_of(generated.token_ids, count),
+            "token_ids": generated.token_ids,
+            "num_tokens": count,
+            "finish_reason": tf.gather(
+                tf.constant([FINISH_REASONS[k] for k in sorted(FINISH_REASONS)]),
+                generated.finish_reasons),
+        }
+
+    @tf.function(input_signature=[PROMPT, *SETTINGS.values()])
+    def generate_with_options(prompt, max_new_tokens, temperature, top_k, top_p, seed,
+                              stop):
+        return continue_prompts(prompt, max_new_tokens, temperature, top_k, top_p, seed,
+                                stop)
+
+    @tf.function(input_signature=[PROMPT])
+    def serving_default(prompt):
+        rows = tf.shape(prompt)
+        return continue_prompts(prompt, tf.fill(rows, default_new_tokens),
+                                tf.zeros(rows), tf.zeros(rows, tf.int32), tf.ones(rows),
+                                tf.zeros(rows, tf.int32), tf.fill(rows, ""))
+
+    @tf.function(input_signature=[PROMPT, LENGTH_PENALTY])
+    def generate_beams(prompt, length_penalty):
+        beams = beam_search(model.generation_step, model.init_cache, prompts(prompt),
+                            max_new_tokens, num_beams, length_penalty_alpha=length_penalty,
+                            stop_token_ids=tf.constant(stops or [-1], tf.int32),
+                            pad_id=tokenizer.pad_id)
+        rows = tf.shape(prompt)[0]
+        flat_ids = tf.reshape(beams.token_ids, [rows * num_beams, max_new_tokens])
+        ends_with_stop = tf.reduce_any(tf.equal(
+            tf.gather(flat_ids, tf.maximum(tf.reshape(beams.lengths, [-1]) - 1, 0),
+                      batch_dims=1)[:, None], tf.constant(stops or [-1])[None, :]), axis=1)
+        count = tf.reshape(beams.lengths, [-1]) - tf.cast(ends_with_stop, tf.int32)
+        return {"texts": tf.reshape(text_of(flat_ids, count), [rows, num_beams]),
+                "scores": beams.scores}
+
+    return {"serving_default": serving_default, "generate": generate_with_options,
+            "generate_beams": generate_beams}
+
+
+def warmup_inputs(num_rows=3):
+    """Sample values of the settings inputs, for the export's warmup requests."""
+    return {"generate": {
+        "prompt": ["Once upon a time", "To be, or not to be", "word " * 200][:num_rows],
+        "max_new_tokens": [4] * num_rows, "temperature": [0.0, 0.8, 1.0][:num_rows],
+        "top_k": [0, 40, 0][:num_rows], "top_p": [1.0, 1.0, 0.9][:num_rows],
+        "seed": [0, 1, 2][:num_rows], "stop": ["", "\n", "."][:num_rows]},
+        "generate_beams": {"prompt": ["Once upon a time", "To be, or not to be",
+                                      "word " * 200][:num_rows],
+                           "length_penalty": [0.6] * num_rows}}

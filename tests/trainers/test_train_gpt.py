@@ -1,0 +1,91 @@
+"""trainers.train_gpt end to end: a SentencePiece vocabulary learned from real text,
+training with held-out validation, resume, and an export whose generation signatures
+run in a fresh process as TF Serving runs them and agree with the model in this one."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasllm.datasets.shakespeare import default_corpus_files
+from kerasllm.export.gpt_signatures import gpt_signatures
+from kerasllm.pretrained.model_dir import load_backbone
+from kerasllm.models import GptCausalLM
+from tests.fresh_process import serve_in_fresh_process
+from tests.trainers.trainer_runs import Trainer, restore_trained
+
+trainer = Trainer("train_gpt")
+TINY = ["--model=gpt_tiny", "--vocab_size=400", "--max_seq_length=32", "--batch_size=8",
+        "--log_every=10", "--checkpoint_every=10", "--max_new_tokens=8",
+        "--eval_fraction=0.25", "--document_per_file", "--learning_rate=3e-3"]
+PROMPTS = ["To be, or not to be", "", "My lord", "To be, or not to be"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """20 steps, then a rerun asking for 30 (it resumes) that exports."""
+    directory = tmp_path_factory.mktemp("corpus")
+    for path in default_corpus_files():
+        if os.path.basename(path).startswith(("hamlet", "macbeth", "tempest", "othello")):
+            with open(path, encoding="utf-8") as src:
+                (directory / os.path.basename(path)).write_text(src.read()[:40000])
+    base = tmp_path_factory.mktemp("run")
+    args = [*TINY, f"--corpus={directory}/*.txt", f"--model_dir={base / 'model'}",
+            f"--export_dir={base / 'export'}"]
+    first = trainer.run(*args, "--train_steps=20", "--noexport")
+    second = trainer.run(*args, "--train_steps=30")
+    return str(base / "model"), str(base / "export" / "1"), first, second
+
+
+def test_trains_validates_resumes_and_exports(trained):
+    model_dir, export_path, first, second = trained
+    assert "learning a 400-piece SentencePiece vocabulary" in first
+    assert "step 20/20" in first and "step 20 validation: loss" in first
+    assert "resumed from" in second and "step 30/30" in second
+    with open(os.path.join(model_dir, "config.json")) as f:
+        saved = json.load(f)
+    assert saved["family"] == "gpt" and saved["tokenizer"]["kind"] == "sentencepiece"
+    with open(os.path.join(export_path, "assets.extra", "kerasllm.json")) as f:
+        metadata = json.load(f)
+    assert metadata["signatures"] == ["generate", "generate_beams", "serving_default"]
+    assert [v["step"] for v in metadata["validation"]] == [30]
+    losses = [float(line.split("loss ")[1].split()[0]) for line in (first + second).splitlines()
+              if "validation: loss" in line]
+    assert losses[-1] < losses[0]
+
+
+def settings(rows):
+    return {"max_new_tokens": [8, 2, 8, 8][:rows], "temperature": [0.0, 0.0, 0.9, 0.0][:rows],
+            "top_k": [0, 0, 20, 0][:rows], "top_p": [1.0, 1.0, 0.95, 1.0][:rows],
+            "seed": [0, 0, 7, 0][:rows], "stop": ["", "", "", ""][:rows],
+            "length_penalty": [0.6] * rows}
+
+
+def test_served_generation_equals_the_trained_model(trained, tmp_path):
+    model_dir, export_path, *_ = trained
+    served = serve_in_fresh_process(export_path, {"prompt": PROMPTS, **settings(4)},
+                                    str(tmp_path))
+    backbone, tokenizer = load_backbone(model_dir)
+    model = restore_trained(GptCausalLM(backbone).build_for_inputs(), model_dir)
+    local = gpt_signatures(model, tokenizer, max_prompt_length=504, max_new_tokens=8)
+    greedy = local["serving_default"](tf.constant(PROMPTS))
+    np.testing.assert_array_equal(served["serving_default/token_ids"], greedy["token_ids"])
+    assert [t.decode() for t in served["serving_default/text"]] == \
+        [t.decode() for t in greedy["text"].numpy()]
+    counts = served["generate/num_tokens"]
+    assert counts[1] <= 2 and all(0 <= c <= 8 for c in counts)  # per-row limits
+    # Greedy rows 0 and 3 of `generate` are the same prompt: the same text.
+    assert served["generate/text"][0] == served["generate/text"][3]
+    assert served["generate_beams/texts"].shape == (4, 4)
+    scores = served["generate_beams/scores"]
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+
+
+def test_a_bert_model_is_refused(tmp_path):
+    assert "is a bert model" in trainer.error("--model=bert_tiny", f"--model_dir={tmp_path}")
+
+
+def test_no_room_for_a_prompt_is_one_line_in_a_fresh_process(tmp_path):
+    code, output = trainer.run_fresh("--max_new_tokens=512", f"--model_dir={tmp_path}")
+    trainer.assert_one_line_error(code, output, "--max_new_tokens=512 leaves no room")
