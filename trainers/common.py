@@ -22,6 +22,7 @@ from kerasllm.export.errors import ExportError
 from kerasllm.export.saved_model import export_saved_model
 from kerasllm.export.versioned import existing_versions
 from kerasllm.pretrained import MINILM, PACKAGED
+from kerasllm.serving.batching import Batching
 from kerasllm.tokenizers.base import Tokenizer
 
 EXPORT_ROOT = "saved_models"
@@ -127,13 +128,15 @@ def flags_set(fv):
             if fv[name].present and name != "flagfile"}
 
 
-def export(fv, root, signatures, resources, metadata, warmup_inputs=None):
+def export(fv, root, signatures, resources, metadata, warmup_inputs=None,
+           batching=Batching()):
     """Exports `signatures` as the next version under `root` (or --export_version),
     checked as TF Serving loads it; `metadata` goes to assets.extra/kerasllm.json
     with the signature list, the flags set and the versions. Prints and returns
     the path."""
     path = export_saved_model(
         root, signatures, resources, version=fv.export_version, warmup_inputs=warmup_inputs,
+        batching=batching,
         metadata={**metadata, "signatures": sorted(signatures), "flags": flags_set(fv),
                   "tokenizer_sha256": next((r.fingerprint() for r in resources
                                             if isinstance(r, Tokenizer)), None),

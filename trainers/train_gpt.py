@@ -157,7 +157,7 @@ def run(fv):
              "max_new_tokens": fv.max_new_tokens, "step": result.step,
              "metrics": result.metrics,
              "validation": [{"step": s, "loss": loss} for s, loss in validation]},
-            warmup_inputs=gpt_signatures.warmup_inputs())
+            warmup_inputs=gpt_signatures.warmup_inputs(), batching=gpt_signatures.BATCHING)
 
 
 if __name__ == "__main__":

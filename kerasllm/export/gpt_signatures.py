@@ -10,6 +10,7 @@ the defaults fixed at export.
 import tensorflow as tf
 
 from kerasllm.generation.beam_search import beam_search
+from kerasllm.serving.batching import Batching
 from kerasllm.generation.decode import LENGTH, STOP_SEQUENCE, STOP_TOKEN, generate
 from kerasllm.generation.prompts import left_pad
 
@@ -24,6 +25,10 @@ SETTINGS = {
 }
 LENGTH_PENALTY = tf.TensorSpec([None], tf.float32, name="length_penalty")
 FINISH_REASONS = {LENGTH: "length", STOP_TOKEN: "stop_token", STOP_SEQUENCE: "stop"}
+# A generation request runs a decode loop of up to max_new_tokens model steps, so
+# batches stay small and may wait a little longer for company.
+BATCHING = Batching(max_batch_size=8, batch_timeout_micros=10_000, max_enqueued_batches=32,
+                    allowed_batch_sizes=(1, 8))
 
 
 def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
@@ -43,8 +48,8 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
     float32 [N, num_beams] (log-probability over the length penalty), best first.
 
     A prompt is its tokens after the tokenizer's <s> (if it has one), its last
-    `max_prompt_length` tokens when longer; a prompt of no tokens at all fails the
-    request with a message saying so. Generation stops at </s> and at
+    `max_prompt_length` tokens when longer. Without an <s>, an empty prompt is the
+    end-of-text token alone, which also starts a text in GPT-2's training data. Generation stops at </s> and at
     `stop_token_ids` (e.g. a chat model's end-of-turn token). A stop string is
     matched as the tokens it tokenizes to on its own.
     """
@@ -57,6 +62,10 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
         ids = tokenizer.tokenize(prompt)
         if bos is not None:
             ids = tf.concat([tf.fill([ids.nrows(), 1], tf.cast(bos, ids.dtype)), ids], axis=1)
+        elif eos is not None:
+            empty = tf.cast(tf.equal(ids.row_lengths(), 0), ids.row_splits.dtype)
+            ids = tf.concat([tf.RaggedTensor.from_row_lengths(
+                tf.fill([tf.reduce_sum(empty)], tf.cast(eos, ids.dtype)), empty), ids], axis=1)
         lengths = ids.row_lengths()
         # Over-long prompts keep their end: what the continuation follows.
         ids = tf.RaggedTensor.from_row_lengths(

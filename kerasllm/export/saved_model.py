@@ -51,7 +51,7 @@ def export_saved_model(export_root, signatures, resources, version=None, metadat
     logs = warmup.predict_logs(
         os.path.basename(os.path.normpath(export_root)),
         {name: warmup_inputs.get(name) or warmup.sample_inputs(function)
-         for name, function in signatures.items()})
+         for name, function in signatures.items()}, batching.allowed_batch_sizes)
 
     def write(path):
         archive = keras.export.ExportArchive()

@@ -3,7 +3,8 @@
     client = ServingClient("minilm", rest_url="http://localhost:8501")
     client.embed(["A man is playing a guitar."])          # [1, 384] unit vectors
     client = ServingClient("classifier", grpc_target="localhost:8500", label="stable")
-    client.classify(["what a film"])                      # [("pos", {"neg": .., "pos": ..})]
+    client.classify(["what a film"])                      # [("pos", [0.1, 0.9])]
+    ServingClient("smollm2", rest_url=...).generate(["Once upon a time"], max_new_tokens=20)
 
 Both transports address a model as TF Serving does: its name, and optionally a version
 number or a version label (see kerasllm.serving.model_config). A call that the server
@@ -215,3 +216,17 @@ class ServingClient:
         outputs = self.predict(inputs, "classify_pair" if texts_b is not None else "classify")
         return [(label.decode(), probabilities.tolist())
                 for label, probabilities in zip(outputs["label"], outputs["probabilities"])]
+
+    def generate(self, prompts, *, max_new_tokens=64, temperature=0.0, top_k=0, top_p=1.0,
+                 seed=0, stop=""):
+        """[(text, finish reason)] of a GPT export's `generate` signature for each
+        prompt, every prompt with these settings (temperature 0 is greedy)."""
+        rows = len(prompts)
+        outputs = self.predict({
+            "prompt": list(prompts),
+            "max_new_tokens": np.full(rows, max_new_tokens, np.int32),
+            "temperature": np.full(rows, temperature, np.float32),
+            "top_k": np.full(rows, top_k, np.int32), "top_p": np.full(rows, top_p, np.float32),
+            "seed": np.full(rows, seed, np.int32), "stop": [stop] * rows}, "generate")
+        return [(text.decode(), reason.decode())
+                for text, reason in zip(outputs["text"], outputs["finish_reason"])]

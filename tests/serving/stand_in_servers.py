@@ -62,7 +62,9 @@ class ModelStore:
         expected = set(function.structured_input_signature[1])
         if set(inputs) != expected:
             return None, ("invalid", f"inputs {sorted(inputs)} do not match {sorted(expected)}")
-        outputs = function(**{k: tf.constant(v) for k, v in inputs.items()})
+        specs = function.structured_input_signature[1]
+        # As TF Serving does, JSON numbers take the signature's dtype.
+        outputs = function(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()})
         return {k: v.numpy() for k, v in outputs.items()}, None
 
 

@@ -8,9 +8,12 @@ import tensorflow as tf
 from kerasllm.export.bert_signatures import bert_signatures
 from kerasllm.export.classifier_signatures import classifier_signatures
 from kerasllm.export.saved_model import export_saved_model
-from kerasllm.models import BertClassifier, BertEncoder, BertPretrainer, registry
+from kerasllm.export.gpt_signatures import gpt_signatures
+from kerasllm.export.gpt_signatures import warmup_inputs as gpt_warmup_inputs
+from kerasllm.models import (BertClassifier, BertEncoder, BertPretrainer, GptCausalLM,
+                             registry)
 from kerasllm.serving.client import ServingClient, ServingError
-from kerasllm.tokenizers import WordPieceTokenizer
+from kerasllm.tokenizers import WordPieceTokenizer, train_sentencepiece
 from tests.serving.stand_in_servers import ModelStore, start_grpc_server, start_rest_server
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "king", "queen", "is", "dead",
@@ -37,7 +40,13 @@ def exports(tmp_path_factory):
         str(root / "classifier"), classifier_signatures(classifier, tokenizer,
                                                         ["bad", "good"], SEQ),
         [classifier, tokenizer], check=False)
-    return {"encoder": encoder_paths, "classifier": {1: classifier_path}}
+    pieces = train_sentencepiece(["the king is dead, long live the queen"] * 50 + TEXTS,
+                                 vocab_size=280)
+    gpt = GptCausalLM.from_name("gpt_tiny", vocab_size=pieces.vocab_size).build_for_inputs()
+    gpt_path = export_saved_model(
+        str(root / "gpt"), gpt_signatures(gpt, pieces, max_prompt_length=16, max_new_tokens=4),
+        [gpt, pieces], check=False, warmup_inputs=gpt_warmup_inputs())
+    return {"encoder": encoder_paths, "classifier": {1: classifier_path}, "gpt": {1: gpt_path}}
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +94,15 @@ def test_embed_fill_mask_and_classify_equal_the_export(servers, exports, transpo
     np.testing.assert_allclose([p for _, p in results], probabilities.numpy(), atol=1e-6)
     pairs = ServingClient("classifier", **servers[transport]).classify(TEXTS, ["film"] * 3)
     assert len(pairs) == 3
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_generate_equals_the_export(servers, exports, transport):
+    gpt = tf.saved_model.load(exports["gpt"][1])
+    expected = gpt.signatures["serving_default"](prompt=tf.constant(TEXTS))
+    results = ServingClient("gpt", **servers[transport]).generate(TEXTS, max_new_tokens=4)
+    assert [text for text, _ in results] == [t.decode() for t in expected["text"].numpy()]
+    assert {reason for _, reason in results} <= {"length", "stop_token"}
 
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])

@@ -1,9 +1,18 @@
-"""trainers.convert --input=minilm: a real pretrained BERT served from raw text."""
+"""trainers.convert: a real pretrained BERT served from raw text, a GPT-2 directory and
+the real SmolLM2 GGUF served as text generation."""
 import json
 import os
 
 import numpy as np
+import pytest
+import tensorflow as tf
 
+from kerasllm.convert.hf_gpt import load_hf_gpt
+from kerasllm.export.gpt_signatures import gpt_signatures
+from kerasllm.tokenizers.byte_bpe import ByteLevelBpeTokenizer
+from kerasllm.tokenizers.byte_vocab import byte_alphabet
+from tests.convert.gpt_tiny_checkpoint import (TINY_GPT2_CONFIG, gpt2_tensors,
+                                               write_gpt_checkpoint)
 from tests.fresh_process import serve_in_fresh_process
 from tests.trainers.trainer_runs import Trainer
 
@@ -31,3 +40,63 @@ def test_convert_minilm_and_serve_sentence_embeddings(tmp_path):
 def test_convert_names_a_missing_directory_in_one_line(tmp_path):
     code, output = trainer.run_fresh(f"--input={tmp_path}/nowhere")
     trainer.assert_one_line_error(code, output, f"{tmp_path}/nowhere")
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2_dir(tmp_path_factory):
+    """A tiny GPT-2 (random weights) with a real byte-level BPE vocabulary: the 256
+    byte tokens, a few merges and <|endoftext|>."""
+    alphabet = byte_alphabet()
+    merges = [("t", "h"), ("th", "e"), ("Ġ", "th"), ("Ġth", "e"), ("a", "n")]
+    vocabulary = [*alphabet, *(left + right for left, right in merges), "<|endoftext|>"]
+    config = {**TINY_GPT2_CONFIG, "vocab_size": len(vocabulary), "n_positions": 64}
+    directory = write_gpt_checkpoint(tmp_path_factory.mktemp("tiny_gpt2"), config,
+                                     gpt2_tensors(config))
+    with open(os.path.join(directory, "vocab.json"), "w") as f:
+        json.dump({token: i for i, token in enumerate(vocabulary)}, f)
+    with open(os.path.join(directory, "merges.txt"), "w") as f:
+        f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    return directory
+
+
+def test_convert_a_gpt2_directory_and_serve_generation(tiny_gpt2_dir, tmp_path):
+    export_dir = str(tmp_path / "gpt2")
+    output = trainer.run(f"--input={tiny_gpt2_dir}", f"--export_dir={export_dir}",
+                         "--max_seq_length=32", "--max_new_tokens=6")
+    assert f"exported {export_dir}/1" in output
+    prompts = ["the answer", "x", "then the"]
+    served = serve_in_fresh_process(
+        os.path.join(export_dir, "1"),
+        {"prompt": prompts, "max_new_tokens": [6, 2, 6], "temperature": [0.0] * 3,
+         "top_k": [0] * 3, "top_p": [1.0] * 3, "seed": [0] * 3, "stop": [""] * 3,
+         "length_penalty": [0.6] * 3}, str(tmp_path))
+    model, report = load_hf_gpt(tiny_gpt2_dir)
+    tokenizer = ByteLevelBpeTokenizer.from_gpt2_files(
+        os.path.join(tiny_gpt2_dir, "vocab.json"), os.path.join(tiny_gpt2_dir, "merges.txt"))
+    local = gpt_signatures(model, tokenizer, max_prompt_length=26, max_new_tokens=6)
+    greedy = local["serving_default"](tf.constant(prompts))
+    np.testing.assert_array_equal(served["serving_default/token_ids"], greedy["token_ids"])
+    assert all(n <= most for n, most in zip(served["generate/num_tokens"], [6, 2, 6]))
+    with open(os.path.join(export_dir, "1", "assets.extra", "kerasllm.json")) as f:
+        metadata = json.load(f)
+    assert metadata["family"] == "gpt" and metadata["tokenizer"]["kind"] == "byte_bpe"
+    with open(os.path.join(export_dir, "1", "assets.extra", "batching_params.pbtxt")) as f:
+        assert "max_batch_size {\n  value: 8\n}" in f.read()
+
+
+@pytest.mark.slow
+def test_convert_smollm2_and_ask_it_in_a_fresh_process(tmp_path):
+    """The real SmolLM2-135M-Instruct from its GGUF, exported and asked through TF
+    Serving's loading path, with its chat template written into the prompt."""
+    export_dir = str(tmp_path / "smollm2")
+    trainer.run("--input=smollm2", f"--export_dir={export_dir}", "--max_seq_length=96",
+                "--max_new_tokens=16")
+    question = ("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
+                "<|im_start|>assistant\n")
+    served = serve_in_fresh_process(
+        os.path.join(export_dir, "1"),
+        {"prompt": [question], "max_new_tokens": [16], "temperature": [0.0], "top_k": [0],
+         "top_p": [1.0], "seed": [0], "stop": [""], "length_penalty": [0.6]}, str(tmp_path))
+    answer = served["generate/text"][0].decode()
+    assert "Paris" in answer, answer
+    assert served["generate/finish_reason"][0] == b"stop_token"
