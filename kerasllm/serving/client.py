@@ -219,14 +219,15 @@ class ServingClient:
 
     def generate(self, prompts, *, max_new_tokens=64, temperature=0.0, top_k=0, top_p=1.0,
                  seed=0, stop=""):
-        """[(text, finish reason)] of a GPT export's `generate` signature for each
-        prompt, every prompt with these settings (temperature 0 is greedy)."""
+        """[(text, finish reason)] of a GPT export's `generate_with_options` signature
+        for each prompt, every prompt with these settings (temperature 0 is greedy)."""
         rows = len(prompts)
         outputs = self.predict({
             "prompt": list(prompts),
             "max_new_tokens": np.full(rows, max_new_tokens, np.int32),
             "temperature": np.full(rows, temperature, np.float32),
             "top_k": np.full(rows, top_k, np.int32), "top_p": np.full(rows, top_p, np.float32),
-            "seed": np.full(rows, seed, np.int32), "stop": [stop] * rows}, "generate")
+            "seed": np.full(rows, seed, np.int32), "stop": [stop] * rows},
+            "generate_with_options")
         return [(text.decode(), reason.decode())
                 for text, reason in zip(outputs["text"], outputs["finish_reason"])]

@@ -13,7 +13,7 @@ TRAINING_FLAGS = ("model_dir", "train_steps", "batch_size", "learning_rate", "wa
 
 
 def define_training_flags(*, model_dir=None, train_steps=1000, batch_size=32,
-                          learning_rate=1e-4, flag_values=flags.FLAGS):
+                          learning_rate=1e-4, checkpoint_every=1000, flag_values=flags.FLAGS):
     """Defines the shared flags (plus --strategy and --tpu); the arguments are
     this trainer's defaults. A default never conflicts with a flag the user sets:
     warmup, unless set, is a share of however many steps the run has."""
@@ -73,7 +73,7 @@ def define_training_flags(*, model_dir=None, train_steps=1000, batch_size=32,
     flags.DEFINE_boolean("jit_compile", False,
                          "XLA-compile each replica's forward and backward pass (faster "
                          "training; the exported model is unaffected).", flag_values=fv)
-    flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.",
+    flags.DEFINE_integer("checkpoint_every", checkpoint_every, "Steps between checkpoints.",
                          lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("log_every", 50,
                          "Steps between progress lines and TensorBoard scalars.",

@@ -76,7 +76,7 @@ def test_convert_a_gpt2_directory_and_serve_generation(tiny_gpt2_dir, tmp_path):
     local = gpt_signatures(model, tokenizer, max_prompt_length=26, max_new_tokens=6)
     greedy = local["serving_default"](tf.constant(prompts))
     np.testing.assert_array_equal(served["serving_default/token_ids"], greedy["token_ids"])
-    assert all(n <= most for n, most in zip(served["generate/num_tokens"], [6, 2, 6]))
+    assert all(n <= most for n, most in zip(served["generate_with_options/num_tokens"], [6, 2, 6]))
     with open(os.path.join(export_dir, "1", "assets.extra", "kerasllm.json")) as f:
         metadata = json.load(f)
     assert metadata["family"] == "gpt" and metadata["tokenizer"]["kind"] == "byte_bpe"
@@ -97,6 +97,6 @@ def test_convert_smollm2_and_ask_it_in_a_fresh_process(tmp_path):
         os.path.join(export_dir, "1"),
         {"prompt": [question], "max_new_tokens": [16], "temperature": [0.0], "top_k": [0],
          "top_p": [1.0], "seed": [0], "stop": [""], "length_penalty": [0.6]}, str(tmp_path))
-    answer = served["generate/text"][0].decode()
+    answer = served["generate_with_options/text"][0].decode()
     assert "Paris" in answer, answer
-    assert served["generate/finish_reason"][0] == b"stop_token"
+    assert served["generate_with_options/finish_reason"][0] == b"stop_token"

@@ -48,7 +48,8 @@ def test_trains_validates_resumes_and_exports(trained):
     assert saved["family"] == "gpt" and saved["tokenizer"]["kind"] == "sentencepiece"
     with open(os.path.join(export_path, "assets.extra", "kerasllm.json")) as f:
         metadata = json.load(f)
-    assert metadata["signatures"] == ["generate", "generate_beams", "serving_default"]
+    assert metadata["signatures"] == ["generate", "generate_beam", "generate_with_options",
+                                     "serving_default"]
     assert [v["step"] for v in metadata["validation"]] == [30]
     losses = [float(line.split("loss ")[1].split()[0]) for line in (first + second).splitlines()
               if "validation: loss" in line]
@@ -73,12 +74,12 @@ def test_served_generation_equals_the_trained_model(trained, tmp_path):
     np.testing.assert_array_equal(served["serving_default/token_ids"], greedy["token_ids"])
     assert [t.decode() for t in served["serving_default/text"]] == \
         [t.decode() for t in greedy["text"].numpy()]
-    counts = served["generate/num_tokens"]
+    counts = served["generate_with_options/num_tokens"]
     assert counts[1] <= 2 and all(0 <= c <= 8 for c in counts)  # per-row limits
     # Greedy rows 0 and 3 of `generate` are the same prompt: the same text.
-    assert served["generate/text"][0] == served["generate/text"][3]
-    assert served["generate_beams/texts"].shape == (4, 4)
-    scores = served["generate_beams/scores"]
+    assert served["generate_with_options/text"][0] == served["generate_with_options/text"][3]
+    assert served["generate_beam/texts"].shape == (4, 4)
+    scores = served["generate_beam/scores"]
     assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
 
 
