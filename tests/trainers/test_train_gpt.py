@@ -74,6 +74,13 @@ def test_served_generation_equals_the_trained_model(trained, tmp_path):
     np.testing.assert_array_equal(served["serving_default/token_ids"], greedy["token_ids"])
     assert [t.decode() for t in served["serving_default/text"]] == \
         [t.decode() for t in greedy["text"].numpy()]
+    # Sampled rows too: the same seed gives the same text in another process.
+    options = settings(4)
+    del options["length_penalty"]
+    sampled = local["generate_with_options"](
+        tf.constant(PROMPTS), **{k: tf.constant(v) for k, v in options.items()})
+    np.testing.assert_array_equal(served["generate_with_options/token_ids"],
+                                  sampled["token_ids"])
     counts = served["generate_with_options/num_tokens"]
     assert counts[1] <= 2 and all(0 <= c <= 8 for c in counts)  # per-row limits
     # Greedy rows 0 and 3 of `generate` are the same prompt: the same text.
