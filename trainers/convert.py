@@ -18,6 +18,7 @@ import json
 import os
 
 from absl import flags
+from gguf import GGUFReader
 
 from kerasllm.convert.errors import ConversionError
 from kerasllm.convert.gguf_llama import load_gguf_llama
@@ -58,26 +59,32 @@ def _model_type(directory):
         return None  # load_hf_bert names what is wrong with the directory
 
 
+def chat_template(gguf_path):
+    """The Jinja chat template a GGUF file carries, or None."""
+    field = GGUFReader(gguf_path).fields.get("tokenizer.chat_template")
+    return None if field is None else bytes(field.parts[field.data[0]]).decode("utf-8")
+
+
 def load_gpt(source):
-    """(GptCausalLM, tokenizer, report, what it came from) of a GGUF file, a packaged
-    GGUF name, or a Hugging Face GPT-2/Llama directory."""
+    """(GptCausalLM, tokenizer, report, what it came from, chat template or None) of a
+    GGUF file, a packaged GGUF name, or a Hugging Face GPT-2/Llama directory."""
     if source in PACKAGED_GGUF or source.endswith(".gguf"):
         path = PACKAGED_GGUF[source]() if source in PACKAGED_GGUF else source
         model, report = load_gguf_llama(path)
-        return model, byte_bpe_from_gguf(path), report, path
+        return model, byte_bpe_from_gguf(path), report, path, chat_template(path)
     model, report = load_hf_gpt(source)
     vocab, merges = (os.path.join(source, name) for name in ("vocab.json", "merges.txt"))
     if not (os.path.isfile(vocab) and os.path.isfile(merges)):
         raise ConversionError(f"{source} has no vocab.json and merges.txt, the byte-level BPE "
                               "tokenizer files the export needs")
-    return model, ByteLevelBpeTokenizer.from_gpt2_files(vocab, merges), report, source
+    return model, ByteLevelBpeTokenizer.from_gpt2_files(vocab, merges), report, source, None
 
 
 def run(fv):
     root = common.export_root(fv, pretrained_name(fv.input))
     if fv.input in PACKAGED_GGUF or fv.input.endswith(".gguf") or (
             os.path.isdir(fv.input) and _model_type(fv.input) in GPT_MODEL_TYPES):
-        model, tokenizer, report, source = load_gpt(fv.input)
+        model, tokenizer, report, source, template = load_gpt(fv.input)
         print(report)
         config = model.backbone.config
         max_seq_length = common.sequence_length(fv, config, "the checkpoint")
@@ -87,7 +94,8 @@ def run(fv):
         signatures = gpt_signatures.gpt_signatures(
             model, tokenizer, max_prompt_length=max_seq_length - fv.max_new_tokens,
             max_new_tokens=fv.max_new_tokens)
-        extra = {"family": "gpt", "max_new_tokens": fv.max_new_tokens}
+        extra = {"family": "gpt", "max_new_tokens": fv.max_new_tokens,
+                 "context_length": config.max_sequence_length, "chat_template": template}
         export_options = {"warmup_inputs": gpt_signatures.warmup_inputs(),
                           "batching": gpt_signatures.BATCHING}
     else:

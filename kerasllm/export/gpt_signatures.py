@@ -15,6 +15,10 @@ from kerasllm.generation.decode import LENGTH, STOP_SEQUENCE, STOP_TOKEN, genera
 from kerasllm.generation.prompts import left_pad
 
 PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
+TEXT = tf.TensorSpec([None], tf.string, name="text")
+MESSAGE = tf.TensorSpec([None], tf.string, name="message")
+# The ChatML turn format (SmolLM2 and others): a user turn, then the assistant's.
+CHATML_START, CHATML_END = "<|im_start|>", "<|im_end|>"
 SETTINGS = {
     "max_new_tokens": tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
     "temperature": tf.TensorSpec([None], tf.float32, name="temperature"),
@@ -48,19 +52,31 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
     the `num_beams` best continuations: texts string [N, num_beams] and scores
     float32 [N, num_beams] (log-probability over the length penalty), best first.
 
+    score(text [N]) returns log_probability float32 [N], the sum over the text's
+    tokens of log p(token | the tokens before it), and num_tokens int32 [N], how
+    many were scored (all but the first when the tokenizer has no <s>; the last
+    max_prompt_length + max_new_tokens tokens of a longer text): for reranking.
+    With a tokenizer that knows ChatML's <|im_start|> and <|im_end|>, chat(message
+    [N]) answers each message as one user turn (greedy), returning what generate
+    returns.
+
     A prompt is its tokens after the tokenizer's <s> (if it has one), its last
     `max_prompt_length` tokens when longer. Without an <s>, an empty prompt is the
-    end-of-text token alone, which also starts a text in GPT-2's training data. Generation stops at </s> and at
-    `stop_token_ids` (e.g. a chat model's end-of-turn token). A stop string is
-    matched as the tokens it tokenizes to on its own.
+    end-of-text token alone, which also starts a text in GPT-2's training data.
+    Generation stops at </s> and at `stop_token_ids` (e.g. a chat model's
+    end-of-turn token). A stop string is matched as the tokens it tokenizes to on
+    its own.
     """
     eos = getattr(tokenizer, "eos_id", None)
-    stops = sorted({*stop_token_ids, *([] if eos is None else [eos])})
+    chat_end = tokenizer.special_ids().get(CHATML_END)
+    stops = sorted({*stop_token_ids, *(t for t in (eos, chat_end) if t is not None)})
     bos = getattr(tokenizer, "bos_id", None)
     default_new_tokens = default_new_tokens or max_new_tokens
 
-    def prompts(prompt):
-        ids = tokenizer.tokenize(prompt)
+    def token_ids(text, most):
+        """int ragged [N, (tokens)]: <s> (or end-of-text for an empty text) and the
+        text's tokens, the last `most` of them."""
+        ids = tokenizer.tokenize(text)
         if bos is not None:
             ids = tf.concat([tf.fill([ids.nrows(), 1], tf.cast(bos, ids.dtype)), ids], axis=1)
         elif eos is not None:
@@ -68,12 +84,14 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
             ids = tf.concat([tf.RaggedTensor.from_row_lengths(
                 tf.fill([tf.reduce_sum(empty)], tf.cast(eos, ids.dtype)), empty), ids], axis=1)
         lengths = ids.row_lengths()
-        # Over-long prompts keep their end: what the continuation follows.
+        # Over-long texts keep their end: what a continuation follows.
         ids = tf.RaggedTensor.from_row_lengths(
             ids.flat_values, lengths).with_row_splits_dtype(tf.int64)
-        ids = tf.ragged.boolean_mask(ids, ids.with_flat_values(
-            tf.ragged.range(lengths).flat_values >= tf.repeat(
-                lengths - max_prompt_length, lengths)))
+        return tf.ragged.boolean_mask(ids, ids.with_flat_values(
+            tf.ragged.range(lengths).flat_values >= tf.repeat(lengths - most, lengths)))
+
+    def prompts(prompt):
+        ids = token_ids(prompt, max_prompt_length)
         with tf.control_dependencies([tf.debugging.assert_positive(
                 ids.row_lengths(), message="a prompt has no tokens; send some text")]):
             return left_pad(tf.identity(ids), pad_id=tokenizer.pad_id)
@@ -133,8 +151,33 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
         return {"texts": tf.reshape(text_of(flat_ids, count), [rows, num_beams]),
                 "scores": beams.scores}
 
-    return {"serving_default": serving_default, "generate": serving_default,
-            "generate_with_options": generate_with_options, "generate_beam": generate_beam}
+    @tf.function(input_signature=[TEXT])
+    def score(text):
+        ids = token_ids(text, max_prompt_length + max_new_tokens)
+        mask = tf.sequence_mask(ids.row_lengths(), dtype=tf.int32)
+        dense = tf.cast(ids.to_tensor(tokenizer.pad_id), tf.int32)
+        logits = model({"token_ids": dense, "padding_mask": mask}, training=False)["logits"]
+        picked = tf.gather(tf.nn.log_softmax(logits[:, :-1]), dense[:, 1:], batch_dims=2)
+        scored = tf.cast(mask[:, 1:], tf.float32)
+        return {"log_probability": tf.reduce_sum(picked * scored, axis=1),
+                "num_tokens": tf.reduce_sum(mask[:, 1:], axis=1)}
+
+    signatures = {"serving_default": serving_default, "generate": serving_default,
+                  "generate_with_options": generate_with_options,
+                  "generate_beam": generate_beam, "score": score}
+    if not {CHATML_START, CHATML_END} <= set(tokenizer.special_ids()):
+        return signatures
+
+    @tf.function(input_signature=[MESSAGE])
+    def chat(message):
+        prompt = tf.strings.join([f"{CHATML_START}user\n", message,
+                                  f"{CHATML_END}\n{CHATML_START}assistant\n"])
+        rows = tf.shape(prompt)
+        return continue_prompts(prompt, tf.fill(rows, default_new_tokens),
+                                tf.zeros(rows), tf.zeros(rows, tf.int32), tf.ones(rows),
+                                tf.zeros(rows, tf.int32), tf.fill(rows, ""))
+
+    return dict(signatures, chat=chat)
 
 
 def warmup_inputs(num_rows=3):

@@ -69,7 +69,7 @@ def test_convert_a_gpt2_directory_and_serve_generation(tiny_gpt2_dir, tmp_path):
         os.path.join(export_dir, "1"),
         {"prompt": prompts, "max_new_tokens": [6, 2, 6], "temperature": [0.0] * 3,
          "top_k": [0] * 3, "top_p": [1.0] * 3, "seed": [0] * 3, "stop": [""] * 3,
-         "length_penalty": [0.6] * 3}, str(tmp_path))
+         "length_penalty": [0.6] * 3, "text": prompts}, str(tmp_path))
     model, report = load_hf_gpt(tiny_gpt2_dir)
     tokenizer = ByteLevelBpeTokenizer.from_gpt2_files(
         os.path.join(tiny_gpt2_dir, "vocab.json"), os.path.join(tiny_gpt2_dir, "merges.txt"))
@@ -77,9 +77,18 @@ def test_convert_a_gpt2_directory_and_serve_generation(tiny_gpt2_dir, tmp_path):
     greedy = local["serving_default"](tf.constant(prompts))
     np.testing.assert_array_equal(served["serving_default/token_ids"], greedy["token_ids"])
     assert all(n <= most for n, most in zip(served["generate_with_options/num_tokens"], [6, 2, 6]))
+    # score: the log-probability the model gives each text, token by token.
+    dense = tokenizer.tokenize(tf.constant(prompts)).to_tensor()
+    lengths = tokenizer.tokenize(tf.constant(prompts)).row_lengths()
+    logits = model({"token_ids": dense, "padding_mask": tf.sequence_mask(lengths, dtype=tf.int32)})
+    log_probs = tf.nn.log_softmax(logits["logits"][0, :-1]).numpy()
+    first = sum(log_probs[i, dense[0, i + 1]] for i in range(int(lengths[0]) - 1))
+    np.testing.assert_allclose(served["score/log_probability"][0], first, rtol=1e-5)
+    assert list(served["score/num_tokens"]) == [int(n) - 1 for n in lengths]
     with open(os.path.join(export_dir, "1", "assets.extra", "kerasllm.json")) as f:
         metadata = json.load(f)
     assert metadata["family"] == "gpt" and metadata["tokenizer"]["kind"] == "byte_bpe"
+    assert metadata["context_length"] == 64 and "chat" not in metadata["signatures"]
     with open(os.path.join(export_dir, "1", "assets.extra", "batching_params.pbtxt")) as f:
         assert "max_batch_size {\n  value: 8\n}" in f.read()
 
@@ -96,7 +105,12 @@ def test_convert_smollm2_and_ask_it_in_a_fresh_process(tmp_path):
     served = serve_in_fresh_process(
         os.path.join(export_dir, "1"),
         {"prompt": [question], "max_new_tokens": [16], "temperature": [0.0], "top_k": [0],
-         "top_p": [1.0], "seed": [0], "stop": [""], "length_penalty": [0.6]}, str(tmp_path))
+         "top_p": [1.0], "seed": [0], "stop": [""], "length_penalty": [0.6],
+         "text": [question], "message": ["What is the capital of France?"]}, str(tmp_path))
     answer = served["generate_with_options/text"][0].decode()
     assert "Paris" in answer, answer
     assert served["generate_with_options/finish_reason"][0] == b"stop_token"
+    chat_answer = served["chat/text"][0].decode()
+    assert "Paris" in chat_answer, chat_answer
+    with open(os.path.join(export_dir, "1", "assets.extra", "kerasllm.json")) as f:
+        assert "<|im_start|>" in json.load(f)["chat_template"]

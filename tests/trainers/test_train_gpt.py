@@ -49,7 +49,7 @@ def test_trains_validates_resumes_and_exports(trained):
     with open(os.path.join(export_path, "assets.extra", "kerasllm.json")) as f:
         metadata = json.load(f)
     assert metadata["signatures"] == ["generate", "generate_beam", "generate_with_options",
-                                     "serving_default"]
+                                     "score", "serving_default"]
     assert [v["step"] for v in metadata["validation"]] == [30]
     losses = [float(line.split("loss ")[1].split()[0]) for line in (first + second).splitlines()
               if "validation: loss" in line]
@@ -65,7 +65,8 @@ def settings(rows):
 
 def test_served_generation_equals_the_trained_model(trained, tmp_path):
     model_dir, export_path, *_ = trained
-    served = serve_in_fresh_process(export_path, {"prompt": PROMPTS, **settings(4)},
+    served = serve_in_fresh_process(export_path,
+                                    {"prompt": PROMPTS, "text": PROMPTS, **settings(4)},
                                     str(tmp_path))
     backbone, tokenizer = load_backbone(model_dir)
     model = restore_trained(GptCausalLM(backbone).build_for_inputs(), model_dir)
@@ -86,6 +87,9 @@ def test_served_generation_equals_the_trained_model(trained, tmp_path):
     # Greedy rows 0 and 3 of `generate` are the same prompt: the same text.
     assert served["generate_with_options/text"][0] == served["generate_with_options/text"][3]
     assert served["generate_beam/texts"].shape == (4, 4)
+    # score: every token after <s> is scored, so "" scores none; equal texts, equal scores.
+    assert served["score/num_tokens"][1] == 0 and served["score/log_probability"][1] == 0
+    assert served["score/log_probability"][0] == served["score/log_probability"][3] < 0
     scores = served["generate_beam/scores"]
     assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
 
