@@ -38,6 +38,7 @@ from gguf.quants import dequantize
 from kerasllm.convert.checkpoint_mapping import (Assignment, ConversionReport, apply_plan,
                                                  check_plan, listing)
 from kerasllm.convert.errors import ConversionError
+from kerasllm.convert.llama_weights import GGUF_NAMES, llama_plan
 from kerasllm.models.gpt.backbone import GptDecoder
 from kerasllm.models.gpt.causal_lm import GptCausalLM
 from kerasllm.models.gpt.config import GptConfig
@@ -242,29 +243,10 @@ def _kernel(dense, tensor, in_size, out_size):
 
 def _assignments(model):
     """Every weight of the Llama-style `model` with the GGUF tensor that fills it."""
-    backbone = model.backbone
-    config = backbone.config
-    hidden, ffn = config.hidden_size, config.intermediate_size
-    q_size = config.num_heads * config.head_size
-    kv_size = config.num_key_value_heads * config.head_size
-    plan = [Assignment(backbone.token_embedding.embeddings, "token_embd.weight",
-                       (config.vocab_size, hidden))]
-    for i, block in enumerate(backbone.blocks):
-        attention, feed_forward = block.self_attention, block.feed_forward
-        plan += [
-            Assignment(block.self_attention_norm.scale, f"blk.{i}.attn_norm.weight", (hidden,)),
-            _kernel(attention.query_dense, f"blk.{i}.attn_q.weight", hidden, q_size),
-            _kernel(attention.key_dense, f"blk.{i}.attn_k.weight", hidden, kv_size),
-            _kernel(attention.value_dense, f"blk.{i}.attn_v.weight", hidden, kv_size),
-            _kernel(attention.output_dense, f"blk.{i}.attn_output.weight", q_size, hidden),
-            Assignment(block.feed_forward_norm.scale, f"blk.{i}.ffn_norm.weight", (hidden,)),
-            _kernel(feed_forward.gate_dense, f"blk.{i}.ffn_gate.weight", hidden, ffn),
-            _kernel(feed_forward.up_dense, f"blk.{i}.ffn_up.weight", hidden, ffn),
-            _kernel(feed_forward.down_dense, f"blk.{i}.ffn_down.weight", ffn, hidden),
-        ]
-    plan.append(Assignment(backbone.final_norm.scale, "output_norm.weight", (hidden,)))
+    plan = llama_plan(model, GGUF_NAMES)
     if model.lm_head is not None:
-        plan.append(_kernel(model.lm_head, "output.weight", hidden, config.vocab_size))
+        plan.append(_kernel(model.lm_head, "output.weight", model.backbone.config.hidden_size,
+                            model.backbone.config.vocab_size))
     return plan
 
 

@@ -38,6 +38,7 @@ from kerasllm.convert.checkpoint_mapping import (Assignment, ConversionReport, a
                                                  check_plan, layer_norm, read_json,
                                                  read_safetensors, without_prefix)
 from kerasllm.convert.errors import ConversionError
+from kerasllm.convert.llama_weights import HF_NAMES, llama_plan
 from kerasllm.models.gpt.backbone import GptDecoder
 from kerasllm.models.gpt.causal_lm import GptCausalLM
 from kerasllm.models.gpt.config import GptConfig
@@ -267,33 +268,7 @@ def _split_fused_qkv(tensors, config, path):
 
 
 def _llama_assignments(model):
-    backbone = model.backbone
-    config = backbone.config
-    hidden, ffn = config.hidden_size, config.intermediate_size
-    q_size = config.num_heads * config.head_size
-    kv_size = config.num_key_value_heads * config.head_size
-    plan = [Assignment(backbone.token_embedding.embeddings, "embed_tokens.weight",
-                       (config.vocab_size, hidden))]
-    for i, block in enumerate(backbone.blocks):
-        layer = f"layers.{i}"
-        attention, feed_forward = block.self_attention, block.feed_forward
-        plan.append(Assignment(block.self_attention_norm.scale,
-                               f"{layer}.input_layernorm.weight", (hidden,)))
-        for name, dense, in_size, out_size in (
-                ("self_attn.q_proj", attention.query_dense, hidden, q_size),
-                ("self_attn.k_proj", attention.key_dense, hidden, kv_size),
-                ("self_attn.v_proj", attention.value_dense, hidden, kv_size),
-                ("self_attn.o_proj", attention.output_dense, q_size, hidden)):
-            plan += _dense(dense, f"{layer}.{name}", in_size, out_size, True, bias=False)
-        plan.append(Assignment(block.feed_forward_norm.scale,
-                               f"{layer}.post_attention_layernorm.weight", (hidden,)))
-        for name, dense, in_size, out_size in (
-                ("mlp.gate_proj", feed_forward.gate_dense, hidden, ffn),
-                ("mlp.up_proj", feed_forward.up_dense, hidden, ffn),
-                ("mlp.down_proj", feed_forward.down_dense, ffn, hidden)):
-            plan += _dense(dense, f"{layer}.{name}", in_size, out_size, True, bias=False)
-    plan.append(Assignment(backbone.final_norm.scale, "norm.weight", (hidden,)))
-    return plan
+    return llama_plan(model, HF_NAMES)
 
 
 def _skipped_tensors(tensors, model_type, config, embedding_key, path):
