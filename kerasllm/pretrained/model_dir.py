@@ -17,6 +17,7 @@ import os
 
 import tensorflow as tf
 
+from kerasllm.atomic_files import write_atomically
 from kerasllm.errors import CheckpointError, DataError
 from kerasllm.models import registry
 from kerasllm.tokenizers import load_tokenizer
@@ -98,10 +99,7 @@ def describe_model_dir(model_dir, family_name, config, tokenizer):
                 f"({', '.join(changed)}); resume with the settings that wrote it, or "
                 "start fresh with a new --model_dir")
     else:
-        temporary = path + ".tmp"
-        with open(temporary, "w") as f:
-            json.dump(description.to_json(), f, indent=2, sort_keys=True)
-        os.replace(temporary, path)
+        write_atomically(path, json.dumps(description.to_json(), indent=2, sort_keys=True))
     if not all(os.path.exists(os.path.join(model_dir, name)) for name in tokenizer.files):
         tokenizer.save(model_dir)
 

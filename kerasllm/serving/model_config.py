@@ -14,6 +14,7 @@ import os
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from kerasllm.atomic_files import write_atomically
 from kerasllm.errors import KerasLLMError
 from kerasllm.serving.batching import BATCHING_FILE, Batching
 
@@ -88,8 +89,6 @@ def write_serving_config(root, config, batching=Batching()):
     for name, text in ((MODELS_FILE, text_format.MessageToString(config)),
                        (BATCHING_FILE, batching.to_text())):
         path = os.path.join(root, name)
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
+        write_atomically(path, text)
         paths.append(path)
     return paths

@@ -8,9 +8,8 @@ an optional "#version" line, then one merge "left right" per line, best first
 (GPT-2's vocab.bpe is such a file). The line number gives the merge's rank.
 """
 import json
-import os
-import tempfile
 
+from kerasllm.atomic_files import write_atomically
 from kerasllm.errors import DataError
 
 VOCAB_FILE = "vocab.json"
@@ -145,26 +144,13 @@ def load_merges(path):
     return merges
 
 
-def _write_atomically(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    descriptor, temporary_path = tempfile.mkstemp(dir=directory, prefix=".bpe-")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(temporary_path, path)
-    except BaseException:
-        os.unlink(temporary_path)
-        raise
-
-
 def save_vocab_json(vocabulary, path):
     """Writes {token: id} as JSON, atomically (a reader never sees a partial file)."""
-    _write_atomically(path, json.dumps({token: token_id for token_id, token
+    write_atomically(path, json.dumps({token: token_id for token_id, token
                                         in enumerate(vocabulary)}, ensure_ascii=False))
 
 
 def save_merges(merges, path):
     """Writes the "#version" line and one "left right" merge per line, atomically."""
-    _write_atomically(path, "".join([_MERGES_HEADER + "\n"] +
+    write_atomically(path, "".join([_MERGES_HEADER + "\n"] +
                                     [f"{left} {right}\n" for left, right in merges]))

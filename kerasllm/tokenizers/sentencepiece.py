@@ -26,12 +26,12 @@ as a space.
 import io
 import os
 import re
-import tempfile
 
 import sentencepiece
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from kerasllm.atomic_files import write_atomically
 from kerasllm.data.corpus import read_documents
 from kerasllm.errors import DataError
 from kerasllm.tokenizers.base import Tokenizer
@@ -139,15 +139,7 @@ class SentencePieceTokenizer(Tokenizer):
 
     def save(self, directory):
         """Writes `sentencepiece.model` (the model proto) into `directory`, atomically."""
-        os.makedirs(directory, exist_ok=True)
-        descriptor, temporary_path = tempfile.mkstemp(dir=directory, prefix=".sentencepiece-")
-        try:
-            with os.fdopen(descriptor, "wb") as f:
-                f.write(self._model_proto)
-            os.replace(temporary_path, os.path.join(directory, MODEL_FILE))
-        except BaseException:
-            os.unlink(temporary_path)
-            raise
+        write_atomically(os.path.join(directory, MODEL_FILE), self._model_proto)
         return self.settings()
 
     @classmethod

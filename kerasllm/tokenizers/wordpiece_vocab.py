@@ -3,12 +3,11 @@
 A vocabulary file has one token per line; the line number is the token id.
 This is the `vocab.txt` format of the original BERT checkpoints.
 """
-import os
-import tempfile
 
 import tensorflow as tf
 from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset as vocab_learning
 
+from kerasllm.atomic_files import write_atomically
 from kerasllm.errors import DataError
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -56,16 +55,7 @@ def learn_wordpiece_vocab(documents, vocab_size, lowercase=True):
 
 def save_vocab(vocab, path):
     """Writes one token per line, atomically (a reader never sees a partial file)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    descriptor, temporary_path = tempfile.mkstemp(dir=directory, prefix=".vocab-")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(token + "\n" for token in vocab)
-        os.replace(temporary_path, path)
-    except BaseException:
-        os.unlink(temporary_path)
-        raise
+    write_atomically(path, "".join(token + "\n" for token in vocab))
 
 
 def validate_vocab(vocab, source="vocabulary"):
