@@ -8,7 +8,7 @@
   * a Hugging Face directory (config.json, model.safetensors and the tokenizer's
     files): a BERT (vocab.txt) exports encoder signatures (sequence_output,
     pooled_output, sentence_embedding, ... for raw `text`); a GPT-2 or Llama
-    (vocab.json and merges.txt) exports text generation (see
+    (vocab.json and merges.txt, or tokenizer.json) exports text generation (see
     kerasllm.export.gpt_signatures);
   * a GGUF file of a Llama-architecture model, whose own tokenizer is used;
   * a packaged name: `minilm` (all-MiniLM-L6-v2) or `smollm2`
@@ -30,6 +30,8 @@ from kerasllm.export.bert_signatures import bert_signatures
 from kerasllm.pretrained import PACKAGED, pretrained_name
 from kerasllm.tokenizers.byte_bpe import ByteLevelBpeTokenizer
 from kerasllm.tokenizers.byte_gguf import byte_bpe_from_gguf
+from kerasllm.tokenizers.byte_hf_json import (TOKENIZER_FILE, byte_bpe_from_tokenizer_json,
+                                              tokenizer_config)
 from trainers import common
 
 PACKAGED_GGUF = {"smollm2": smollm2_gguf_path}
@@ -74,10 +76,15 @@ def load_gpt(source):
         return model, byte_bpe_from_gguf(path), report, path, chat_template(path)
     model, report = load_hf_gpt(source)
     vocab, merges = (os.path.join(source, name) for name in ("vocab.json", "merges.txt"))
-    if not (os.path.isfile(vocab) and os.path.isfile(merges)):
-        raise ConversionError(f"{source} has no vocab.json and merges.txt, the byte-level BPE "
-                              "tokenizer files the export needs")
-    return model, ByteLevelBpeTokenizer.from_gpt2_files(vocab, merges), report, source, None
+    template = tokenizer_config(source).get("chat_template")
+    if os.path.isfile(vocab) and os.path.isfile(merges):
+        tokenizer = ByteLevelBpeTokenizer.from_gpt2_files(vocab, merges)
+    elif os.path.isfile(os.path.join(source, TOKENIZER_FILE)):
+        tokenizer = byte_bpe_from_tokenizer_json(source)
+    else:
+        raise ConversionError(f"{source} has neither vocab.json and merges.txt nor "
+                              f"{TOKENIZER_FILE}: the export needs the byte-level BPE tokenizer")
+    return model, tokenizer, report, source, template
 
 
 def run(fv):

@@ -23,6 +23,7 @@ from kerasllm.errors import DataError
 from kerasllm.tokenizers import load_tokenizer
 from kerasllm.tokenizers.byte_bpe import ByteLevelBpeTokenizer
 from kerasllm.tokenizers.byte_gguf import byte_bpe_from_gguf
+from kerasllm.tokenizers.byte_hf_json import byte_bpe_from_tokenizer_json
 from kerasllm.tokenizers.byte_vocab import BpeVocabError, byte_alphabet
 from tests.fresh_process import serve_in_fresh_process
 
@@ -145,6 +146,38 @@ def test_ids_equal_hugging_face_on_every_golden_input(pair):
                  for text, mine, theirs in zip(GOLDEN, ids, hf_ids(hf, GOLDEN)) if mine != theirs]
     assert not differing
     assert sum(map(len, ids)) > 900
+
+
+def test_tokenizer_json_reads_as_the_reference_tokenizer(pair, tmp_path):
+    """A Hugging Face directory with only tokenizer.json (as SmolLM2's has) and its
+    tokenizer_config.json gives the same ids and settings."""
+    ours, hf = pair
+    hf.save(str(tmp_path / "tokenizer.json"))
+    eos = ours.id_to_token(tf.constant([ours.eos_id])).numpy()[0].decode()
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"eos_token": {"content": eos}, "add_bos_token": False, "chat_template": "{{x}}"}))
+    loaded = byte_bpe_from_tokenizer_json(str(tmp_path))
+    assert loaded.tokenize(tf.constant(GOLDEN)).to_list() == hf_ids(hf, GOLDEN)
+    assert (loaded.eos_id, loaded.bos_id, loaded.vocab_size) == \
+        (ours.eos_id, ours.bos_id, ours.vocab_size)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda spec: spec.update(normalizer={"type": "NFC"}), "normalizer 'NFC'"),
+    (lambda spec: spec.update(pre_tokenizer={"type": "Metaspace"}), "Metaspace"),
+    (lambda spec: spec["model"].update(type="WordPiece"), "'WordPiece' model"),
+    (lambda spec: spec["model"].update(ignore_merges=True), "ignore_merges"),
+    (lambda spec: spec["added_tokens"].append({"id": 10**6, "content": "<x>"}), "not 0 .."),
+])
+def test_tokenizer_json_that_is_not_implemented_is_named(gpt2, tmp_path, change, message):
+    gpt2[1].save(str(tmp_path / "tokenizer.json"))
+    spec = json.loads((tmp_path / "tokenizer.json").read_text())
+    change(spec)
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(BpeVocabError, match=message):
+        byte_bpe_from_tokenizer_json(str(tmp_path))
+    with pytest.raises(BpeVocabError, match="does not exist"):
+        byte_bpe_from_tokenizer_json(str(tmp_path / "nowhere"))
 
 
 # Characters that meet at piece boundaries: whitespace of all kinds, apostrophes

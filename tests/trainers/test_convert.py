@@ -2,11 +2,14 @@
 the real SmolLM2 GGUF served as text generation."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from tokenizers import Tokenizer, models, pre_tokenizers
 
+from kerasllm.convert.errors import ConversionError
 from kerasllm.convert.hf_gpt import load_hf_gpt
 from kerasllm.export.gpt_signatures import gpt_signatures
 from kerasllm.tokenizers.byte_bpe import ByteLevelBpeTokenizer
@@ -15,6 +18,7 @@ from tests.convert.gpt_tiny_checkpoint import (TINY_GPT2_CONFIG, gpt2_tensors,
                                                write_gpt_checkpoint)
 from tests.fresh_process import serve_in_fresh_process
 from tests.trainers.trainer_runs import Trainer
+from trainers.convert import load_gpt
 
 trainer = Trainer("convert")
 
@@ -91,6 +95,26 @@ def test_convert_a_gpt2_directory_and_serve_generation(tiny_gpt2_dir, tmp_path):
     assert metadata["context_length"] == 64 and "chat" not in metadata["signatures"]
     with open(os.path.join(export_dir, "1", "assets.extra", "batching_params.pbtxt")) as f:
         assert "max_batch_size {\n  value: 8\n}" in f.read()
+
+
+def test_a_directory_with_only_tokenizer_json_converts(tiny_gpt2_dir, tmp_path):
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(os.path.join(tiny_gpt2_dir, name), tmp_path / name)
+    with pytest.raises(ConversionError, match="neither vocab.json and merges.txt nor"):
+        load_gpt(str(tmp_path))
+    vocab_json, merges_txt = (os.path.join(tiny_gpt2_dir, name)
+                              for name in ("vocab.json", "merges.txt"))
+    hf = Tokenizer(models.BPE.from_file(vocab_json, merges_txt))
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.add_special_tokens(["<|endoftext|>"])
+    hf.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"eos_token": "<|endoftext|>", "chat_template": "{{ messages }}"}))
+    _, tokenizer, _, _, template = load_gpt(str(tmp_path))
+    texts = tf.constant(["then the answer<|endoftext|>", "an x  the"])
+    reference = ByteLevelBpeTokenizer.from_gpt2_files(vocab_json, merges_txt)
+    assert tokenizer.tokenize(texts).to_list() == reference.tokenize(texts).to_list()
+    assert tokenizer.eos_id == reference.eos_id and template == "{{ messages }}"
 
 
 @pytest.mark.slow

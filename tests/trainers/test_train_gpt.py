@@ -92,6 +92,10 @@ def test_served_generation_equals_the_trained_model(trained, tmp_path):
     assert served["score/log_probability"][0] == served["score/log_probability"][3] < 0
     scores = served["generate_beam/scores"]
     assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+    # Bytes that are not UTF-8 are read as U+FFFD: valid text comes back, no error.
+    broken = local["serving_default"](tf.constant([b"My l\xf6rd \xff\xfe", b"My lord"]))
+    assert all(isinstance(text.decode("utf-8"), str) for text in broken["text"].numpy())
+    assert broken["num_tokens"].numpy()[0] > 0
 
 
 def test_a_bert_model_is_refused(tmp_path):
