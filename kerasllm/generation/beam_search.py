@@ -69,20 +69,25 @@ def reorder_beams(tree, source_beams):
 
 
 def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
-                length_penalty_alpha=0.0, stop_token_ids=(), pad_id=0, context=None):
+                length_penalty_alpha=0.0, stop_token_ids=(), pad_id=0, context=None,
+                beams_per_row=None):
     """The `num_beams` best continuations of every prompt.
 
     Args:
       step, init_cache: the model (see kerasllm.generation.decode).
       prompts: `kerasllm.generation.prompts.Prompts`, left-padded [B, L].
       max_new_tokens: Python int >= 1.
-      num_beams: Python int >= 1, W.
+      num_beams: Python int >= 1, W: the widest search (it sizes the tensors).
       length_penalty_alpha: float, shared or [B] per row; 0 ranks by
         log-probability alone, larger values favour longer hypotheses.
       stop_token_ids: int [S] for every row or [B, S] per row, -1 = none.
       pad_id: what fills token_ids after each hypothesis.
       context: None, or a nest of tensors [B, ...] passed to every step call as
         `context`, [B * W, ...] after the prefill.
+      beams_per_row: None, or int [B] (or a scalar): each row's own beam width,
+        clipped to [1, num_beams]. A row of width w searches exactly as with
+        num_beams=w (its other beams stay empty) and returns w hypotheses, the
+        rest of its output empty; rows of different widths batch together.
     Returns:
       BeamSearchOutput.
     """
@@ -92,6 +97,12 @@ def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
     token_ids = tf.cast(prompts.token_ids, tf.int32)
     batch_size, prompt_width = dimension(token_ids, 0), dimension(token_ids, 1)
     alpha = per_row(length_penalty_alpha, batch_size, 0, tf.float32)
+    widths = tf.clip_by_value(
+        per_row(num_beams if beams_per_row is None else beams_per_row, batch_size, 0,
+                tf.int32), 1, num_beams)
+    # [B, W]: which of the W beam (and finished) slots a row uses.
+    in_width = tf.range(num_beams)[None, :] < widths[:, None]
+    worst_kept = widths - 1
     stop_token_ids = per_row(stop_token_ids, batch_size, 1, tf.int32)
 
     def call_step(*args, context):
@@ -137,6 +148,7 @@ def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
         beam_best_scores, beam_best_tokens = tf.math.top_k(continuing, k=per_beam)
         live_scores, best = tf.math.top_k(
             tf.reshape(beam_best_scores, [batch_size, num_beams * per_beam]), k=num_beams)
+        live_scores = tf.where(in_width, live_scores, float("-inf"))
         source_beams = best // per_beam
         tokens = tf.gather(tf.reshape(beam_best_tokens, [batch_size, -1]), best, batch_dims=1)
         live_ids = tf.where(columns[:, :, 0], tokens[:, :, None],
@@ -156,12 +168,14 @@ def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
                                         tf.fill(tf.shape(complete_scores), max_new_tokens)],
                                        axis=1)
         finished_scores, kept = tf.math.top_k(scores, k=num_beams)
+        finished_scores = tf.where(in_width, finished_scores, float("-inf"))
 
         # A live beam's log-probability only falls, so its best reachable score is
         # at the length with the largest penalty (the longest, for alpha >= 0).
         largest_penalty = tf.maximum(length_penalty(t + 2, alpha),
                                      length_penalty(max_new_tokens, alpha))
-        done = beams.done | (live_scores[:, 0] / largest_penalty <= finished_scores[:, -1])
+        done = beams.done | (live_scores[:, 0] / largest_penalty
+                             <= tf.gather(finished_scores, worst_kept, batch_dims=1))
         return _Beams(live_ids, live_scores, tf.gather(ids, kept, batch_dims=1),
                       finished_scores, tf.gather(hypothesis_lengths, kept, batch_dims=1),
                       done), reorder_beams(cache, source_beams)

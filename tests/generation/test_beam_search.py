@@ -127,6 +127,25 @@ def test_a_row_gives_the_same_hypotheses_alone_or_in_a_batch():
         np.testing.assert_allclose(got[0], want[1], rtol=1e-5)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_each_row_searches_with_its_own_beam_width(mode):
+    """Rows of widths 1, 2 and 4 in one batch of width 4 each find what a search of
+    exactly their width finds, and leave the rest of their n-best empty."""
+    model = ContextModel(vocab_size=6, seed=3)
+    prompts = left_pad(tf.ragged.constant([[1, 2, 3], [4], [2, 5, 1, 1]]))
+    mixed = run(beam_search, mode, model.step, model.init_cache, prompts, 5, 4,
+                length_penalty_alpha=0.6, stop_token_ids=tf.constant([STOP]),
+                beams_per_row=tf.constant([1, 2, 4]))
+    for width in (1, 2, 4):
+        alone = run(beam_search, mode, model.step, model.init_cache, prompts, 5, width,
+                    length_penalty_alpha=0.6, stop_token_ids=tf.constant([STOP]))
+        row = {1: 0, 2: 1, 4: 2}[width]
+        np.testing.assert_allclose(mixed.scores[row, :width], alone.scores[row], rtol=1e-5)
+        np.testing.assert_array_equal(mixed.token_ids[row, :width], alone.token_ids[row])
+        assert np.all(mixed.scores[row, width:] == -np.inf)
+        assert np.all(mixed.lengths[row, width:] == 0)
+
+
 def test_repeat_and_reorder_move_whole_rows_of_every_tensor():
     cache = {"keys": tf.constant([[1, 1], [2, 2]]), "values": tf.constant([10, 20])}
     repeated = repeat_for_beams(cache, 3)
