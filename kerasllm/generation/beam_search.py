@@ -70,7 +70,7 @@ def reorder_beams(tree, source_beams):
 
 def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
                 length_penalty_alpha=0.0, stop_token_ids=(), pad_id=0, context=None,
-                beams_per_row=None):
+                beams_per_row=None, max_new_tokens_per_row=None):
     """The `num_beams` best continuations of every prompt.
 
     Args:
@@ -88,6 +88,8 @@ def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
         clipped to [1, num_beams]. A row of width w searches exactly as with
         num_beams=w (its other beams stay empty) and returns w hypotheses, the
         rest of its output empty; rows of different widths batch together.
+      max_new_tokens_per_row: None, or int [B] (or a scalar): each row's own
+        longest hypothesis, clipped to [1, max_new_tokens].
     Returns:
       BeamSearchOutput.
     """
@@ -103,6 +105,9 @@ def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
     # [B, W]: which of the W beam (and finished) slots a row uses.
     in_width = tf.range(num_beams)[None, :] < widths[:, None]
     worst_kept = widths - 1
+    limits = tf.clip_by_value(
+        per_row(max_new_tokens if max_new_tokens_per_row is None else max_new_tokens_per_row,
+                batch_size, 0, tf.int32), 1, max_new_tokens)
     stop_token_ids = per_row(stop_token_ids, batch_size, 1, tf.int32)
 
     def call_step(*args, context):
@@ -154,8 +159,9 @@ def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
         live_ids = tf.where(columns[:, :, 0], tokens[:, :, None],
                             tf.gather(beams.live_ids, source_beams, batch_dims=1))
         # At the last step the live beams are complete hypotheses too.
-        complete_scores = tf.where(t == max_new_tokens - 1,
-                                   live_scores / length_penalty(max_new_tokens, alpha)[:, None],
+        last = t == limits - 1
+        complete_scores = tf.where(last[:, None],
+                                   live_scores / length_penalty(limits, alpha)[:, None],
                                    float("-inf"))
 
         candidate_scores = tf.where(beams.done[:, None], float("-inf"),
@@ -165,7 +171,8 @@ def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
         ids = tf.concat([beams.finished_ids, ending_ids, live_ids], axis=1)
         hypothesis_lengths = tf.concat([beams.finished_lengths,
                                         tf.fill(tf.shape(ending_scores), t + 1),
-                                        tf.fill(tf.shape(complete_scores), max_new_tokens)],
+                                        tf.broadcast_to(limits[:, None],
+                                                        tf.shape(complete_scores))],
                                        axis=1)
         finished_scores, kept = tf.math.top_k(scores, k=num_beams)
         finished_scores = tf.where(in_width, finished_scores, float("-inf"))
@@ -173,9 +180,9 @@ def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
         # A live beam's log-probability only falls, so its best reachable score is
         # at the length with the largest penalty (the longest, for alpha >= 0).
         largest_penalty = tf.maximum(length_penalty(t + 2, alpha),
-                                     length_penalty(max_new_tokens, alpha))
-        done = beams.done | (live_scores[:, 0] / largest_penalty
-                             <= tf.gather(finished_scores, worst_kept, batch_dims=1))
+                                     length_penalty(limits, alpha))
+        done = beams.done | last | (live_scores[:, 0] / largest_penalty
+                                    <= tf.gather(finished_scores, worst_kept, batch_dims=1))
         return _Beams(live_ids, live_scores, tf.gather(ids, kept, batch_dims=1),
                       finished_scores, tf.gather(hypothesis_lengths, kept, batch_dims=1),
                       done), reorder_beams(cache, source_beams)

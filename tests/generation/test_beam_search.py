@@ -146,6 +146,21 @@ def test_each_row_searches_with_its_own_beam_width(mode):
         assert np.all(mixed.lengths[row, width:] == 0)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_each_row_stops_at_its_own_most_new_tokens(mode):
+    model = ContextModel(vocab_size=6, seed=4)
+    prompts = left_pad(tf.ragged.constant([[1, 2, 3], [4]]))
+    mixed = run(beam_search, mode, model.step, model.init_cache, prompts, 6, 3,
+                length_penalty_alpha=0.6, stop_token_ids=tf.constant([STOP]),
+                max_new_tokens_per_row=tf.constant([2, 6]))
+    for row, most in ((0, 2), (1, 6)):
+        alone = run(beam_search, mode, model.step, model.init_cache, prompts, most, 3,
+                    length_penalty_alpha=0.6, stop_token_ids=tf.constant([STOP]))
+        np.testing.assert_allclose(mixed.scores[row], alone.scores[row], rtol=1e-5)
+        np.testing.assert_array_equal(mixed.token_ids[row, :, :most], alone.token_ids[row])
+        assert np.all(mixed.lengths[row] <= most)
+
+
 def test_repeat_and_reorder_move_whole_rows_of_every_tensor():
     cache = {"keys": tf.constant([[1, 1], [2, 2]]), "values": tf.constant([10, 20])}
     repeated = repeat_for_beams(cache, 3)
