@@ -7,5 +7,6 @@ from kerasllm.layers.mean_pooling import sentence_embedding
 from kerasllm.layers.next_sentence_head import NextSentencePredictionHead
 from kerasllm.layers.rms_norm import RMSNorm
 from kerasllm.layers.rotary_embedding import RotaryEmbedding
+from kerasllm.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
 from kerasllm.layers.transformer_decoder_block import TransformerDecoderBlock, normalization
 from kerasllm.layers.transformer_encoder_block import TransformerEncoderBlock

@@ -61,9 +61,16 @@ class MultiHeadAttention(keras.layers.Layer):
     the dot product; this is for self-attention, where keys and queries are the same
     tokens.
 
+    Cross-attention over a source that many queries read (every decoding step, every
+    beam) projects it once: `key_values(value)` gives its keys and values, and
+    calls pass them as `key_values=` instead of `value`.
+
     Call args:
         query: float [batch, query_length, hidden].
         value: float [batch, key_length, hidden]; defaults to `query` (self-attention).
+        key_values: float [batch, 2, key_length, num_key_value_heads, head_size],
+            from `key_values(value)`: attend to these instead of projecting `value`
+            (which must then be None). Not with a cache.
         attention_mask: bool/int [batch, query_length or 1, key_length], 1 = may
             attend; or None. With a cache key_length is the cache's max_length.
         use_causal_mask: also forbid attending to later positions.
@@ -127,12 +134,33 @@ class MultiHeadAttention(keras.layers.Layer):
         self.output_dense.build(tuple(query_shape[:-1]) + (self.num_heads, self.head_size))
         self.built = True
 
+    def key_values(self, value):
+        """float [batch, 2, key_length, num_key_value_heads, head_size]: the keys
+        (index 0 of axis 1) and values (index 1) of `value` float [batch, key_length,
+        hidden], in the layout of the KV cache, for `call(..., key_values=)`. The
+        layer must be built: the value alone does not say how wide the queries are."""
+        if not self.built:
+            raise ValueError("build the attention layer (or call it) before key_values")
+        return ops.stack([self.key_dense(value), self.value_dense(value)], axis=1)
+
     def call(self, query, value=None, attention_mask=None, use_causal_mask=False,
-             positions=None, cache=None, cache_update_index=None, training=None):
-        value = query if value is None else value
+             positions=None, cache=None, cache_update_index=None, key_values=None,
+             training=None):
         q = self.query_dense(query)
-        k = self.key_dense(value)
-        v = self.value_dense(value)
+        if key_values is not None:
+            if value is not None or cache is not None:
+                raise ValueError("`key_values` replaces `value` and cannot be combined "
+                                 "with a cache")
+            if self.rotary_embedding is not None:
+                # Rotary keys turn with the queries' positions: only self-attention
+                # has them, and its keys cannot be computed ahead.
+                raise ValueError("precomputed `key_values` are for cross-attention, "
+                                 "without a rotary embedding")
+            k, v = key_values[:, 0], key_values[:, 1]
+        else:
+            value = query if value is None else value
+            k = self.key_dense(value)
+            v = self.value_dense(value)
 
         query_offset = 0
         if cache is not None:

@@ -5,4 +5,5 @@ from kerasllm.models.bert import (BertClassifier, BertConfig, BertEncoder, BertP
                                   BertSpanQA, BertTokenClassifier)
 from kerasllm.models.gpt import GptCausalLM, GptConfig, GptDecoder
 from kerasllm.models.registry import UnknownModelError
+from kerasllm.models.seq2seq import Seq2SeqConfig, Seq2SeqLM, Seq2SeqTransformer
 from kerasllm.models.task import TaskModel

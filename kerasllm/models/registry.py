@@ -13,6 +13,8 @@ from kerasllm.models.bert.backbone import BertEncoder
 from kerasllm.models.bert.config import BERT_CONFIGS, BertConfig
 from kerasllm.models.gpt.backbone import GptDecoder
 from kerasllm.models.gpt.config import GPT_CONFIGS, GptConfig
+from kerasllm.models.seq2seq.backbone import Seq2SeqTransformer
+from kerasllm.models.seq2seq.config import SEQ2SEQ_CONFIGS, Seq2SeqConfig
 
 
 class UnknownModelError(KerasLLMError, KeyError):
@@ -44,6 +46,8 @@ class Family:
 FAMILIES = {
     "bert": Family("bert", BertConfig, BertEncoder, "wordpiece", BERT_CONFIGS),
     "gpt": Family("gpt", GptConfig, GptDecoder, "sentencepiece", GPT_CONFIGS),
+    "seq2seq": Family("seq2seq", Seq2SeqConfig, Seq2SeqTransformer, "sentencepiece",
+                      SEQ2SEQ_CONFIGS),
 }
 
 

@@ -1,10 +1,10 @@
 """A GPT decoder as a causal language model: next-token logits, loss and decoding steps."""
 import keras
-import tensorflow as tf
 from keras import ops
 
 from kerasllm.models.gpt.backbone import GptDecoder
 from kerasllm.models.losses import masked_mean
+from kerasllm.models.output_projection import vocabulary_logits
 from kerasllm.models.task import TaskModel
 
 
@@ -43,15 +43,8 @@ class GptCausalLM(TaskModel):
 
     def logits(self, sequence_output):
         """float32 [batch, seq, vocab] from the backbone's float [batch, seq, hidden]."""
-        if self.lm_head is not None:
-            return ops.cast(self.lm_head(sequence_output), "float32")
-        table = ops.cast(self.backbone.token_embedding.embeddings, sequence_output.dtype)
-        hidden = ops.shape(sequence_output)[-1]
-        # One 2-D matmul against the table as stored ([vocab, hidden]): neither a
-        # transposed copy of the table nor a per-example gradient of a batched matmul.
-        flat = tf.matmul(ops.reshape(sequence_output, (-1, hidden)), table, transpose_b=True)
-        lead = ops.shape(sequence_output)[:-1]
-        return ops.cast(ops.reshape(flat, (*lead, self.backbone.config.vocab_size)), "float32")
+        return vocabulary_logits(sequence_output, self.backbone.token_embedding,
+                                 self.lm_head)
 
     def call(self, inputs, training=None):
         sequence = self.backbone(inputs, training=training)["sequence_output"]
