@@ -8,6 +8,13 @@
 A window is a training example as it stands: a causal LM predicts each of its
 tokens from the ones before (kerasllm.models.gpt.GptCausalLM shifts inside its
 loss), so no token is padding and every window gives S - 1 predictions.
+
+The training stream is a pure function of (seed, batch number): epoch e is the
+W windows that fit at offset o_e (W the same for every offset), in the order of
+a random permutation of [0, W); both drawn statelessly from (seed, e). Batch k
+holds examples kB .. kB + B - 1 of the endless sequence of epochs, so a resumed
+run starts at any batch without reading the ones before it (`start_batch`, see
+kerasllm.training.loop), and every epoch shows each of its windows exactly once.
 """
 import numpy as np
 import tensorflow as tf
@@ -37,7 +44,7 @@ def token_stream(documents, tokenizer, end_of_text_id, batch_size=256):
     return np.concatenate(pieces).astype(np.int32)
 
 
-def lm_dataset(stream, *, seq_length, batch_size, training, seed=None):
+def lm_dataset(stream, *, seq_length, batch_size, training, seed=None, start_batch=0):
     """tf.data batches of `seq_length`-token windows of `stream`.
 
     Args:
@@ -45,10 +52,13 @@ def lm_dataset(stream, *, seq_length, batch_size, training, seed=None):
       seq_length: S, tokens per window.
       batch_size: B.
       training: True: repeats forever; every epoch starts the windows at a random
-        offset in [0, S) (drawn from `seed` and the epoch) and shuffles them;
-        only full batches. False: one pass over the windows from offset 0, in
-        order, the last batch possibly smaller.
-      seed: offsets and shuffling (training only).
+        offset in [0, S) and visits the (n - S + 1) // S windows that fit at
+        any offset in a random order, each once; both drawn from `seed` and the
+        epoch; only full batches, which may straddle two epochs. False: one pass
+        over the windows from offset 0, in order, the last batch possibly smaller.
+      seed: offsets and order (training only); None acts as 0.
+      start_batch: training only: the first batch to give, at no cost (the
+        batches before it are not computed): a resumed run's position.
     Returns:
       tf.data.Dataset of {"token_ids": int32 [B, S], "padding_mask": int32 [B, S]}.
     Raises:
@@ -56,31 +66,51 @@ def lm_dataset(stream, *, seq_length, batch_size, training, seed=None):
         than one window.
     """
     stream = np.asarray(stream, np.int32)
-    windows_per_pass = (len(stream) - seq_length) // seq_length + 1 if len(stream) else 0
+    if training:  # the windows that fit whatever the offset
+        windows = max((len(stream) - seq_length + 1) // seq_length, 0)
+    else:
+        windows = len(stream) // seq_length
     needed = batch_size if training else 1
-    if seq_length < 2 or len(stream) < seq_length or windows_per_pass < needed:
-        raise DataError(f"{len(stream)} tokens make {max(windows_per_pass, 0)} windows of "
+    if seq_length < 2 or windows < needed:
+        raise DataError(f"{len(stream)} tokens make {windows} windows of "
                         f"{seq_length}, fewer than the {needed} a "
                         f"{'training batch' if training else 'pass'} needs; use more text, "
                         "a shorter sequence length or a smaller batch")
     tokens = tf.constant(stream)
-
-    def windows(offset):
-        count = (tf.size(tokens) - offset) // seq_length
-        return tf.data.Dataset.from_tensor_slices(
-            tf.reshape(tokens[offset:offset + count * seq_length], [-1, seq_length]))
-
     if training:
-        epoch_seeds = tf.data.Dataset.counter().map(
-            lambda epoch: tf.stack([tf.cast(seed or 0, tf.int64), epoch]))
-        dataset = epoch_seeds.flat_map(lambda epoch_seed: windows(
-            tf.random.stateless_uniform([], epoch_seed, 0, seq_length, tf.int32)))
-        dataset = dataset.shuffle(min(windows_per_pass, 10_000), seed=seed)
-        dataset = dataset.batch(batch_size, drop_remainder=True)
+        dataset = tf.data.Dataset.range(start_batch, np.iinfo(np.int64).max).map(
+            _training_batch(tokens, seq_length, batch_size, windows, seed or 0),
+            num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        dataset = windows(0).batch(batch_size)
+        count = windows * seq_length
+        dataset = tf.data.Dataset.from_tensor_slices(
+            tf.reshape(tokens[:count], [-1, seq_length])).batch(batch_size)
     return dataset.map(lambda ids: {"token_ids": ids, "padding_mask": tf.ones_like(ids)},
                        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _training_batch(tokens, seq_length, batch_size, windows, seed):
+    """batch number -> int32 [B, S]: the windows of examples kB .. kB + B - 1."""
+    def offset(epoch):
+        return tf.random.stateless_uniform([], tf.stack([tf.constant(seed, tf.int64), epoch]),
+                                           0, seq_length, tf.int64)
+
+    def batch(index):
+        example = index * batch_size + tf.range(batch_size, dtype=tf.int64)
+        epoch, position = example // windows, example % windows
+        # The op itself: tf.random.experimental.index_shuffle mis-pads [n, 2] seeds.
+        seeds = tf.stack([tf.fill([batch_size], tf.constant(seed, tf.int64)), epoch,
+                          tf.zeros([batch_size], tf.int64)], axis=1)
+        window = tf.raw_ops.RandomIndexShuffle(
+            index=position, seed=seeds,
+            max_index=tf.fill([batch_size], tf.constant(windows - 1, tf.int64)))
+        # windows >= batch_size, so a batch spans at most two epochs.
+        first = epoch[0]
+        offsets = tf.gather(tf.stack([offset(first), offset(first + 1)]), epoch - first)
+        starts = offsets + window * seq_length
+        return tf.gather(tokens, starts[:, tf.newaxis] + tf.range(seq_length, dtype=tf.int64))
+
+    return batch
 
 
 def lm_dataset_fn(stream, *, seq_length, global_batch_size, seed=None):
@@ -88,14 +118,15 @@ def lm_dataset_fn(stream, *, seq_length, global_batch_size, seed=None):
     reads its own contiguous share of the stream (disjoint text), with its own seed.
 
     Returns:
-      Callable[[tf.distribute.InputContext], tf.data.Dataset] (see lm_dataset).
+      Callable[[tf.distribute.InputContext, int], tf.data.Dataset]: the
+      pipeline's batches from `start_batch` on (see lm_dataset).
     """
-    def dataset_fn(input_context):
+    def dataset_fn(input_context, start_batch=0):
         pipeline, pipelines = input_context.input_pipeline_id, input_context.num_input_pipelines
         share = len(stream) // pipelines
         return lm_dataset(stream[pipeline * share:(pipeline + 1) * share],
                           seq_length=seq_length,
                           batch_size=input_context.get_per_replica_batch_size(global_batch_size),
-                          training=True, seed=None if seed is None else seed + pipeline)
+                          training=True, seed=(seed or 0) + pipeline, start_batch=start_batch)
 
     return dataset_fn

@@ -22,6 +22,8 @@ class TrainConfig:
     optimizer.averaged_weights): what is evaluated, returned and exported.
     `steps_per_loop` optimizer steps run per tf.function call (fewer Python
     round trips); progress lines and checkpoints still fall exactly on their steps.
+    `deterministic` turns on TensorFlow's op determinism for the process, so that
+    the same run (or one resumed after a crash) gives bit-identical weights.
 
     `global_batch_size` counts examples per optimizer step summed over replicas
     and accumulation micro-batches: each replica sees
@@ -50,6 +52,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 50
     seed: int = 0
+    deterministic: bool = False
 
     def __post_init__(self):
         problems = []

@@ -9,7 +9,7 @@ CONFIG_FIELDS = {"batch_size": "global_batch_size"}
 TRAINING_FLAGS = ("model_dir", "train_steps", "batch_size", "learning_rate", "warmup_steps",
                   "decay", "weight_decay", "layer_decay", "adam_epsilon", "clip_norm",
                   "ema_momentum", "grad_accum_steps", "mixed_precision", "jit_compile",
-                  "checkpoint_every", "log_every", "seed")
+                  "checkpoint_every", "keep_checkpoints", "log_every", "seed", "deterministic")
 
 
 def define_training_flags(*, model_dir=None, train_steps=1000, batch_size=32,
@@ -75,10 +75,19 @@ def define_training_flags(*, model_dir=None, train_steps=1000, batch_size=32,
                          "training; the exported model is unaffected).", flag_values=fv)
     flags.DEFINE_integer("checkpoint_every", checkpoint_every, "Steps between checkpoints.",
                          lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("keep_checkpoints", 3,
+                         "Newest checkpoints kept in --model_dir (older ones are deleted).",
+                         lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("log_every", 50,
                          "Steps between progress lines and TensorBoard scalars.",
                          lower_bound=1, flag_values=fv)
-    flags.DEFINE_integer("seed", 0, "Random seed for initialisation.", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Random seed for initialisation, dropout and the data "
+                         "order.", flag_values=fv)
+    flags.DEFINE_boolean("deterministic", False,
+                         "Run every TensorFlow op deterministically "
+                         "(tf.config.experimental.enable_op_determinism): a rerun, or a run "
+                         "resumed after a crash, gives bit-identical weights; slower on GPUs.",
+                         flag_values=fv)
     flags.register_multi_flags_validator(
         ["warmup_steps", "train_steps"],
         lambda values: values["warmup_steps"] is None

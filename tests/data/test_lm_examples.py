@@ -33,6 +33,38 @@ def test_training_windows_are_stream_slices_whose_boundaries_move():
     np.testing.assert_array_equal(windows, again)  # the seed fixes it
 
 
+def test_every_epoch_shows_each_of_its_windows_once():
+    """1000 tokens give 99 windows of 10 at any offset: 99 batches of 4 are exactly
+    4 epochs, each one offset and each window of it once."""
+    stream = np.arange(1000, dtype=np.int32)
+    firsts = windows_of(lm_dataset(stream, seq_length=10, batch_size=4, training=True,
+                                   seed=5), 99)[:, 0]
+    epochs = firsts.reshape(4, 99)
+    for epoch in epochs:
+        assert len(set(epoch % 10)) == 1  # one offset per epoch
+        np.testing.assert_array_equal(np.sort(epoch), epoch[0] % 10 + 10 * np.arange(99))
+        assert not np.array_equal(epoch, np.sort(epoch))  # shuffled
+    assert len({tuple(np.argsort(epoch)) for epoch in epochs}) == 4  # a new order each
+
+
+@pytest.mark.parametrize("start", [1, 24, 25, 1000])
+def test_start_batch_seeks_without_reading_the_batches_before(start):
+    stream = np.arange(1000, dtype=np.int32)
+    settings = dict(seq_length=10, batch_size=4, training=True, seed=2)
+    whole = windows_of(lm_dataset(stream, **settings), start + 3)
+    resumed = windows_of(lm_dataset(stream, start_batch=start, **settings), 3)
+    np.testing.assert_array_equal(resumed, whole[4 * start:])
+
+
+def test_pipelines_seek_alike():
+    stream = np.arange(400, dtype=np.int32)
+    dataset_fn = lm_dataset_fn(stream, seq_length=10, global_batch_size=8, seed=0)
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
+                                         num_replicas_in_sync=2)
+    np.testing.assert_array_equal(windows_of(dataset_fn(context, start_batch=5), 2),
+                                  windows_of(dataset_fn(context), 7)[20:])
+
+
 def test_eval_windows_cover_the_stream_once_in_order():
     stream = np.arange(95, dtype=np.int32)
     windows = windows_of(lm_dataset(stream, seq_length=10, batch_size=4, training=False), 99)
@@ -51,7 +83,8 @@ def test_pipelines_read_disjoint_shares():
 
 
 def test_too_little_text_is_named():
-    with pytest.raises(DataError, match="30 tokens make 3 windows of 10, fewer than the 4"):
+    # Training counts the windows that fit at every offset: 21 // 10.
+    with pytest.raises(DataError, match="30 tokens make 2 windows of 10, fewer than the 4"):
         lm_dataset(np.arange(30), seq_length=10, batch_size=4, training=True)
     with pytest.raises(DataError, match="no documents"):
         token_stream([], WordPieceTokenizer(VOCAB), end_of_text_id=3)

@@ -1,0 +1,289 @@
+"""Kill and resume, proven: a training process killed with SIGKILL at a random step
+after its first checkpoint, then started again with the same command, ends with
+the same weights, optimizer state and RNG state, bit for bit, as a run never
+interrupted (with --deterministic), having trained on every example of every epoch
+exactly once.
+
+Why bit-identical is possible: the checkpoint holds every piece of state a step
+reads (weights, Adam's moments and iterations, so the learning rate too, dropout's
+RNG state, the step); the input pipeline is a pure function of (seed, batch
+number), so the resumed run gets the very batches the first one would have; and
+op determinism makes each step the same computation in another process.
+
+The kill step is random; KILL_RESUME_SEED fixes it (a failure names the seed).
+"""
+import os
+import random
+import re
+import sys
+
+import pytest
+import tensorflow as tf
+
+from kerasllm.datasets.shakespeare import default_corpus_files
+from kerasllm.training.loop import checkpointed_step, dataset_fn_at_step, lost_peer
+from kerasllm.tokenizers.sentencepiece import MODEL_FILE, train_sentencepiece
+from tests.training import kill_resume_run as toy
+from tests.training.kill_resume import (Process, assert_same_checkpoint, clusters, record,
+                                        step_losses, tf_config, toy_run)
+
+SEED = int(os.environ.get("KILL_RESUME_SEED", random.randrange(10**6)))
+
+
+@pytest.fixture
+def rng():
+    return random.Random(SEED)
+
+
+def input_context(pipeline=0, pipelines=2, replicas=4):
+    return tf.distribute.InputContext(num_input_pipelines=pipelines,
+                                      input_pipeline_id=pipeline,
+                                      num_replicas_in_sync=replicas)
+
+
+def test_each_pipeline_resumes_at_the_batches_its_replicas_took():
+    """3 steps of 2 micro-batches, each pipeline feeding 2 of 4 replicas: 12 batches."""
+    asked = []
+
+    def seekable(input_context, start_batch=0):
+        asked.append(start_batch)
+        return tf.data.Dataset.range(start_batch, 100)
+
+    def plain(input_context):
+        return tf.data.Dataset.range(100)
+
+    for dataset_fn in (seekable, plain):
+        first = next(iter(dataset_fn_at_step(dataset_fn, 3, 2)(input_context())))
+        assert int(first) == 12
+    assert asked == [12]
+    assert int(next(iter(dataset_fn_at_step(seekable, 0, 2)(input_context())))) == 0
+
+
+def check_record(context, trained, reference, batches_per_epoch, examples):
+    """`trained` ([(batch number, ids)] of the killed run's steps that a checkpoint
+    kept, then the resumed run's) is `reference`'s, batch for batch, and every epoch
+    holds each of `examples` exactly once."""
+    assert [number for number, _ in trained] == list(range(len(reference))), context
+    assert [ids for _, ids in trained] == [ids for _, ids in reference], context
+    for epoch in range(len(trained) // batches_per_epoch):
+        seen = sorted(i for _, ids in trained[epoch * batches_per_epoch:
+                                               (epoch + 1) * batches_per_epoch] for i in ids)
+        assert seen == list(examples), f"{context}: epoch {epoch} saw {seen}"
+
+
+def last_step(process, pattern, stream="stdout"):
+    """The last step whose progress line `pattern` is in `process`'s `stream`."""
+    return max(int(s) for s in re.findall(pattern.format(step=r"(\d+)"),
+                                          getattr(process, stream), re.MULTILINE))
+
+
+def kill_after(process, step, pattern, stream="stdout"):
+    """SIGKILLs `process` once its `stream` shows the progress line `pattern` of
+    `step` (it may get a little further); the last step it printed."""
+    process.wait_for(pattern.format(step=step), stream=stream)
+    process.kill()
+    return last_step(process, pattern, stream)
+
+
+TOY_STEP = r"^step {step} loss"
+
+
+def test_a_killed_run_resumes_bit_for_bit_with_each_example_once_an_epoch(tmp_path, rng):
+    """24 steps, 4 epochs of the toy task; killed at a random step after the first
+    checkpoint (step 4), then run again."""
+    steps = 24
+    model_dir = tmp_path / "model"
+    aim = rng.randrange(5, steps - 2)
+    context = f"KILL_RESUME_SEED={SEED}, kill at step {aim}"
+    # The uninterrupted run trains alongside, in the time the other sleeps between steps.
+    reference = toy_run(tmp_path, "reference", tmp_path / "reference", steps)
+    first = toy_run(tmp_path, "first", model_dir, steps, sleep=0.1)
+    reached = kill_after(first, aim, TOY_STEP)
+    reference.finish_ok()
+    resumed_at = checkpointed_step(str(model_dir))
+    assert 4 <= resumed_at <= reached < steps, context
+    # What the rerun will restore is the uninterrupted run's state at that step
+    # (Adam's moments and iterations, whose schedule gives the learning rate, the
+    # dropout RNG, the weights).
+    assert_same_checkpoint(f"{model_dir}/ckpt-{resumed_at}",
+                           f"{tmp_path}/reference/ckpt-{resumed_at}")
+
+    again = toy_run(tmp_path, "again", model_dir, steps).finish_ok()
+    # Step counter: the rerun restored the newest checkpoint and went on from it.
+    assert f"resumed from {model_dir}/ckpt-{resumed_at} at step {resumed_at}" in again.stderr
+    assert f"input pipeline 0 starts at batch {resumed_at}" in again.stderr
+    want = step_losses(reference.stdout)
+    got = step_losses(again.stdout)
+    assert sorted(got) == list(range(resumed_at + 1, steps + 1)), context
+    # Each step after the resume computed the very loss of the uninterrupted run.
+    assert got == {s: want[s] for s in got}, context
+    # The two runs end in the same state.
+    assert_same_checkpoint(f"{model_dir}/ckpt-{steps}", f"{tmp_path}/reference/ckpt-{steps}")
+    assert '"iterations": 24' in again.stdout
+    # Data position: the batches the killed run trained on after its checkpoint
+    # were lost with it; the rerun took them again, not the ones after.
+    killed = record(tmp_path, "first")
+    assert killed[:reached] == record(tmp_path, "reference")[:reached], context
+    trained = [batch for batch in killed if batch[0] < resumed_at] + record(tmp_path, "again")
+    check_record(context, trained, record(tmp_path, "reference"),
+                 toy.NUM_EXAMPLES // toy.BATCH_PER_WORKER, range(toy.NUM_EXAMPLES))
+
+
+GPT_STEP = r"step {step}/\d+ "  # absl's progress line, on stderr
+
+
+@pytest.fixture(scope="module")
+def gpt_corpus(tmp_path_factory):
+    """Two plays, cut short, and a 400-piece vocabulary learned from them once (so
+    that every run reads the same token ids)."""
+    directory = tmp_path_factory.mktemp("gpt_corpus")
+    lines = []
+    for path in default_corpus_files():
+        if os.path.basename(path).startswith(("hamlet", "macbeth")):
+            with open(path, encoding="utf-8") as f:
+                text = f.read()[:20000]
+            (directory / os.path.basename(path)).write_text(text)
+            lines += [line for line in text.splitlines() if line.strip()]
+    train_sentencepiece(lines, vocab_size=400).save(str(directory))
+    return directory
+
+
+def progress_lines(output):
+    """{step: the progress line without its tokens/s}."""
+    return {int(m[1]): m[2] for m in re.finditer(
+        r"step (\d+)/\d+  (.*lr \S+)  \d+ tok/s", output)}
+
+
+def test_train_gpt_killed_at_a_random_step_resumes_bit_for_bit(tmp_path, gpt_corpus, rng):
+    """`python -m trainers.train_gpt` (gpt_tiny with dropout), killed at a random step
+    after its first checkpoint and run again, ends with the uninterrupted run's
+    weights, Adam moments, iterations and dropout RNG state, exactly."""
+    steps = 40
+
+    def command(model_dir, *extra):
+        return [sys.executable, "-m", "trainers.train_gpt", "--model=gpt_tiny",
+                f"--corpus={gpt_corpus}/*.txt", "--document_per_file",
+                f"--tokenizer_file={gpt_corpus}/{MODEL_FILE}", "--max_seq_length=32",
+                "--batch_size=8", f"--train_steps={steps}", "--checkpoint_every=4",
+                "--log_every=1", "--eval_fraction=0", "--learning_rate=3e-3", "--noexport",
+                "--deterministic", f"--model_dir={model_dir}", *extra]
+
+    model_dir = tmp_path / "model"
+    aim = rng.randrange(5, steps - 10)
+    context = f"KILL_RESUME_SEED={SEED}, kill at step {aim}"
+    # Side by side: most of each process's time is single-threaded start-up and tracing.
+    reference = Process(command(tmp_path / "reference", "--keep_checkpoints=100"),
+                        tmp_path, "reference")
+    first = Process(command(model_dir), tmp_path, "first")
+    reached = kill_after(first, aim, GPT_STEP, stream="stderr")
+    reference.finish_ok()
+    resumed_at = checkpointed_step(str(model_dir))
+    assert 4 <= resumed_at <= reached < steps, context
+    assert_same_checkpoint(f"{model_dir}/ckpt-{resumed_at}",
+                           f"{tmp_path}/reference/ckpt-{resumed_at}")
+
+    again = Process(command(model_dir), tmp_path, "again").finish_ok()
+    assert f"resumed from {model_dir}/ckpt-{resumed_at} at step {resumed_at}" in again.stderr
+    assert f"input pipeline 0 starts at batch {resumed_at}" in again.stderr
+    want, got = progress_lines(reference.stderr), progress_lines(again.stderr)
+    assert sorted(got) == list(range(resumed_at + 1, steps + 1)), context
+    # The same loss, accuracy, gradient norm and learning rate at every step.
+    assert got == {s: want[s] for s in got}, context
+    assert_same_checkpoint(f"{model_dir}/ckpt-{steps}", f"{tmp_path}/reference/ckpt-{steps}")
+    names = tf.train.load_checkpoint(f"{model_dir}/ckpt-{steps}").get_variable_to_shape_map()
+    assert any(name.startswith("rng/") for name in names)  # dropout's state is kept
+
+
+# What the surviving worker caught in the test below: worker 1 killed (the chief,
+# the coordination service's leader, misses its heartbeats), worker 0 killed (its
+# port refuses the next RPC).
+HEARTBEATS_MISSED = (
+    "Collective ops is aborted by: Error reported from /job:worker/task:1: The following "
+    "tasks are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1\nThe "
+    "tasks have crashed.")
+CONNECTION_REFUSED = (
+    "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:60821: Failed "
+    "to connect to remote host: Connection refused\nAdditional GRPC error information from "
+    "remote target /job:worker/replica:0/task:0 while calling "
+    "/tensorflow.WorkerService/CompleteInstance:")
+
+
+WORKER = "/job:worker/replica:0/task:{}"
+
+
+@pytest.mark.parametrize("message, survivor, lost", [
+    (HEARTBEATS_MISSED, 0, 1),
+    (CONNECTION_REFUSED, 1, 0),
+    # Neither phrasing: the first task named other than the survivor.
+    (f"on {WORKER.format(1)}: peer {WORKER.format(2)} is gone", 1, 2),
+    ("socket closed", 1, None)],
+    ids=["heartbeats_missed", "connection_refused", "another_task_named", "none_named"])
+def test_the_lost_worker_is_read_from_tensorflows_message(message, survivor, lost):
+    error = tf.errors.UnavailableError(None, None, message)
+    assert lost_peer(error, WORKER.format(survivor)) == (
+        None if lost is None else WORKER.format(lost))
+
+
+def start_workers(tmp_path, name, model_dir, cluster, steps, sleep=0.0):
+    return [toy_run(tmp_path, f"{name}{index}", model_dir, steps, sleep,
+                    strategy="multi_worker_mirrored", tf_config=tf_config(cluster, index))
+            for index in range(2)]
+
+
+# 25-45 s on 2 cores: three pairs of worker processes, two at once; a killed
+# worker 1 is noticed when the chief misses its heartbeats (10 s), a killed chief
+# at once.
+def test_a_killed_worker_stops_the_job_and_both_resume_from_the_checkpoint(tmp_path, rng):
+    """Two multi_worker_mirrored workers: SIGKILL one at a random step after the
+    first checkpoint; the other stops at once with one line naming the lost
+    worker; both started again resume from the chief's newest checkpoint and end
+    as an uninterrupted pair of workers does."""
+    steps = 24
+    model_dir = tmp_path / "model"
+    victim, aim = rng.randrange(2), rng.randrange(5, steps - 2)
+    context = f"KILL_RESUME_SEED={SEED}, kill worker {victim} at step {aim}"
+    reference_cluster, first_cluster, again_cluster = clusters(3)
+    # The uninterrupted pair trains alongside, in the time the other pair sleeps
+    # between steps and waits for the lost worker's heartbeats.
+    references = start_workers(tmp_path, "reference", tmp_path / "reference",
+                               reference_cluster, steps)
+    workers = start_workers(tmp_path, "first", model_dir, first_cluster, steps, sleep=0.1)
+    kill_after(workers[victim], aim, TOY_STEP)
+    survivor = workers[1 - victim]
+    assert survivor.finish(timeout=60) == 1, context
+    for worker in references:
+        worker.finish_ok()
+    # The chief saves only after printing a step, which the victim may not have printed.
+    reached = max(last_step(worker, TOY_STEP) for worker in workers)
+    # (Above it, TensorFlow's own C++ log lines, which the trainers silence.)
+    errors = [line for line in survivor.stderr.splitlines()
+              if line.startswith("kill_resume_run: error:")]
+    assert "Traceback" not in survivor.stderr, survivor.tail()
+    assert len(errors) == 1 and errors[0].startswith(
+        f"kill_resume_run: error: lost contact with worker /job:worker/replica:0/task:{victim}"
+        " after step "), survivor.tail()
+    resumed_at = checkpointed_step(str(model_dir))
+    assert 4 <= resumed_at <= reached < steps, context
+    assert f"{model_dir}/ckpt-{resumed_at} stays the newest" in errors[0]
+    assert_same_checkpoint(f"{model_dir}/ckpt-{resumed_at}",
+                           f"{tmp_path}/reference/ckpt-{resumed_at}")
+
+    again = [w.finish_ok() for w in start_workers(tmp_path, "again", model_dir,
+                                                    again_cluster, steps)]
+    for index, worker in enumerate(again):
+        assert (f"resumed from {model_dir}/ckpt-{resumed_at} at step {resumed_at}"
+                in worker.stderr), worker.tail()
+        assert step_losses(worker.stdout) == step_losses(again[0].stdout)
+        killed = record(tmp_path, f"first{index}")
+        trained = [batch for batch in killed if batch[0] < resumed_at] + record(
+            tmp_path, f"again{index}")
+        check_record(f"{context}, worker {index}", trained,
+                     record(tmp_path, f"reference{index}"),
+                     toy.NUM_EXAMPLES // toy.BATCH_PER_WORKER,
+                     range(index * toy.NUM_EXAMPLES, (index + 1) * toy.NUM_EXAMPLES))
+    want = step_losses((tmp_path / "reference0.out").read_text())
+    got = step_losses(again[0].stdout)
+    assert sorted(got) == list(range(resumed_at + 1, steps + 1)), context
+    assert got == {s: want[s] for s in got}, context
+    assert_same_checkpoint(f"{model_dir}/ckpt-{steps}", f"{tmp_path}/reference/ckpt-{steps}")
+    assert not [n for n in os.listdir(model_dir) if n.startswith(".worker")]
