@@ -1,11 +1,12 @@
-"""keras-hub's BERT models wrapped in the task interface kerasllm's training loop
-drives (`build_for_inputs()`, `compute_loss_and_metrics(batch, training)`), so both
-libraries train through one loop."""
+"""keras-hub's BERT and GPT-2 models wrapped in the task interface kerasllm's training
+loop drives (`build_for_inputs()`, `compute_loss_and_metrics(batch, training)`), so
+both libraries train through one loop."""
 import keras
 import keras_hub
 from keras_hub.src.layers.modeling.masked_lm_head import MaskedLMHead
 
 from kerasllm.models.bert.classifier import BertClassifier
+from kerasllm.models.gpt.causal_lm import GptCausalLM
 from kerasllm.models.losses import masked_mean
 
 TEXT_INPUTS = ("token_ids", "segment_ids", "padding_mask")
@@ -88,3 +89,48 @@ class KerasHubBertClassifier(keras.Model):
         return {"logits": keras.ops.cast(logits, "float32")}
 
     compute_loss_and_metrics = BertClassifier.compute_loss_and_metrics
+
+
+def keras_hub_gpt2_causal_lm(config):
+    """keras-hub's GPT2CausalLM (no preprocessor) at a GPT-2-style kerasllm GptConfig.
+
+    keras-hub fixes what the config may vary: LayerNorm epsilon 1e-5, tanh GELU,
+    learned positions, biases, the output tied to the token table, and one dropout
+    rate for the embeddings, the attention probabilities and the residual branches.
+    """
+    expected = {"position_embedding": "learned", "norm": "layer_norm", "norm_epsilon": 1e-5,
+                "feed_forward": "gelu_mlp", "use_bias": True, "tie_embeddings": True,
+                "num_key_value_heads": config.num_heads,
+                "attention_dropout": config.dropout}
+    different = {k: getattr(config, k) for k, v in expected.items() if getattr(config, k) != v}
+    if different:
+        raise ValueError(f"keras-hub's GPT2Backbone cannot have {different}")
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=config.vocab_size, num_layers=config.num_layers,
+        num_heads=config.num_heads, hidden_dim=config.hidden_size,
+        intermediate_dim=config.intermediate_size, dropout=config.dropout,
+        max_sequence_length=config.max_sequence_length)
+    return keras_hub.models.GPT2CausalLM(backbone, preprocessor=None)
+
+
+class KerasHubGptCausalLM(keras.Model):
+    """keras-hub's GPT2CausalLM behind kerasllm.GptCausalLM's training interface: the
+    same logits dict, and the very loss and metrics method of GptCausalLM (next-token
+    cross-entropy over real tokens, accuracy, perplexity), which only calls the model.
+    `causal_lm` is the keras-hub model itself, e.g. for its `generate`."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.causal_lm = keras_hub_gpt2_causal_lm(config)
+
+    def build_for_inputs(self, seq_length=8):
+        ids = keras.ops.zeros((1, seq_length), "int32")
+        self({"token_ids": ids, "padding_mask": keras.ops.ones_like(ids)})
+        return self
+
+    def call(self, batch, training=None):
+        logits = self.causal_lm({"token_ids": batch["token_ids"],
+                                 "padding_mask": batch["padding_mask"]}, training=training)
+        return {"logits": keras.ops.cast(logits, "float32")}
+
+    compute_loss_and_metrics = GptCausalLM.compute_loss_and_metrics

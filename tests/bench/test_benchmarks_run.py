@@ -16,3 +16,14 @@ def test_benchmark_runs_one_step(script):
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "bert_tiny   off" in result.stdout and "ratio" in result.stdout
+
+
+def test_gpt_benchmark_runs_one_step():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.gpt_throughput", "--quick", "--steps=1",
+         "--configs=gpt_tiny"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for table in ("training:", "greedy generation in-process", "exported `generate`"):
+        assert table in result.stdout
+    assert "gpt_tiny    off" in result.stdout and "ratio" in result.stdout
