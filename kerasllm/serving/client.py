@@ -231,3 +231,15 @@ class ServingClient:
             "generate_with_options")
         return [(text.decode(), reason.decode())
                 for text, reason in zip(outputs["text"], outputs["finish_reason"])]
+
+    def translate(self, texts, *, beam_size=4, length_penalty=0.6, max_length=0):
+        """[(translation, score)] of a seq2seq export's `translate_with_options`
+        signature for each text, every text with these settings (max_length 0: the
+        export's default, from each source's length)."""
+        rows = len(texts)
+        outputs = self.predict({
+            "text": list(texts), "beam_size": np.full(rows, beam_size, np.int32),
+            "length_penalty": np.full(rows, length_penalty, np.float32),
+            "max_length": np.full(rows, max_length, np.int32)}, "translate_with_options")
+        return [(text.decode(), float(score))
+                for text, score in zip(outputs["translation"], outputs["score"])]

@@ -10,8 +10,10 @@ from kerasllm.export.classifier_signatures import classifier_signatures
 from kerasllm.export.saved_model import export_saved_model
 from kerasllm.export.gpt_signatures import gpt_signatures
 from kerasllm.export.gpt_signatures import warmup_inputs as gpt_warmup_inputs
+from kerasllm.export.seq2seq_signatures import seq2seq_signatures
+from kerasllm.export.seq2seq_signatures import warmup_inputs as seq2seq_warmup_inputs
 from kerasllm.models import (BertClassifier, BertEncoder, BertPretrainer, GptCausalLM,
-                             registry)
+                             Seq2SeqLM, registry)
 from kerasllm.serving.client import ServingClient, ServingError
 from kerasllm.tokenizers import WordPieceTokenizer, train_sentencepiece
 from tests.serving.stand_in_servers import ModelStore, start_grpc_server, start_rest_server
@@ -46,7 +48,14 @@ def exports(tmp_path_factory):
     gpt_path = export_saved_model(
         str(root / "gpt"), gpt_signatures(gpt, pieces, max_prompt_length=16, max_new_tokens=4),
         [gpt, pieces], check=False, warmup_inputs=gpt_warmup_inputs())
-    return {"encoder": encoder_paths, "classifier": {1: classifier_path}, "gpt": {1: gpt_path}}
+    seq2seq = Seq2SeqLM.from_name("seq2seq_tiny", vocab_size=pieces.vocab_size,
+                                  num_encoder_layers=1, num_decoder_layers=1).build_for_inputs()
+    seq2seq_path = export_saved_model(
+        str(root / "seq2seq"), seq2seq_signatures(seq2seq, pieces, max_source_length=16,
+                                                  max_target_length=6, max_beam_size=2),
+        [seq2seq, pieces], check=False, warmup_inputs=seq2seq_warmup_inputs())
+    return {"encoder": encoder_paths, "classifier": {1: classifier_path}, "gpt": {1: gpt_path},
+            "seq2seq": {1: seq2seq_path}}
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +112,20 @@ def test_generate_equals_the_export(servers, exports, transport):
     results = ServingClient("gpt", **servers[transport]).generate(TEXTS, max_new_tokens=4)
     assert [text for text, _ in results] == [t.decode() for t in expected["text"].numpy()]
     assert {reason for _, reason in results} <= {"length", "stop_token"}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_translate_equals_the_export(servers, exports, transport):
+    seq2seq = tf.saved_model.load(exports["seq2seq"][1])
+    rows = len(TEXTS)
+    expected = seq2seq.signatures["translate_with_options"](
+        text=tf.constant(TEXTS), beam_size=tf.fill([rows], 2),
+        length_penalty=tf.fill([rows], 0.6), max_length=tf.fill([rows], 6))
+    results = ServingClient("seq2seq", **servers[transport]).translate(
+        TEXTS, beam_size=2, max_length=6)
+    assert [text for text, _ in results] == [t.decode() for t in expected["translation"].numpy()]
+    np.testing.assert_allclose([score for _, score in results], expected["score"], rtol=1e-5)
+    assert results[2] == ("", 0.0)  # an empty source
 
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])

@@ -1,0 +1,1 @@
+"""Held-out quality measures that need a model's decoded output."""
