@@ -5,7 +5,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tests.fresh_process import ROOT
+from tests.ports import free_ports
 
 
 class Process:
@@ -123,16 +123,6 @@ def assert_same_checkpoint(path, reference):
     assert sorted(got) == sorted(want)
     different = [name for name in want if not np.array_equal(got[name], want[name])]
     assert not different, f"{path} differs from {reference} in {different}"
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def clusters(count, workers=2):

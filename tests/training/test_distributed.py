@@ -1,11 +1,12 @@
 """The loop under real tf.distribute strategies, each run in fresh processes."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
+
+from tests.ports import free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -24,16 +25,6 @@ def finish(process):
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
     return json.loads(out.strip().splitlines()[-1])
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def test_mirrored_over_two_devices_matches_one_device(tmp_path):
