@@ -16,7 +16,8 @@ Three parts, each side by side in this one process (alternating runs, median of
             execution). A third run puts keras-hub's model through kerasllm's step
             function, which separates the models from the loops.
   generate  greedy new tokens/s in-process with XLA: kerasllm.generation.generate in a
-            tf.function(jit_compile=True) vs GPT2CausalLM.generate (greedy sampler,
+            tf.function(jit_compile=True), given GptCausalLM.decoding_weights() as its
+            documentation says, vs GPT2CausalLM.generate (greedy sampler,
             token-id inputs, stop_token_ids=None), random weights; the tokens each
             side actually produced are counted.
   export    the `generate` signature of a gpt_tiny exported as the GPT trainer exports
@@ -196,7 +197,8 @@ def generation_runners(config):
 
     @tf.function(jit_compile=True, autograph=False)  # generate is explicit TF control flow
     def ours_generate(prompts):
-        generated = generate(ours.generation_step, ours.init_cache, prompts, n)
+        generated = generate(ours.generation_step, ours.init_cache, prompts, n,
+                             weights=ours.decoding_weights())
         return generated.token_ids, generated.lengths
 
     def run_ours():

@@ -3,8 +3,9 @@ over the GNMT length penalty ((5 + length) / 6) ** alpha (Wu et al., 2016).
 
 Each row keeps `num_beams` live hypotheses and the `num_beams` best finished ones
 (ended by a stop token, or at max_new_tokens). Every step extends each live beam
-by every token: continuations by a stop token are offered to the finished set,
-the best `num_beams` others become the new live beams, and the model's cache
+by every token: continuations by a stop token that rank among the `num_beams`
+best of all continuations are offered to the finished set, the best `num_beams`
+others become the new live beams, and the model's cache
 follows them (`reorder_beams`). A row is done when even its best live beam,
 losing no more probability, could not score above its worst finished hypothesis;
 the loop ends when every row is done or at max_new_tokens.
@@ -14,12 +15,14 @@ prefilled once per row, then the cache is repeated per beam (`repeat_for_beams`)
 Tensors the step reads but never changes, such as a seq2seq encoder's outputs and
 padding mask, go in `context`: computed once, repeated per beam once, never
 reordered (a row's beams share them), passed as step(..., context=context).
+Tensors no row owns go in `weights`, as in `generate`: never repeated.
 """
 from typing import NamedTuple
 
 import tensorflow as tf
 
 from kerasllm.generation.batch import dimension, per_row
+from kerasllm.generation.decode import call_step
 from kerasllm.generation.errors import GenerationError
 
 
@@ -70,7 +73,7 @@ def reorder_beams(tree, source_beams):
 
 def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
                 length_penalty_alpha=0.0, stop_token_ids=(), pad_id=0, context=None,
-                beams_per_row=None, max_new_tokens_per_row=None):
+                beams_per_row=None, max_new_tokens_per_row=None, weights=None):
     """The `num_beams` best continuations of every prompt.
 
     Args:
@@ -90,6 +93,8 @@ def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
         rest of its output empty; rows of different widths batch together.
       max_new_tokens_per_row: None, or int [B] (or a scalar): each row's own
         longest hypothesis, clipped to [1, max_new_tokens].
+      weights: None, or a nest of tensors passed to every step call as `weights`
+        (see kerasllm.generation.decode).
     Returns:
       BeamSearchOutput.
     """
@@ -110,14 +115,11 @@ def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
                 batch_size, 0, tf.int32), 1, max_new_tokens)
     stop_token_ids = per_row(stop_token_ids, batch_size, 1, tf.int32)
 
-    def call_step(*args, context):
-        return step(*args) if context is None else step(*args, context=context)
-
     key_mask = tf.concat(
         [prompts.key_mask, tf.ones([batch_size, max_new_tokens - 1], tf.int32)], axis=1)
     cache = init_cache(batch_size, prompt_width + max_new_tokens - 1)
-    logits, cache = call_step(token_ids, cache, tf.constant(0), prompts.positions, key_mask,
-                              context=context)
+    logits, cache = call_step(step, token_ids, cache, tf.constant(0), prompts.positions,
+                              key_mask, context=context, weights=weights)
     key_mask, lengths, cache, logits = repeat_for_beams(
         (key_mask, prompts.lengths, cache, logits[:, -1]), num_beams)
     if context is not None:
@@ -131,12 +133,20 @@ def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
         totals = beams.live_scores[:, :, None] + log_probs
         columns = tf.range(max_new_tokens)[None, None, None, :] == t
 
-        # Hypotheses ending here: every live beam followed by every stop token.
+        # Hypotheses ending here: a live beam followed by a stop token, when that
+        # continuation ranks among the row's best `width` of all continuations
+        # (as in fairseq). Offering every one, however unlikely, would let one beam
+        # finish on a token greedy decoding would never pick.
+        per_beam = min(num_beams, vocab)
+        best_totals = tf.math.top_k(
+            tf.reshape(tf.math.top_k(totals, k=per_beam)[0], [batch_size, -1]),
+            k=num_beams)[0]
+        rank_bar = tf.gather(best_totals, worst_kept, batch_dims=1)
         stops = tf.broadcast_to(stop_token_ids[:, None, :],
                                 [batch_size, num_beams, dimension(stop_token_ids, 1)])
-        ending_scores = tf.where(stops >= 0,
-                                 tf.gather(totals, tf.maximum(stops, 0), batch_dims=2),
-                                 float("-inf"))
+        stop_totals = tf.gather(totals, tf.maximum(stops, 0), batch_dims=2)
+        ending_scores = tf.where((stops >= 0) & (stop_totals >= rank_bar[:, None, None]),
+                                 stop_totals, float("-inf"))
         ending_scores = tf.reshape(
             ending_scores / length_penalty(t + 1, alpha)[:, None, None], [batch_size, -1])
         ending_ids = tf.reshape(
@@ -149,7 +159,6 @@ def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
         # The best num_beams continuations are among the best num_beams of each beam.
         # Two small top-k: XLA on CPU compiles one over num_beams * vocab to a full
         # sort, ~60x slower.
-        per_beam = min(num_beams, vocab)
         beam_best_scores, beam_best_tokens = tf.math.top_k(continuing, k=per_beam)
         live_scores, best = tf.math.top_k(
             tf.reshape(beam_best_scores, [batch_size, num_beams * per_beam]), k=num_beams)
@@ -192,8 +201,9 @@ def beam_search(step, init_cache, prompts, max_new_tokens, num_beams, *,
 
     def next_token(t, beams, cache):
         logits, cache = call_step(
-            tf.reshape(tf.gather(beams.live_ids, [t - 1], axis=2), [-1, 1]), cache,
-            prompt_width + t - 1, (lengths + t - 1)[:, None], key_mask, context=context)
+            step, tf.reshape(tf.gather(beams.live_ids, [t - 1], axis=2), [-1, 1]), cache,
+            prompt_width + t - 1, (lengths + t - 1)[:, None], key_mask, context=context,
+            weights=weights)
         beams, cache = advance(t, logits[:, -1], beams, cache)
         return t + 1, beams, cache
 

@@ -3,7 +3,8 @@ per step in a single tf.while_loop, up to max_new_tokens or until every row stop
 
 The model is reached only through a step function:
 
-    step(token_ids, cache, cache_index, positions, key_mask) -> (logits, cache)
+    step(token_ids, cache, cache_index, positions, key_mask[, weights=weights])
+        -> (logits, cache)
 
       token_ids   int32 [B, n], the tokens for cache slots cache_index .. + n - 1.
       cache       a tensor or nest of tensors with batch first, from
@@ -14,7 +15,14 @@ The model is reached only through a step function:
       key_mask    int32 [B, max_length], 1 = the slot holds (or will hold) a real
                   token, 0 = left padding; the step hides slots after each token
                   itself (a causal mask over slots).
+      weights     only when the caller passes `weights`: a nest of tensors that
+                  every step reads and no row owns, such as a weight matrix laid
+                  out for decoding (e.g. `GptCausalLM.decoding_weights()`).
       logits      float [B, n, vocab]; cache: the same structure, tokens written.
+
+`weights` are computed by the caller, so once per call, outside the loop, which
+they enter as loop inputs: XLA would fold a layout change made inside the step back
+into the step's own matmul.
 
 Everything is TensorFlow ops with static shapes inside the loop, so the same code
 exports to a SavedModel that TF Serving runs without XLA and compiles with
@@ -59,7 +67,8 @@ class Generated(NamedTuple):
 
 def generate(step, init_cache, prompts, max_new_tokens, *, temperature=0.0, top_k=0,
              top_p=1.0, seeds=0, stop_token_ids=(), stop_sequences=None,
-             stop_sequence_lengths=None, pad_id=0, max_new_tokens_per_row=None):
+             stop_sequence_lengths=None, pad_id=0, max_new_tokens_per_row=None,
+             weights=None):
     """Continues every prompt by up to `max_new_tokens` tokens.
 
     Args:
@@ -78,6 +87,7 @@ def generate(step, init_cache, prompts, max_new_tokens, *, temperature=0.0, top_
         stopped feeds the step: a valid id.
       max_new_tokens_per_row: None, or int [B] (or a scalar): each row's own most
         new tokens, clipped to [1, max_new_tokens].
+      weights: None, or a nest of tensors passed to every step call as `weights`.
     Returns:
       Generated.
     """
@@ -105,7 +115,8 @@ def generate(step, init_cache, prompts, max_new_tokens, *, temperature=0.0, top_
     key_mask = tf.concat(
         [prompts.key_mask, tf.ones([batch_size, max_new_tokens - 1], tf.int32)], axis=1)
     cache = init_cache(batch_size, prompt_width + max_new_tokens - 1)
-    logits, cache = step(token_ids, cache, tf.constant(0), prompts.positions, key_mask)
+    logits, cache = call_step(step, token_ids, cache, tf.constant(0), prompts.positions,
+                              key_mask, weights=weights)
 
     def append(t, logits, generated):
         """`generated` with token t drawn from logits [B, 1 or more, V] (the last)."""
@@ -132,9 +143,10 @@ def generate(step, init_cache, prompts, max_new_tokens, *, temperature=0.0, top_
         return tf.reduce_any(generated.finish_reasons == _RUNNING)
 
     def next_token(t, generated, cache):
-        logits, cache = step(tf.gather(generated.token_ids, [t - 1], axis=1), cache,
-                             prompt_width + t - 1, (prompts.lengths + t - 1)[:, None],
-                             key_mask)
+        logits, cache = call_step(step, tf.gather(generated.token_ids, [t - 1], axis=1),
+                                  cache, prompt_width + t - 1,
+                                  (prompts.lengths + t - 1)[:, None], key_mask,
+                                  weights=weights)
         return t + 1, append(t, logits, generated), cache
 
     zeros = tf.zeros([batch_size], tf.int32)
@@ -144,3 +156,10 @@ def generate(step, init_cache, prompts, max_new_tokens, *, temperature=0.0, top_
         keep_going, next_token,
         (tf.constant(1), append(tf.constant(0), logits, nothing_yet), cache))
     return generated
+
+
+def call_step(step, *args, **optional):
+    """step(*args, **optional), leaving out the optional arguments that are None: a
+    step need accept only what its callers give."""
+    return step(*args, **{name: value for name, value in optional.items()
+                          if value is not None})

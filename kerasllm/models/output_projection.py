@@ -4,21 +4,50 @@ import tensorflow as tf
 from keras import ops
 
 
-def vocabulary_logits(sequence_output, token_embedding, lm_head=None):
+def vocabulary_logits(sequence_output, token_embedding, lm_head=None,
+                      decoding_weights=None):
     """float32 [batch, seq, vocab]: `lm_head(sequence_output)` when there is a head,
     else the dot products with every row of `token_embedding`'s table.
 
     Args:
       sequence_output: float [batch, seq, hidden].
       token_embedding: a keras Embedding, table [vocab, hidden].
-      lm_head: None (tied), or a layer mapping [..., hidden] to [..., vocab].
+      lm_head: None (tied), or a Dense layer mapping [..., hidden] to [..., vocab].
+      decoding_weights: None, or `decoding_weights(token_embedding, lm_head)`,
+        made earlier: the same logits, through the projection laid out for decoding.
     """
+    if decoding_weights is not None:
+        return _project(sequence_output, decoding_weights["output_projection"],
+                        transpose=False)
     if lm_head is not None:
         return ops.cast(lm_head(sequence_output), "float32")
-    table = ops.cast(token_embedding.embeddings, sequence_output.dtype)
+    # Against the table as stored ([vocab, hidden]): in training neither a transposed
+    # copy of the table nor its gradient.
+    return _project(sequence_output, token_embedding.embeddings, transpose=True)
+
+
+def decoding_weights(token_embedding, lm_head=None):
+    """{"output_projection": float [hidden, vocab]}, the matrix whose product with
+    the hidden states is the logits: lm_head's kernel, or a transposed copy of the
+    tied table.
+
+    For decoding, made once per generate call, outside its loop: XLA's CPU backend
+    runs the small-batch product with the table as stored ~10-30x slower than with
+    this copy, and folds a transpose inside the compiled step back into the product,
+    so the copy has to come in from outside the step.
+    """
+    return {"output_projection": (lm_head.kernel if lm_head is not None
+                                  else tf.transpose(token_embedding.embeddings))}
+
+
+def _project(sequence_output, matrix, transpose):
+    """float32 [..., vocab]: sequence_output [..., hidden] times `matrix` [hidden,
+    vocab] (or its transpose, stored [vocab, hidden]), as one 2-D matmul: no
+    per-example gradient of a batched matmul."""
+    matrix = ops.cast(matrix, sequence_output.dtype)
     hidden = ops.shape(sequence_output)[-1]
-    # One 2-D matmul against the table as stored ([vocab, hidden]): neither a
-    # transposed copy of the table nor a per-example gradient of a batched matmul.
-    flat = tf.matmul(ops.reshape(sequence_output, (-1, hidden)), table, transpose_b=True)
+    flat = tf.matmul(ops.reshape(sequence_output, (-1, hidden)), matrix,
+                     transpose_b=transpose)
     lead = ops.shape(sequence_output)[:-1]
-    return ops.cast(ops.reshape(flat, (*lead, token_embedding.input_dim)), "float32")
+    vocab = ops.shape(matrix)[0 if transpose else 1]
+    return ops.cast(ops.reshape(flat, (*lead, vocab)), "float32")

@@ -1,5 +1,6 @@
 """Decoding a real GPT (both styles): cached greedy generation equals recomputing the
-whole sequence for every token, and beam search with one beam equals greedy."""
+whole sequence for every token, and beam search with one beam equals greedy; the
+model's decoding weights change no token, with or without XLA."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,13 +17,17 @@ PROMPTS = [[5, 6, 7, 8, 9], [10], [11, 12]]
 NEW_TOKENS = 6
 
 
-@pytest.mark.parametrize("style", sorted(STYLES))
-def test_cached_greedy_equals_recomputation_and_one_beam(style):
+def tiny_model(style, **overrides):
     config = registry.get("gpt_tiny").replace(vocab_size=64, max_sequence_length=32,
                                               dropout=0.0, attention_dropout=0.0,
-                                              **STYLES[style])
+                                              **STYLES[style], **overrides)
     tf.keras.utils.set_random_seed(1)
-    model = GptCausalLM(GptDecoder(config)).build_for_inputs()
+    return GptCausalLM(GptDecoder(config)).build_for_inputs()
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+def test_cached_greedy_equals_recomputation_and_one_beam(style):
+    model = tiny_model(style)
     prompts = left_pad(tf.ragged.constant(PROMPTS), length_multiple=8)
     generated = generate(model.generation_step, model.init_cache, prompts, NEW_TOKENS)
     for row, prompt in enumerate(PROMPTS):
@@ -34,3 +39,30 @@ def test_cached_greedy_equals_recomputation_and_one_beam(style):
         np.testing.assert_array_equal(generated.token_ids[row], ids[len(prompt):])
     beams = beam_search(model.generation_step, model.init_cache, prompts, NEW_TOKENS, 1)
     np.testing.assert_array_equal(beams.token_ids[:, 0], generated.token_ids)
+
+
+@pytest.mark.parametrize("style, tied", [("gpt2", True), ("llama", False)])
+def test_decoding_weights_change_no_token(style, tied):
+    model = tiny_model(style, tie_embeddings=tied)
+    prompts = left_pad(tf.ragged.constant(PROMPTS), length_multiple=8)
+    cache = model.init_cache(3, 8)
+    logits = [model.generation_step(prompts.token_ids, cache, 0, prompts.positions,
+                                    prompts.key_mask, **weights)[0]
+              for weights in ({}, {"weights": model.decoding_weights()})]
+    np.testing.assert_allclose(logits[1], logits[0], atol=1e-5)
+
+    plain = generate(model.generation_step, model.init_cache, prompts, NEW_TOKENS)
+    plain_beams = beam_search(model.generation_step, model.init_cache, prompts, NEW_TOKENS, 3)
+
+    @tf.function(jit_compile=True, autograph=False)
+    def compiled(prompts):
+        weights = model.decoding_weights()
+        return (generate(model.generation_step, model.init_cache, prompts, NEW_TOKENS,
+                         weights=weights),
+                beam_search(model.generation_step, model.init_cache, prompts, NEW_TOKENS, 3,
+                            weights=weights))
+
+    generated, beams = compiled(prompts)
+    np.testing.assert_array_equal(generated.token_ids, plain.token_ids)
+    np.testing.assert_array_equal(beams.token_ids, plain_beams.token_ids)
+    np.testing.assert_allclose(beams.scores, plain_beams.scores, rtol=1e-5)

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from kerasllm.models import GptCausalLM, GptConfig, GptDecoder, registry
 from kerasllm.models.gpt import positions_from_padding_mask
+from kerasllm.models.losses import masked_mean
 from tests.roundtrip import config_roundtrip
 
 
@@ -133,6 +134,47 @@ def test_left_padding_first_token_is_not_a_target():
                                float(loss), rtol=1e-6)
 
 
+def sliced_loss_and_accuracy(model, batch):
+    """The loss and accuracy as first written: the logits without their last
+    position against the tokens from the second on, and an argmax."""
+    logits = model(batch)["logits"][:, :-1]
+    targets = batch["token_ids"][:, 1:]
+    real = tf.cast(batch["padding_mask"], tf.float32)
+    weights = real[:, 1:] * real[:, :-1]
+    losses = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+    correct = tf.argmax(logits, -1, output_type=tf.int32) == targets
+    return masked_mean(losses, weights), masked_mean(correct, weights)
+
+
+def half_greedy_batch(model):
+    """Left-padded, right-padded and full rows in which every other token is the
+    model's own argmax after the tokens before it: an accuracy near 1/2, not 0."""
+    batch = left_padded_batch()
+    batch = {"token_ids": np.concatenate([batch["token_ids"], batch["token_ids"][2:]]),
+             "padding_mask": np.concatenate([batch["padding_mask"],
+                                             [[1] * 6 + [0] * 4]]).astype("int32")}
+    for t in range(0, batch["token_ids"].shape[1] - 1, 2):
+        logits = np.asarray(model(batch)["logits"])
+        batch["token_ids"][:, t + 1] = logits[:, t].argmax(-1)
+    return batch
+
+
+@pytest.mark.parametrize("kind, tied", [("gpt2", True), ("llama", False)])
+def test_loss_accuracy_and_gradients_equal_the_sliced_formulation(kind, tied):
+    model = tiny_lm(kind, tie_embeddings=tied)
+    batch = half_greedy_batch(model)
+    with tf.GradientTape(persistent=True) as tape:
+        loss, metrics = model.compute_loss_and_metrics(batch)
+        sliced_loss, sliced_accuracy = sliced_loss_and_accuracy(model, batch)
+    np.testing.assert_allclose(float(loss), float(sliced_loss), rtol=1e-6)
+    assert 0.3 < float(sliced_accuracy) < 0.7
+    assert float(metrics["accuracy"]) == float(sliced_accuracy)
+    for grad, sliced_grad in zip(tape.gradient(loss, model.trainable_variables),
+                                 tape.gradient(sliced_loss, model.trainable_variables)):
+        np.testing.assert_allclose(tf.convert_to_tensor(grad),
+                                   tf.convert_to_tensor(sliced_grad), atol=1e-7)
+
+
 def test_layer_depths():
     model = tiny_lm("gpt2", tie_embeddings=False)
     backbone = model.backbone
@@ -208,10 +250,12 @@ def test_cached_generation_steps_equal_the_forward_pass(kind):
     np.testing.assert_allclose(full[0, 3:], alone[0], atol=1e-4)
 
 
-def test_generation_step_traces_without_xla_ops():
+@pytest.mark.parametrize("with_weights", [False, True])
+def test_generation_step_traces_without_xla_ops(with_weights):
     model = tiny_lm("llama")
     cache = model.init_cache(2, 16)
-    step = tf.function(model.generation_step)
+    weights = {"weights": model.decoding_weights()} if with_weights else {}
+    step = tf.function(lambda *args: model.generation_step(*args, **weights))
     graph = step.get_concrete_function(
         tf.TensorSpec([None, None], tf.int32),
         tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), cache),
