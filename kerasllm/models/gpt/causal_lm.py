@@ -2,17 +2,15 @@
 import keras
 from keras import ops
 
-from kerasllm.models import output_projection
 from kerasllm.models.gpt.backbone import GptDecoder
+from kerasllm.models.language_model import LanguageModelTask
 from kerasllm.models.losses import masked_mean
-from kerasllm.models.task import TaskModel
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
-class GptCausalLM(TaskModel):
-    """A GptDecoder and a projection of its outputs onto the vocabulary: the token
-    embedding table itself when config.tie_embeddings, else its own `lm_head` (no
-    bias, as in GPT-2 and Llama checkpoints).
+class GptCausalLM(LanguageModelTask):
+    """A GptDecoder and a projection of its outputs onto the vocabulary (see
+    LanguageModelTask).
 
     Inputs: a batch dict with token_ids, padding_mask: int [batch, seq] (and
         optionally positions; see GptDecoder).
@@ -32,23 +30,7 @@ class GptCausalLM(TaskModel):
                   weights=model.decoding_weights()).
     """
 
-    def __init__(self, backbone: GptDecoder, **kwargs):
-        super().__init__(backbone, **kwargs)
-        self.lm_head = (None if backbone.config.tie_embeddings
-                        else self.head_dense(backbone.config.vocab_size, "lm_head",
-                                             use_bias=False))
-
-    @classmethod
-    def from_name(cls, name, **overrides):
-        """A fresh causal LM for a registered config, e.g. `from_name("gpt_tiny")`."""
-        from kerasllm.models import registry  # the registry imports this family
-        return cls(GptDecoder(registry.get(name).replace(**overrides)))
-
-    def logits(self, sequence_output, decoding_weights=None):
-        """float32 [batch, seq, vocab] from the backbone's float [batch, seq, hidden]
-        (the same with `decoding_weights()`)."""
-        return output_projection.vocabulary_logits(
-            sequence_output, self.backbone.token_embedding, self.lm_head, decoding_weights)
+    backbone_class = GptDecoder
 
     def call(self, inputs, training=None):
         sequence = self.backbone(inputs, training=training)["sequence_output"]
@@ -81,14 +63,6 @@ class GptCausalLM(TaskModel):
         (prompt included): a flat dict of tensors, each with the batch as its first
         axis (see GptDecoder.init_cache)."""
         return self.backbone.init_cache(batch_size, max_length)
-
-    def decoding_weights(self):
-        """What `generation_step` takes as `weights`, to make once per generate call,
-        outside its loop (see kerasllm.models.output_projection.decoding_weights):
-        without them, in-process decoding under XLA on CPU is ~7x slower at
-        gpt_tiny."""
-        return output_projection.decoding_weights(self.backbone.token_embedding,
-                                                  self.lm_head)
 
     def generation_step(self, token_ids, cache, cache_index, positions, key_mask,
                         weights=None):

@@ -4,13 +4,12 @@ import keras
 from keras import ops
 
 from kerasllm.models.losses import label_smoothed_cross_entropy, masked_mean
-from kerasllm.models.output_projection import vocabulary_logits
+from kerasllm.models.language_model import LanguageModelTask
 from kerasllm.models.seq2seq.backbone import Seq2SeqTransformer
-from kerasllm.models.task import TaskModel
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
-class Seq2SeqLM(TaskModel):
+class Seq2SeqLM(LanguageModelTask):
     """A Seq2SeqTransformer and a projection of its decoder's outputs onto the
     vocabulary: the shared token table itself when config.tie_embeddings (the
     paper's), else its own `lm_head` (no bias).
@@ -35,22 +34,7 @@ class Seq2SeqLM(TaskModel):
                                               positions, key_mask, context=context)
     """
 
-    def __init__(self, backbone: Seq2SeqTransformer, **kwargs):
-        super().__init__(backbone, **kwargs)
-        self.lm_head = (None if backbone.config.tie_embeddings
-                        else self.head_dense(backbone.config.vocab_size, "lm_head",
-                                             use_bias=False))
-
-    @classmethod
-    def from_name(cls, name, **overrides):
-        """A fresh model for a registered config, e.g. `from_name("seq2seq_tiny")`."""
-        from kerasllm.models import registry  # the registry imports this family
-        return cls(Seq2SeqTransformer(registry.get(name).replace(**overrides)))
-
-    def logits(self, sequence_output):
-        """float32 [batch, seq, vocab] from the decoder's float [batch, seq, hidden]."""
-        return vocabulary_logits(sequence_output, self.backbone.token_embedding,
-                                 self.lm_head)
+    backbone_class = Seq2SeqTransformer
 
     def call(self, inputs, training=None):
         sequence = self.backbone(inputs, training=training)["sequence_output"]
@@ -96,7 +80,8 @@ class Seq2SeqLM(TaskModel):
         (see Seq2SeqTransformer.init_cache)."""
         return self.backbone.init_cache(batch_size, max_length)
 
-    def generation_step(self, token_ids, cache, cache_index, positions, key_mask, context):
+    def generation_step(self, token_ids, cache, cache_index, positions, key_mask, context,
+                        weights=None):
         """Logits for n new target tokens per row, and the cache with them written.
 
         Args:
@@ -110,10 +95,11 @@ class Seq2SeqLM(TaskModel):
             (0 on the prompts' padding; slots not yet written may be 1).
           context: `encode_context(source_ids, source_padding_mask)`, rows matching
             token_ids' (repeated per beam in beam search).
+          weights: None, or `decoding_weights()` (faster under XLA).
         Returns:
           (logits float32 [batch, n, vocab], the logits at slot s scoring the token
           for slot s + 1; the new cache).
         """
         sequence, cache = self.backbone.call_with_cache(token_ids, cache, cache_index,
                                                         positions, key_mask, context)
-        return self.logits(sequence), cache
+        return self.logits(sequence, weights), cache
