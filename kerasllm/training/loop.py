@@ -130,25 +130,37 @@ def rng_states(task):
 
 
 def _restore(checkpoint, path, without_rng):
-    """Restores `path` into `checkpoint`, or, for a checkpoint written before RNG
-    states were saved, into `without_rng` (the same objects less the states)."""
+    """Restores `path` into `checkpoint`. When only its dropout RNG states do not
+    fit (a checkpoint written before they were saved, or by a run with other
+    dropout settings, hence other dropout layers), restores the rest, strictly,
+    into `without_rng` (a dict of checkpoint's objects less the states), and warns.
+    """
     status = checkpoint.restore(path)
     try:
         status.assert_consumed()
         return
     except AssertionError:
         status.expect_partial()
-        names = tf.train.load_checkpoint(path).get_variable_to_shape_map()
-        if without_rng is None or any(name.startswith(f"{RNG}/") for name in names):
+        if without_rng is None:
             raise
-    status = without_rng.restore(path)
+    reader = tf.train.load_checkpoint(path)
+    dtypes = reader.get_variable_to_dtype_map()
+    # Stand-ins take the saved states, so that everything else is still checked
+    # to be restored exactly (assert_consumed), not just present.
+    rng_keys = sorted((name for name in dtypes if name.startswith(f"{RNG}/")),
+                      key=lambda name: int(name.split("/")[1]))
+    shapes = reader.get_variable_to_shape_map()
+    stand_ins = [tf.Variable(tf.zeros(shapes[name], dtypes[name])) for name in rng_keys]
+    status = tf.train.Checkpoint(**without_rng, **({RNG: stand_ins} if stand_ins else {})
+                                 ).restore(path)
     try:
         status.assert_consumed()
     except AssertionError:
         status.expect_partial()
         raise
-    logging.warning("%s holds no dropout RNG state (an older checkpoint): the resumed run "
-                    "draws its dropout masks afresh", path)
+    logging.warning("%s holds %d dropout RNG states, which do not fit this model's dropout "
+                    "layers (an older checkpoint, or other dropout settings): the resumed run "
+                    "draws its dropout masks afresh", path, len(stand_ins))
 
 
 def restore_latest(checkpoint, paths, model_dir, without_rng=None):
@@ -158,8 +170,8 @@ def restore_latest(checkpoint, paths, model_dir, without_rng=None):
     A checkpoint whose files cannot be read (cut short by a crash or a full disk)
     is skipped with a warning naming it, and the one before it is tried. One that
     reads but does not fit the task (another model's) stops the run. Either way
-    no file is touched. `without_rng`: `checkpoint` less its RNG states, to read
-    checkpoints written without them.
+    no file is touched. `without_rng`: {name: object} of `checkpoint` less its RNG
+    states, to read checkpoints whose states do not fit (see _restore).
     """
     skipped = []
     for path in reversed(paths):
@@ -519,7 +531,7 @@ def train(build_task, dataset_fn, config, strategy, *, on_log=None):
         # their scratch directories only exist because saving needs every worker.
         restored = restore_latest(checkpoint, checkpoint_paths(config.model_dir),
                                   config.model_dir,
-                                  without_rng=tf.train.Checkpoint(**saved) if states else None)
+                                  without_rng=saved if states else None)
         current = int(step.numpy())
         check_workers_agree(strategy, current, restored)
         if restored:
