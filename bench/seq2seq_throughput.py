@@ -49,17 +49,13 @@ from absl import app, flags  # noqa: E402
 import kerasllm  # noqa: E402,F401
 from bench.keras_hub_seq2seq import (build_models, learn_tokenizer, load_pairs,  # noqa: E402
                                      source_batch, token_table)
-from bench.timing import OURS, THEIRS, num_trainable  # noqa: E402
+from bench.timing import OURS, THEIRS, make_runner, num_trainable  # noqa: E402
 from kerasllm.data.parallel_text import parallel_dataset_fn  # noqa: E402
 from kerasllm.export import seq2seq_signatures  # noqa: E402
 from kerasllm.export.gpt_signatures import BATCHING  # noqa: E402
 from kerasllm.export.saved_model import export_saved_model  # noqa: E402
 from kerasllm.generation import Prompts, beam_search  # noqa: E402
 from kerasllm.models import registry  # noqa: E402
-from kerasllm.training.config import TrainConfig  # noqa: E402
-from kerasllm.training.loop import make_train_function  # noqa: E402
-from kerasllm.training.optimizer import create_optimizer  # noqa: E402
-from kerasllm.training.strategy import create_strategy  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["seq2seq_tiny", "seq2seq_small"], "Seq2seq configs to time.")
@@ -118,31 +114,6 @@ def timed(call):
 
 # --- training ------------------------------------------------------------------------
 
-def training_runner(build_task, dataset_fn, jit_compile):
-    """(task, a callable running --steps_per_round steps, returning tokens/s), as
-    bench/timing.make_runner but on a real, variable-width batch stream."""
-    strategy = create_strategy("one_device")
-    config = TrainConfig(model_dir=tempfile.mkdtemp(), train_steps=10**6,
-                         global_batch_size=FLAGS.batch_size, learning_rate=1e-3,
-                         warmup_steps=10, jit_compile=jit_compile)
-    with strategy.scope():
-        task = build_task()
-        task.build_for_inputs()
-        optimizer = create_optimizer(config, task)
-        optimizer.build(task.trainable_variables)
-    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
-    train_steps = make_train_function(task, optimizer, strategy, config)
-    steps = tf.constant(FLAGS.steps_per_round)
-    train_steps(iterator, steps)  # trace outside the timing (both skip the same batches)
-
-    def timed_round():
-        start = time.perf_counter()
-        tokens = float(train_steps(iterator, steps)["tokens"])  # waits for the steps
-        return tokens / (time.perf_counter() - start)
-
-    return task, timed_round
-
-
 def train_row(name, tokenizer, train):
     config, builders = build_models(name, tokenizer.vocab_size)
     dataset_fn = parallel_dataset_fn(
@@ -151,8 +122,8 @@ def train_row(name, tokenizer, train):
         bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, seed=0)
     tasks, runners = {}, {}
     for label, build in builders.items():
-        tasks[label], runners[label] = training_runner(build, dataset_fn,
-                                                       FLAGS.jit_compile == "on")
+        tasks[label], runners[label] = make_runner(build, dataset_fn,
+                                                   FLAGS.jit_compile == "on")
     print(f"{name} trainable parameters: " + ", ".join(
         f"{label} {num_trainable(task):,}" for label, task in tasks.items()), flush=True)
     medians = alternate(runners, FLAGS.rounds)

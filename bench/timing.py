@@ -50,7 +50,8 @@ def num_trainable(task):
 
 
 def make_runner(build_task, batch, jit_compile):
-    """(task, a callable running `steps_per_round` steps and returning tokens/s)."""
+    """(task, a callable running `steps_per_round` steps and returning tokens/s), on
+    `batch` repeated, or on the batches of `batch` when it is a dataset_fn."""
     strategy = create_strategy("one_device")
     config = TrainConfig(model_dir=tempfile.mkdtemp(), train_steps=10**6,
                          global_batch_size=FLAGS.batch_size, learning_rate=1e-4,
@@ -60,8 +61,9 @@ def make_runner(build_task, batch, jit_compile):
         task.build_for_inputs()
         optimizer = create_optimizer(config, task)
         optimizer.build(task.trainable_variables)
-    dataset = tf.data.Dataset.from_tensors(batch).repeat()
-    iterator = iter(strategy.distribute_datasets_from_function(lambda context: dataset))
+    dataset_fn = batch if callable(batch) else (
+        lambda context: tf.data.Dataset.from_tensors(batch).repeat())
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     train_steps = make_train_function(task, optimizer, strategy, config)
     steps = tf.constant(FLAGS.steps_per_round)
     train_steps(iterator, steps)  # trace (and compile) outside the timing
