@@ -3,6 +3,8 @@ through the token embedding table (tied embeddings)."""
 import tensorflow as tf
 from keras import ops
 
+from kerasllm.layers.vocabulary_projection import project
+
 
 def vocabulary_logits(sequence_output, token_embedding, lm_head=None,
                       decoding_weights=None):
@@ -17,13 +19,11 @@ def vocabulary_logits(sequence_output, token_embedding, lm_head=None,
         made earlier: the same logits, through the projection laid out for decoding.
     """
     if decoding_weights is not None:
-        return _project(sequence_output, decoding_weights["output_projection"],
-                        transpose=False)
+        return project(sequence_output, decoding_weights["output_projection"],
+                       transpose=False)
     if lm_head is not None:
         return ops.cast(lm_head(sequence_output), "float32")
-    # Against the table as stored ([vocab, hidden]): in training neither a transposed
-    # copy of the table nor its gradient.
-    return _project(sequence_output, token_embedding.embeddings, transpose=True)
+    return project(sequence_output, token_embedding.embeddings, transpose=True)
 
 
 def decoding_weights(token_embedding, lm_head=None):
@@ -38,16 +38,3 @@ def decoding_weights(token_embedding, lm_head=None):
     """
     return {"output_projection": (lm_head.kernel if lm_head is not None
                                   else tf.transpose(token_embedding.embeddings))}
-
-
-def _project(sequence_output, matrix, transpose):
-    """float32 [..., vocab]: sequence_output [..., hidden] times `matrix` [hidden,
-    vocab] (or its transpose, stored [vocab, hidden]), as one 2-D matmul: no
-    per-example gradient of a batched matmul."""
-    matrix = ops.cast(matrix, sequence_output.dtype)
-    hidden = ops.shape(sequence_output)[-1]
-    flat = tf.matmul(ops.reshape(sequence_output, (-1, hidden)), matrix,
-                     transpose_b=transpose)
-    lead = ops.shape(sequence_output)[:-1]
-    vocab = ops.shape(matrix)[0 if transpose else 1]
-    return ops.cast(ops.reshape(flat, (*lead, vocab)), "float32")

@@ -4,7 +4,7 @@ from keras import ops
 
 from kerasllm.layers import MaskedLMHead, NextSentencePredictionHead
 from kerasllm.models.bert.backbone import BertEncoder
-from kerasllm.models.losses import masked_mean
+from kerasllm.models.losses import masked_mean, sparse_cross_entropy
 from kerasllm.models.task import TaskModel
 
 
@@ -60,18 +60,16 @@ class BertPretrainer(TaskModel):
         outputs = self(batch, training=training)
         mlm_logits, nsp_logits = outputs["mlm_logits"], outputs["nsp_logits"]
         weights = batch["masked_weights"]
-        mlm_losses = keras.losses.sparse_categorical_crossentropy(
-            batch["masked_ids"], mlm_logits, from_logits=True)
-        mlm_loss = masked_mean(mlm_losses, weights)
+        mlm = sparse_cross_entropy(batch["masked_ids"], mlm_logits)
+        mlm_loss = masked_mean(mlm.loss, weights)
         nsp_loss = ops.mean(keras.losses.sparse_categorical_crossentropy(
             batch["next_sentence_labels"], nsp_logits, from_logits=True))
-        mlm_correct = ops.equal(ops.argmax(mlm_logits, -1), ops.cast(batch["masked_ids"], "int64"))
         nsp_correct = ops.equal(ops.argmax(nsp_logits, -1),
                                 ops.cast(batch["next_sentence_labels"], "int64"))
         metrics = {
             "mlm_loss": mlm_loss,
             "nsp_loss": nsp_loss,
-            "mlm_accuracy": masked_mean(mlm_correct, weights),
+            "mlm_accuracy": masked_mean(mlm.correct, weights),
             "nsp_accuracy": ops.mean(ops.cast(nsp_correct, "float32")),
         }
         return mlm_loss + nsp_loss, metrics

@@ -4,7 +4,7 @@ from keras import ops
 
 from kerasllm.models.gpt.backbone import GptDecoder
 from kerasllm.models.language_model import LanguageModelTask
-from kerasllm.models.losses import masked_mean
+from kerasllm.models.losses import masked_mean, sparse_cross_entropy
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
@@ -49,14 +49,10 @@ class GptCausalLM(LanguageModelTask):
         # A target needs a real token before it: a left-padded row's first token
         # has nothing to be predicted from.
         weights = ops.concatenate([real[:, 1:] * real[:, :-1], ops.zeros_like(real[:, :1])], 1)
-        losses = keras.losses.sparse_categorical_crossentropy(targets, logits,
-                                                              from_logits=True)
-        loss = masked_mean(losses, weights)
-        # A hit when the target's logit is the largest (a tie counts, where argmax
-        # would pick one): a max over the vocabulary costs less than an argmax.
-        target_logits = ops.take_along_axis(logits, ops.expand_dims(targets, -1), -1)[..., 0]
-        correct = target_logits >= ops.max(logits, -1)
-        return loss, {"accuracy": masked_mean(correct, weights), "perplexity": ops.exp(loss)}
+        token = sparse_cross_entropy(targets, logits)
+        loss = masked_mean(token.loss, weights)
+        return loss, {"accuracy": masked_mean(token.correct, weights),
+                      "perplexity": ops.exp(loss)}
 
     def init_cache(self, batch_size, max_length):
         """An empty KV cache for `batch_size` sequences of up to `max_length` tokens

@@ -3,7 +3,7 @@ next-target-token logits, the label-smoothed loss and decoding steps."""
 import keras
 from keras import ops
 
-from kerasllm.models.losses import label_smoothed_cross_entropy, masked_mean
+from kerasllm.models.losses import masked_mean, sparse_cross_entropy
 from kerasllm.models.language_model import LanguageModelTask
 from kerasllm.models.seq2seq.backbone import Seq2SeqTransformer
 
@@ -23,8 +23,8 @@ class Seq2SeqLM(LanguageModelTask):
     token, the target, an end token, then right padding. `compute_loss_and_metrics`
     feeds target_ids[:, :-1] to the decoder and scores target_ids[:, 1:] where
     target_padding_mask is 1 there (and at the input before it); loss = the
-    cross-entropy smoothed by config.label_smoothing, metrics accuracy (argmax =
-    target) and perplexity = exp(the unsmoothed cross-entropy).
+    cross-entropy smoothed by config.label_smoothing, metrics accuracy (the
+    target's logit is the largest) and perplexity = exp(the unsmoothed cross-entropy).
 
     Decoding (the step function kerasllm.generation drives, prompts = the start
     token, or a forced target prefix):
@@ -52,12 +52,10 @@ class Seq2SeqLM(LanguageModelTask):
         # target_padding_mask[:, 1:] for right-padded targets; the product also
         # keeps a left-padded row's first token from being a target of padding.
         weights = real[:, 1:] * real[:, :-1]
-        smoothed, nll = label_smoothed_cross_entropy(
-            labels, logits, self.backbone.config.label_smoothing)
-        correct = ops.equal(ops.argmax(logits, -1), ops.cast(labels, "int64"))
-        return masked_mean(smoothed, weights), {
-            "accuracy": masked_mean(correct, weights),
-            "perplexity": ops.exp(masked_mean(nll, weights))}
+        token = sparse_cross_entropy(labels, logits, self.backbone.config.label_smoothing)
+        return masked_mean(token.loss, weights), {
+            "accuracy": masked_mean(token.correct, weights),
+            "perplexity": ops.exp(masked_mean(token.nll, weights))}
 
     def encode_context(self, source_ids, source_padding_mask):
         """What every decoding step of these sources reads, computed once:
