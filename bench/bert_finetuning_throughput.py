@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import kerasllm  # noqa: E402,F401
-from bench import timing  # noqa: E402
+from bench import cases, timing  # noqa: E402
 from bench.keras_hub_reference import KerasHubBertClassifier  # noqa: E402
 from kerasllm.models import BertEncoder, registry  # noqa: E402
 from kerasllm.models.bert.classifier import BertClassifier  # noqa: E402
@@ -28,7 +28,7 @@ flags.DEFINE_integer("num_classes", 2, "Classes of the classification head.")
 
 def synthetic_batch(vocab_size):
     rng = np.random.default_rng(0)
-    batch = timing.text_inputs(vocab_size, rng)
+    batch = cases.text_inputs(vocab_size, rng, FLAGS.batch_size, FLAGS.seq_length)
     batch["labels"] = rng.integers(0, FLAGS.num_classes, (FLAGS.batch_size,)).astype("int32")
     return batch
 

@@ -13,8 +13,9 @@ Three parts, each side by side in this one process (alternating runs, median of
             (kerasllm.training.loop.make_train_function, see bench/timing.py) vs
             GPT2CausalLM compiled with keras-hub's default loss and trained by Keras'
             own train function (the call `fit` makes, --steps_per_round steps per
-            execution). A third run puts keras-hub's model through kerasllm's step
-            function, which separates the models from the loops.
+            execution). A third run puts keras-hub's model (and keras' loss, as
+            GPT2CausalLM compiles it) through kerasllm's step function, which
+            separates the models and losses from the loops.
   generate  greedy new tokens/s in-process with XLA: kerasllm.generation.generate in a
             tf.function(jit_compile=True), given GptCausalLM.decoding_weights() as its
             documentation says, vs GPT2CausalLM.generate (greedy sampler,
@@ -44,10 +45,10 @@ from absl import app, flags  # noqa: E402
 
 import kerasllm  # noqa: E402,F401
 from bench import timing  # noqa: E402
+from bench.cases import gpt_generation_runner, model_config, produced, timed  # noqa: E402
 from bench.keras_hub_reference import KerasHubGptCausalLM, keras_hub_gpt2_causal_lm  # noqa: E402
 from kerasllm.export import gpt_signatures  # noqa: E402
 from kerasllm.export.saved_model import export_saved_model  # noqa: E402
-from kerasllm.generation import generate, left_pad  # noqa: E402
 from kerasllm.models import GptCausalLM, GptDecoder, registry  # noqa: E402
 from kerasllm.tokenizers import train_sentencepiece  # noqa: E402
 from kerasllm.training.config import TrainConfig  # noqa: E402
@@ -78,32 +79,12 @@ flags.DEFINE_string("export_prompts", None, "Internal: JSON list of prompts for 
 QUICK = {"models": ["gpt_tiny"], "jit_compile": "off", "rounds": 1, "steps_per_round": 1,
          "batch_size": 2, "seq_length": 16, "generate_batch_size": 2, "new_tokens": 4,
          "export_vocab_size": 400}
-# gpt_tiny widened: not a registry entry, a benchmark size. num_key_value_heads too:
-# replace() keeps gpt_tiny's 2, which would make it grouped-query attention.
-WIDER = {"gpt_4x512": dict(num_layers=4, hidden_size=512, num_heads=8, num_key_value_heads=8,
-                           intermediate_size=2048)}
 EXPORT_MODEL = "gpt_tiny"
 NO_EXPORT = "n/a: keras-hub cannot export generate"
-# keras-hub's model trained by kerasllm's loop: what is left of the training ratio
-# once the loops are the same is the models' own difference.
+# keras-hub's model and loss trained by kerasllm's loop: what is left of the training
+# ratio once the loops are the same is the models' and losses' own difference.
 IN_OUR_LOOP = "keras-hub model, kerasllm loop"
 GOALS = {"train": 1.2, "generate": 2.0}  # kerasllm / keras-hub tokens/s to reach
-
-
-def model_config(name):
-    if name in WIDER:
-        return registry.get("gpt_tiny").replace(**WIDER[name])
-    return registry.get(name)
-
-
-def alternate(runners, repeats):
-    """{label: median tokens/s}: each runner (a callable returning tokens/s) called
-    in turn, `repeats` rounds."""
-    speeds = {label: [] for label in runners}
-    for _ in range(repeats):
-        for label, runner in runners.items():
-            speeds[label].append(runner())
-    return {label: statistics.median(values) for label, values in speeds.items()}
 
 
 def ratio(medians):
@@ -133,7 +114,7 @@ def train_rows(name):
             print(f"{name} trainable parameters: " + ", ".join(
                 f"{label} {timing.num_trainable(task):,}" for label, task in tasks.items()),
                 flush=True)
-        medians = alternate(runners, FLAGS.rounds)
+        medians = timing.alternate(runners, FLAGS.rounds)
         ours, theirs, theirs_in_our_loop = (
             medians[timing.OURS], medians[timing.THEIRS], medians[IN_OUR_LOOP])
         rows.append((name, "on" if jit_compile else "off", ours, theirs, ours / theirs,
@@ -179,60 +160,11 @@ def keras_hub_training_runner(config, window, jit_compile):
 
 # --- in-process generation -----------------------------------------------------------
 
-def timed(call):
-    """(call's result, seconds)."""
-    start = time.perf_counter()
-    result = call()
-    return result, time.perf_counter() - start
-
-
-def generation_runners(config):
-    """{label: callable -> new tokens/s} greedy-continuing the same random prompts."""
-    b, p, n = FLAGS.generate_batch_size, FLAGS.prompt_length, FLAGS.new_tokens
-    prompt_ids = np.random.default_rng(1).integers(5, config.vocab_size, (b, p)).astype("int32")
-    expected = b * n
-
-    ours = GptCausalLM(GptDecoder(config)).build_for_inputs()
-    prompts = left_pad(tf.constant(prompt_ids), tf.fill([b], p))  # outside: bucketed width
-
-    @tf.function(jit_compile=True, autograph=False)  # generate is explicit TF control flow
-    def ours_generate(prompts):
-        generated = generate(ours.generation_step, ours.init_cache, prompts, n,
-                             weights=ours.decoding_weights())
-        return generated.token_ids, generated.lengths
-
-    def run_ours():
-        (token_ids, lengths), seconds = timed(
-            lambda: [t.numpy() for t in ours_generate(prompts)])
-        return produced(timing.OURS, int(lengths.sum()), expected) / seconds
-
-    theirs = keras_hub_gpt2_causal_lm(config)
-    theirs.compile(sampler="greedy", jit_compile=True)
-    # Right-padded to prompt + new tokens: keras-hub fills every padding slot.
-    inputs = {"token_ids": tf.constant(np.pad(prompt_ids, [(0, 0), (0, n)])),
-              "padding_mask": tf.constant(np.pad(np.ones_like(prompt_ids), [(0, 0), (0, n)]))}
-
-    def run_theirs():
-        out, seconds = timed(lambda: theirs.generate(inputs, stop_token_ids=None))
-        if not np.array_equal(out["token_ids"][:, :p], prompt_ids):
-            raise AssertionError("keras-hub changed the prompt")
-        new = np.logical_and(np.asarray(out["padding_mask"], bool),
-                             ~np.asarray(inputs["padding_mask"], bool))
-        return produced(timing.THEIRS, int(new.sum()), expected) / seconds
-
-    for run in (run_ours, run_theirs):  # trace and compile outside the timing
-        run()
-    return {timing.OURS: run_ours, timing.THEIRS: run_theirs}
-
-
-def produced(label, count, expected):
-    if count != expected:
-        raise AssertionError(f"{label} produced {count} new tokens, not {expected}")
-    return count
-
-
 def generate_row(name):
-    medians = alternate(generation_runners(model_config(name)), FLAGS.rounds)
+    runners = {side: gpt_generation_runner(name, side, FLAGS.generate_batch_size,
+                                           FLAGS.prompt_length, FLAGS.new_tokens)
+               for side in (timing.OURS, timing.THEIRS)}
+    medians = timing.alternate(runners, FLAGS.rounds)
     row = (name, medians[timing.OURS], medians[timing.THEIRS], ratio(medians))
     print(f"generate {name}: {timing.OURS} {row[1]:.0f} tok/s, {timing.THEIRS} {row[2]:.0f} "
           f"tok/s, ratio {row[3]:.2f}", flush=True)

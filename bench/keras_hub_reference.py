@@ -6,7 +6,6 @@ import keras_hub
 from keras_hub.src.layers.modeling.masked_lm_head import MaskedLMHead
 
 from kerasllm.models.bert.classifier import BertClassifier
-from kerasllm.models.gpt.causal_lm import GptCausalLM
 from kerasllm.models.losses import masked_mean
 
 TEXT_INPUTS = ("token_ids", "segment_ids", "padding_mask")
@@ -114,10 +113,12 @@ def keras_hub_gpt2_causal_lm(config):
 
 
 class KerasHubGptCausalLM(keras.Model):
-    """keras-hub's GPT2CausalLM behind kerasllm.GptCausalLM's training interface: the
-    same logits dict, and the very loss and metrics method of GptCausalLM (next-token
-    cross-entropy over real tokens, accuracy, perplexity), which only calls the model.
-    `causal_lm` is the keras-hub model itself, e.g. for its `generate`."""
+    """keras-hub's GPT2CausalLM behind kerasllm.GptCausalLM's training interface (the
+    same logits dict, loss and metrics: accuracy, perplexity), trained as keras-hub
+    trains it: GPT2CausalLMPreprocessor's shift (the model reads tokens[:, :-1] and
+    predicts tokens[:, 1:], weighted by padding_mask[:, 1:]) and keras'
+    sparse categorical cross-entropy, GPT2CausalLM's default loss. `causal_lm` is
+    the keras-hub model itself, e.g. for its `generate`."""
 
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
@@ -133,4 +134,13 @@ class KerasHubGptCausalLM(keras.Model):
                                  "padding_mask": batch["padding_mask"]}, training=training)
         return {"logits": keras.ops.cast(logits, "float32")}
 
-    compute_loss_and_metrics = GptCausalLM.compute_loss_and_metrics
+    def compute_loss_and_metrics(self, batch, training=False):
+        inputs = {k: batch[k][:, :-1] for k in ("token_ids", "padding_mask")}
+        logits = self(inputs, training=training)["logits"]
+        targets, weights = batch["token_ids"][:, 1:], batch["padding_mask"][:, 1:]
+        loss = masked_mean(keras.losses.sparse_categorical_crossentropy(
+            targets, logits, from_logits=True), weights)
+        correct = keras.ops.equal(keras.ops.argmax(logits, -1),
+                                  keras.ops.cast(targets, "int64"))
+        return loss, {"accuracy": masked_mean(correct, weights),
+                      "perplexity": keras.ops.exp(loss)}

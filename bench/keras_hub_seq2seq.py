@@ -50,11 +50,22 @@ from keras import ops
 
 from kerasllm.datasets import bible_parallel
 from kerasllm.models import registry
-from kerasllm.models.losses import label_smoothed_cross_entropy, masked_mean
+from kerasllm.models.losses import masked_mean
 from kerasllm.models.seq2seq import Seq2SeqLM, Seq2SeqTransformer
 from kerasllm.tokenizers.sentencepiece import train_sentencepiece
 
 OURS, THEIRS = "kerasllm", "keras-hub"  # as bench/timing.py names them
+
+
+def keras_label_smoothed_cross_entropy(targets, logits, smoothing):
+    """(smoothed, nll) float32 [...]: kerasllm's sparse_cross_entropy as keras' own
+    losses compute it (keras-hub's seq2seq models train with keras'
+    SparseCategoricalCrossentropy, which has no label smoothing): the sparse
+    cross-entropy, mixed with the cross-entropy against the uniform distribution."""
+    logits = ops.cast(logits, "float32")
+    nll = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+    uniform = ops.logsumexp(logits, axis=-1) - ops.mean(logits, axis=-1)
+    return (1.0 - smoothing) * nll + smoothing * uniform, nll
 
 
 class KerasHubSeq2SeqLM(keras.Model):
@@ -162,15 +173,15 @@ class KerasHubSeq2SeqLM(keras.Model):
         return {"logits": self.logits(x)}
 
     def compute_loss_and_metrics(self, batch, training=False):
-        """kerasllm Seq2SeqLM's loss and metrics (see its docstring)."""
+        """kerasllm Seq2SeqLM's loss and metrics (see its docstring), by keras' losses."""
         target_ids, target_mask = batch["target_ids"], batch["target_padding_mask"]
         logits = self({**batch, "target_ids": target_ids[:, :-1],
                        "target_padding_mask": target_mask[:, :-1]}, training=training)["logits"]
         labels = target_ids[:, 1:]
         real = ops.cast(target_mask, "float32")
         weights = real[:, 1:] * real[:, :-1]
-        smoothed, nll = label_smoothed_cross_entropy(labels, logits,
-                                                     self.config.label_smoothing)
+        smoothed, nll = keras_label_smoothed_cross_entropy(labels, logits,
+                                                           self.config.label_smoothing)
         correct = ops.equal(ops.argmax(logits, -1), ops.cast(labels, "int64"))
         return masked_mean(smoothed, weights), {
             "accuracy": masked_mean(correct, weights),

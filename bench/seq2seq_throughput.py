@@ -41,20 +41,20 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import kerasllm  # noqa: E402,F401
 from bench.keras_hub_seq2seq import (build_models, learn_tokenizer, load_pairs,  # noqa: E402
-                                     source_batch, token_table)
+                                     source_batch)
+from bench import timing  # noqa: E402
+from bench.cases import random_seq2seq_model, seq2seq_decode_runner, timed  # noqa: E402
 from bench.timing import OURS, THEIRS, make_runner, num_trainable  # noqa: E402
 from kerasllm.data.parallel_text import parallel_dataset_fn  # noqa: E402
 from kerasllm.export import seq2seq_signatures  # noqa: E402
 from kerasllm.export.gpt_signatures import BATCHING  # noqa: E402
 from kerasllm.export.saved_model import export_saved_model  # noqa: E402
-from kerasllm.generation import Prompts, beam_search  # noqa: E402
 from kerasllm.models import registry  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -96,22 +96,6 @@ QUICK = {"models": ["seq2seq_tiny"], "rounds": 1, "steps_per_round": 1, "batch_s
 NO_EXPORT = "n/a: no keras-hub translation export"
 
 
-def alternate(runners, repeats):
-    """{label: median}: each runner (a callable returning a speed) in turn, `repeats`
-    rounds."""
-    speeds = {label: [] for label in runners}
-    for _ in range(repeats):
-        for label, runner in runners.items():
-            speeds[label].append(runner())
-    return {label: statistics.median(values) for label, values in speeds.items()}
-
-
-def timed(call):
-    start = time.perf_counter()
-    result = call()
-    return result, time.perf_counter() - start
-
-
 # --- training ------------------------------------------------------------------------
 
 def train_row(name, tokenizer, train):
@@ -126,7 +110,7 @@ def train_row(name, tokenizer, train):
                                                    FLAGS.jit_compile == "on")
     print(f"{name} trainable parameters: " + ", ".join(
         f"{label} {num_trainable(task):,}" for label, task in tasks.items()), flush=True)
-    medians = alternate(runners, FLAGS.rounds)
+    medians = timing.alternate(runners, FLAGS.rounds)
     row = (name, medians[OURS], medians[THEIRS], medians[OURS] / medians[THEIRS])
     print(f"train {name}: {OURS} {row[1]:.0f} tok/s, {THEIRS} {row[2]:.0f} tok/s, "
           f"ratio {row[3]:.2f}", flush=True)
@@ -135,68 +119,19 @@ def train_row(name, tokenizer, train):
 
 # --- in-process beam search --------------------------------------------------------------
 
-def random_model(build, tokenizer):
-    """A freshly built model whose </s> embedding row is zero (its logit is then 0,
-    below the best of thousands of random logits: no hypothesis ends early)."""
-    model = build()
-    model.build_for_inputs()
-    table = token_table(model)
-    table.assign(tf.tensor_scatter_nd_update(
-        table, [[tokenizer.eos_id]], tf.zeros([1, table.shape[1]], table.dtype)))
-    return model
-
-
 def decode_runners(name, tokenizer, texts):
     """{label: callable -> sentences/s}, beam search over the same sources."""
     _, builders = build_models(name, tokenizer.vocab_size)
     source_ids, source_mask = source_batch(tokenizer, texts, FLAGS.max_length)
-    rows, n, beams = len(texts), FLAGS.new_tokens, FLAGS.beam_size
-    bos, eos, pad = tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id
-    jit = FLAGS.decode_jit == "on"
-
-    ours = random_model(builders[OURS], tokenizer)
-    start = Prompts(tf.fill([rows, 1], tf.cast(bos, tf.int32)), tf.ones([rows], tf.int32))
-
-    @tf.function(jit_compile=jit, autograph=False)
-    def ours_decode(source_ids, source_mask, start):
-        found = beam_search(ours.generation_step, ours.init_cache, start, n, beams,
-                            stop_token_ids=tf.constant([eos], tf.int32), pad_id=pad,
-                            context=ours.encode_context(source_ids, source_mask))
-        return found.token_ids[:, 0], found.lengths[:, 0]
-
-    def run_ours():
-        (_, lengths), seconds = timed(
-            lambda: [t.numpy() for t in ours_decode(source_ids, source_mask, start)])
-        produced(OURS, int(lengths.sum()), rows * n)
-        return rows / seconds
-
-    theirs = random_model(builders[THEIRS], tokenizer)
-    sampler = keras_hub.samplers.BeamSampler(num_beams=beams)
-
-    @tf.function(jit_compile=jit, autograph=False)
-    def theirs_decode(source_ids, source_mask):
-        return theirs.decode(source_ids, source_mask, max_length=n + 1, sampler=sampler,
-                             bos_id=bos, eos_id=eos, pad_id=pad,
-                             source_in_cache=FLAGS.keras_hub_source_in_cache)
-
-    def run_theirs():
-        token_ids, seconds = timed(lambda: theirs_decode(source_ids, source_mask).numpy())
-        new = token_ids[:, 1:]
-        produced(THEIRS, int(new.size - (new == eos).sum()), rows * n)
-        return rows / seconds
-
-    for run in (run_ours, run_theirs):  # trace (and compile) outside the timing
-        run()
-    return {OURS: run_ours, THEIRS: run_theirs}
-
-
-def produced(label, count, expected):
-    if count != expected:
-        raise AssertionError(f"{label} produced {count} target tokens, not {expected}")
+    return {side: seq2seq_decode_runner(
+        builders[side], side, source_ids, source_mask, bos_id=tokenizer.bos_id,
+        eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, new_tokens=FLAGS.new_tokens,
+        beam_size=FLAGS.beam_size, jit_compile=FLAGS.decode_jit == "on",
+        source_in_cache=FLAGS.keras_hub_source_in_cache) for side in (OURS, THEIRS)}
 
 
 def decode_row(name, tokenizer, texts):
-    medians = alternate(decode_runners(name, tokenizer, texts), FLAGS.rounds)
+    medians = timing.alternate(decode_runners(name, tokenizer, texts), FLAGS.rounds)
     row = (name, medians[OURS], medians[THEIRS], medians[OURS] / medians[THEIRS])
     print(f"decode {name}: {OURS} {row[1]:.2f} sentences/s, {THEIRS} {row[2]:.2f} "
           f"sentences/s, ratio {row[3]:.2f}", flush=True)
@@ -209,7 +144,7 @@ def export_row(name, tokenizer, texts, export_dir):
     """(name, median sentences/s, target tokens per sentence) of kerasllm's exported
     `translate`, timed in a fresh process."""
     _, builders = build_models(name, tokenizer.vocab_size)
-    model = random_model(builders[OURS], tokenizer)
+    model = random_seq2seq_model(builders[OURS], tokenizer.eos_id)
     signatures = seq2seq_signatures.seq2seq_signatures(
         model, tokenizer, max_source_length=FLAGS.max_length,
         max_target_length=FLAGS.max_length, max_beam_size=FLAGS.beam_size,

@@ -14,13 +14,13 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
+from bench.cases import OURS, THEIRS  # noqa: F401 (the scripts' labels)
 from kerasllm.training.config import TrainConfig
-from kerasllm.training.loop import make_train_function
+from kerasllm.training.loop import global_dtype_policy, make_train_function
 from kerasllm.training.optimizer import create_optimizer
 from kerasllm.training.strategy import create_strategy
 
 FLAGS = flags.FLAGS
-OURS, THEIRS = "kerasllm", "keras-hub"
 
 
 def define_flags(models, batch_size, seq_length):
@@ -28,37 +28,34 @@ def define_flags(models, batch_size, seq_length):
     flags.DEFINE_list("models", models, "Model configs to time.")
     flags.DEFINE_enum("jit_compile", "both", ["both", "on", "off"],
                       "XLA for the training step.")
-    flags.DEFINE_integer("rounds", 5, "Timed rounds per implementation (alternating).")
-    flags.DEFINE_integer("steps_per_round", 10, "Training steps per timed round.")
-    flags.DEFINE_integer("batch_size", batch_size, "Examples per step.")
-    flags.DEFINE_integer("seq_length", seq_length, "Tokens per example.")
+    define_size_flags(batch_size, seq_length, rounds=5, steps_per_round=10)
 
 
-def text_inputs(vocab_size, rng):
-    """token_ids, segment_ids (two halves) and an all-ones padding_mask, int32
-    [batch_size, seq_length]."""
-    b, s = FLAGS.batch_size, FLAGS.seq_length
-    return {
-        "token_ids": rng.integers(5, vocab_size, (b, s)).astype("int32"),
-        "segment_ids": np.repeat([[0] * (s // 2) + [1] * (s - s // 2)], b, 0).astype("int32"),
-        "padding_mask": np.ones((b, s), "int32"),
-    }
+def define_size_flags(batch_size, seq_length, rounds, steps_per_round):
+    """How much each timed training run does (make_runner reads them)."""
+    flags.DEFINE_integer("rounds", rounds, "Timed rounds (per implementation, alternating).")
+    flags.DEFINE_integer("steps_per_round", steps_per_round, "Training steps per timed round.")
+    flags.DEFINE_integer("batch_size", batch_size, "Examples per training step.")
+    flags.DEFINE_integer("seq_length", seq_length,
+                         "Tokens per example (seq2seq: source and target each).")
 
 
 def num_trainable(task):
     return int(sum(np.prod(v.shape) for v in task.trainable_variables))
 
 
-def make_runner(build_task, batch, jit_compile):
+def make_runner(build_task, batch, jit_compile, precision="float32"):
     """(task, a callable running `steps_per_round` steps and returning tokens/s), on
-    `batch` repeated, or on the batches of `batch` when it is a dataset_fn."""
+    `batch` repeated, or on the batches of `batch` when it is a dataset_fn; the task
+    built under the dtype policy `precision` as the training loop builds it."""
     strategy = create_strategy("one_device")
     config = TrainConfig(model_dir=tempfile.mkdtemp(), train_steps=10**6,
                          global_batch_size=FLAGS.batch_size, learning_rate=1e-4,
-                         warmup_steps=10, jit_compile=jit_compile)
+                         warmup_steps=10, jit_compile=jit_compile, mixed_precision=precision)
     with strategy.scope():
-        task = build_task()
-        task.build_for_inputs()
+        with global_dtype_policy(precision):
+            task = build_task()
+            task.build_for_inputs()
         optimizer = create_optimizer(config, task)
         optimizer.build(task.trainable_variables)
     dataset_fn = batch if callable(batch) else (
@@ -75,6 +72,16 @@ def make_runner(build_task, batch, jit_compile):
         return tokens / (time.perf_counter() - start)
 
     return task, timed_round
+
+
+def alternate(runners, repeats):
+    """{label: median speed}: each runner (a callable returning a speed) called in
+    turn, `repeats` rounds."""
+    speeds = {label: [] for label in runners}
+    for _ in range(repeats):
+        for label, runner in runners.items():
+            speeds[label].append(runner())
+    return {label: statistics.median(values) for label, values in speeds.items()}
 
 
 def compare(cases, description):
@@ -96,11 +103,7 @@ def compare(cases, description):
                 print(f"{name} trainable parameters: " + ", ".join(
                     f"{label} {num_trainable(task):,}" for label, task in tasks.items()),
                     flush=True)
-            speeds = {label: [] for label in runners}
-            for _ in range(FLAGS.rounds):
-                for label, runner in runners.items():
-                    speeds[label].append(runner())
-            medians = {label: statistics.median(v) for label, v in speeds.items()}
+            medians = alternate(runners, FLAGS.rounds)
             ratio = medians[OURS] / medians[THEIRS]
             rows.append((name, "on" if jit_compile else "off", medians[OURS],
                          medians[THEIRS], ratio))

@@ -1,5 +1,7 @@
 """Every benchmark runs: one round of one step each, in the fresh process a user
 starts it in (the scripts define absl flags of the same names)."""
+import json
+import pathlib
 import subprocess
 import sys
 
@@ -27,3 +29,47 @@ def test_gpt_benchmark_runs_one_step():
     for table in ("training:", "greedy generation in-process", "exported `generate`"):
         assert table in result.stdout
     assert "gpt_tiny    off" in result.stdout and "ratio" in result.stdout
+
+
+def test_benchmark_suite_runs_one_step_of_each_measurement(tmp_path):
+    """bench.all: every kind of measurement in its own process, and the report with
+    its plot; bert_tiny trains (both sides, XLA off and on, bfloat16), seq2seq_tiny
+    translates (GPT generation is bench.gpt_throughput's smoke test)."""
+    output = tmp_path / "benchmarks.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.all", "--quick", "--models=bert_tiny",
+         "--generation_models=seq2seq_tiny", f"--output={output}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = output.read_text()
+    assert "python -m bench.all --quick" in report and "2 cores" in report
+    for heading in ("## Training tokens/s", "## mixed_bfloat16 vs float32", "## Generation"):
+        assert heading in report
+    row = next(line for line in report.splitlines() if line.startswith("| bert_tiny | 4,"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[4].split()[0]) > 0 and cells[8].endswith("%")  # ratio, MFU
+    assert "| seq2seq_tiny |" in report
+    assert (tmp_path / "benchmarks.png").stat().st_size > 10_000
+
+
+def test_benchmark_suite_names_an_unknown_model():
+    result = subprocess.run([sys.executable, "-m", "bench.all", "--models=bert_huge"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "unknown model 'bert_huge'" in result.stderr
+
+
+MODEL_GARDEN_PYTHON = pathlib.Path(ROOT, ".venv-model-garden", "bin", "python")
+
+
+@pytest.mark.skipif(not MODEL_GARDEN_PYTHON.exists(),
+                    reason="Model Garden needs its own virtual environment "
+                           "(see bench/model_garden_bert.py)")
+def test_model_garden_benchmark_runs_one_step():
+    result = subprocess.run(
+        [str(MODEL_GARDEN_PYTHON), "bench/model_garden_bert.py", "--model=bert_tiny",
+         "--rounds=1", "--steps_per_round=1", "--batch_size=2", "--seq_length=16",
+         "--num_predictions=2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = json.loads(result.stdout.strip())
+    assert line["side"] == "model-garden" and line["values"][0] > 0

@@ -1,0 +1,229 @@
+"""What the benchmarks run for each model name, flag-free so every script shares it:
+the two sides' task builders and a synthetic batch for training, one side's
+generation runner, and the matmul FLOPs a training step costs (for model FLOPs
+utilisation).
+
+Names are registry configs plus gpt_4x512: gpt_tiny widened to 4 layers of 512
+(8 heads, FFN 2048, same vocabulary), a benchmark size with no registry entry.
+"""
+import time
+
+import keras_hub
+import numpy as np
+import tensorflow as tf
+
+from bench.keras_hub_reference import (KerasHubBertPretrainer, KerasHubGptCausalLM,
+                                       keras_hub_gpt2_causal_lm)
+from bench.keras_hub_seq2seq import OURS, THEIRS, KerasHubSeq2SeqLM, token_table
+from kerasllm.generation import Prompts, beam_search, generate, left_pad
+from kerasllm.models import (BertEncoder, BertPretrainer, GptCausalLM, GptDecoder,
+                             registry)
+from kerasllm.models.seq2seq import Seq2SeqLM, Seq2SeqTransformer
+
+# num_key_value_heads too: replace() would keep gpt_tiny's 2, grouped-query attention.
+WIDER = {"gpt_4x512": dict(num_layers=4, hidden_size=512, num_heads=8, num_key_value_heads=8,
+                           intermediate_size=2048)}
+NUM_PREDICTIONS = 20  # masked positions per BERT example
+
+
+def model_config(name):
+    if name in WIDER:
+        return registry.get("gpt_tiny").replace(**WIDER[name])
+    return registry.get(name)
+
+
+def family(name):
+    """"bert", "gpt" or "seq2seq"; registry.UnknownModelError for an unknown name."""
+    return registry.lookup("gpt_tiny" if name in WIDER else name)[0].name
+
+
+def timed(call):
+    """(call's result, seconds)."""
+    start = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - start
+
+
+# --- training ---------------------------------------------------------------------------
+
+def text_inputs(vocab_size, rng, batch_size, seq_length):
+    """BERT's token_ids (random), segment_ids (two halves) and an all-ones padding_mask,
+    int32 [batch_size, seq_length]."""
+    b, s = batch_size, seq_length
+    return {
+        "token_ids": rng.integers(5, vocab_size, (b, s)).astype("int32"),
+        "segment_ids": np.repeat([[0] * (s // 2) + [1] * (s - s // 2)], b, 0).astype("int32"),
+        "padding_mask": np.ones((b, s), "int32"),
+    }
+
+
+def training_case(name, batch_size, seq_length, num_predictions=NUM_PREDICTIONS):
+    """({OURS: build, THEIRS: build}, batch): task builders of both sides at config
+    `name` and one synthetic batch (numpy, seed 0) both train on. A seq2seq batch
+    has `seq_length` source and `seq_length` target tokens per example; a BERT
+    example masks `num_predictions` of its tokens, or all but [CLS] when shorter."""
+    config = model_config(name)
+    rng = np.random.default_rng(0)
+    b, s, v = batch_size, seq_length, config.vocab_size
+    kind = family(name)
+    if kind == "bert":
+        p = min(num_predictions, s - 1)
+        batch = text_inputs(v, rng, b, s) | {
+            "masked_positions": np.sort([rng.choice(np.arange(1, s), p, replace=False)
+                                         for _ in range(b)], -1).astype("int32"),
+            "masked_ids": rng.integers(5, v, (b, p)).astype("int32"),
+            "masked_weights": np.ones((b, p), "float32"),
+            "next_sentence_labels": rng.integers(0, 2, (b,)).astype("int32"),
+        }
+        return {OURS: lambda: BertPretrainer(BertEncoder(config)),
+                THEIRS: lambda: KerasHubBertPretrainer(config)}, batch
+    if kind == "gpt":
+        batch = {"token_ids": rng.integers(5, v, (b, s)).astype("int32"),
+                 "padding_mask": np.ones((b, s), "int32")}
+        return {OURS: lambda: GptCausalLM(GptDecoder(config)),
+                THEIRS: lambda: KerasHubGptCausalLM(config)}, batch
+    batch = {"source_ids": rng.integers(5, v, (b, s)).astype("int32"),
+             "source_padding_mask": np.ones((b, s), "int32"),
+             "target_ids": rng.integers(5, v, (b, s)).astype("int32"),
+             "target_padding_mask": np.ones((b, s), "int32")}
+    return {OURS: lambda: Seq2SeqLM(Seq2SeqTransformer(config)),
+            THEIRS: lambda: KerasHubSeq2SeqLM(config)}, batch
+
+
+def _layer_flops(h, kv, ffn_matmuls, i, query_tokens, key_tokens):
+    """Forward matmul FLOPs of one attention + feed-forward layer per query token:
+    the query and output projections, the key/value projections (per key token,
+    charged to the query tokens' share), scores and weighted values, the FFN."""
+    projections = 2 * 2 * h * h + 2 * 2 * h * kv * key_tokens / query_tokens
+    attention = 2 * 2 * key_tokens * h
+    return projections + attention + ffn_matmuls * 2 * h * i
+
+
+def training_flops_per_token(name, seq_length, num_predictions=NUM_PREDICTIONS):
+    """Matmul FLOPs of one training step per counted token (forward x 3: the backward
+    pass costs two forwards), as the model is defined, whatever its implementation
+    computes besides (padding, masked-out attention, elementwise ops). Tokens are
+    counted as the training loop counts them (a seq2seq example counts its source
+    and target tokens)."""
+    config = model_config(name)
+    s, kind = seq_length, family(name)
+    h, v, i = config.hidden_size, config.vocab_size, config.intermediate_size
+    if kind == "bert":
+        layer = _layer_flops(h, h, 2, i, s, s)
+        # MLM head (transform + vocabulary) at the masked positions; pooler + NSP once.
+        heads = (min(num_predictions, s - 1) * 2 * (h * h + h * v) + 2 * (h * h + 2 * h)) / s
+        forward = config.num_layers * layer + heads
+    elif kind == "gpt":
+        kv = h * config.num_key_value_heads // config.num_heads
+        ffn = 3 if config.feed_forward == "swiglu" else 2
+        forward = config.num_layers * _layer_flops(h, kv, ffn, i, s, s) + 2 * h * v
+    else:
+        encoder = config.num_encoder_layers * _layer_flops(h, h, 2, i, s, s)
+        # decoder: self-attention + FFN, and cross-attention over the source (no FFN).
+        decoder = config.num_decoder_layers * (
+            _layer_flops(h, h, 2, i, s, s) + _layer_flops(h, h, 0, i, s, s))
+        forward = (encoder + decoder + 2 * h * v) / 2  # per source-or-target token
+    return 3 * forward
+
+
+# --- generation -------------------------------------------------------------------------
+
+def produced(label, count, expected):
+    if count != expected:
+        raise AssertionError(f"{label} produced {count} new tokens, not {expected}")
+    return count
+
+
+def gpt_generation_runner(name, side, batch_size, prompt_length, new_tokens):
+    """A callable -> new tokens/s of one side greedy-continuing the same random prompts
+    (seed 1) with XLA, random weights, traced and compiled by a first untimed call:
+    kerasllm.generation.generate given GptCausalLM.decoding_weights(), or keras-hub's
+    GPT2CausalLM.generate (greedy sampler, stop_token_ids=None)."""
+    config = model_config(name)
+    b, p, n = batch_size, prompt_length, new_tokens
+    prompt_ids = np.random.default_rng(1).integers(5, config.vocab_size, (b, p)).astype("int32")
+    if side == OURS:
+        model = GptCausalLM(GptDecoder(config)).build_for_inputs()
+        prompts = left_pad(tf.constant(prompt_ids), tf.fill([b], p))
+
+        @tf.function(jit_compile=True, autograph=False)  # explicit TF control flow
+        def ours_generate(prompts):
+            generated = generate(model.generation_step, model.init_cache, prompts, n,
+                                 weights=model.decoding_weights())
+            return generated.token_ids, generated.lengths
+
+        def run():
+            (_, lengths), seconds = timed(lambda: [t.numpy() for t in ours_generate(prompts)])
+            return produced(OURS, int(lengths.sum()), b * n) / seconds
+    else:
+        model = keras_hub_gpt2_causal_lm(config)
+        model.compile(sampler="greedy", jit_compile=True)
+        # Right-padded to prompt + new tokens: keras-hub fills every padding slot.
+        inputs = {"token_ids": tf.constant(np.pad(prompt_ids, [(0, 0), (0, n)])),
+                  "padding_mask": tf.constant(np.pad(np.ones_like(prompt_ids),
+                                                     [(0, 0), (0, n)]))}
+
+        def run():
+            out, seconds = timed(lambda: model.generate(inputs, stop_token_ids=None))
+            if not np.array_equal(out["token_ids"][:, :p], prompt_ids):
+                raise AssertionError("keras-hub changed the prompt")
+            new = np.logical_and(np.asarray(out["padding_mask"], bool),
+                                 ~np.asarray(inputs["padding_mask"], bool))
+            return produced(THEIRS, int(new.sum()), b * n) / seconds
+    run()
+    return run
+
+
+def random_seq2seq_model(build, eos_id):
+    """A freshly built seq2seq model of either side whose </s> embedding row is zero
+    (its logit is then 0, below the best of thousands of random logits: no
+    hypothesis ends early)."""
+    model = build()
+    model.build_for_inputs()
+    table = token_table(model)
+    table.assign(tf.tensor_scatter_nd_update(
+        table, [[eos_id]], tf.zeros([1, table.shape[1]], table.dtype)))
+    return model
+
+
+def seq2seq_decode_runner(build, side, source_ids, source_mask, *, bos_id, eos_id, pad_id,
+                          new_tokens, beam_size, jit_compile=True, source_in_cache=True):
+    """A callable -> sentences/s of one side's beam search over the same sources
+    (int32 [N, S] and their mask), `new_tokens` target tokens each (checked), traced
+    and compiled by a first untimed call: kerasllm.generation.beam_search over
+    Seq2SeqLM's cached step, or keras_hub.samplers.BeamSampler over
+    KerasHubSeq2SeqLM's cached decoder (source_in_cache: see its `decode`)."""
+    model = random_seq2seq_model(build, eos_id)
+    rows, n = int(source_ids.shape[0]), new_tokens
+    if side == OURS:
+        start = Prompts(tf.fill([rows, 1], tf.cast(bos_id, tf.int32)), tf.ones([rows], tf.int32))
+
+        @tf.function(jit_compile=jit_compile, autograph=False)
+        def decode(source_ids, source_mask):
+            found = beam_search(model.generation_step, model.init_cache, start, n, beam_size,
+                                stop_token_ids=tf.constant([eos_id], tf.int32), pad_id=pad_id,
+                                context=model.encode_context(source_ids, source_mask))
+            return found.lengths[:, 0]
+
+        def count(lengths):
+            return int(lengths.sum())
+    else:
+        sampler = keras_hub.samplers.BeamSampler(num_beams=beam_size)
+
+        @tf.function(jit_compile=jit_compile, autograph=False)
+        def decode(source_ids, source_mask):
+            return model.decode(source_ids, source_mask, max_length=n + 1, sampler=sampler,
+                                bos_id=bos_id, eos_id=eos_id, pad_id=pad_id,
+                                source_in_cache=source_in_cache)
+
+        def count(token_ids):
+            new = token_ids[:, 1:]
+            return int(new.size - (new == eos_id).sum())
+
+    def run():
+        out, seconds = timed(lambda: decode(source_ids, source_mask).numpy())
+        produced(side, count(out), rows * n)
+        return rows / seconds
+
+    run()
+    return run
