@@ -237,7 +237,7 @@ def plot(train, path):
     series = [(label, field) for label, field in series
               if any(r[field] is not None for r in train)]
     width = 0.8 / len(series)
-    figure, axes = plt.subplots(figsize=(9, 4.5))
+    figure, axes = plt.subplots(figsize=(9, 5))
     for i, (label, field) in enumerate(series):
         xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(train))]
         axes.bar(xs, [r[field] or 0 for r in train], width, label=label)
@@ -246,7 +246,9 @@ def plot(train, path):
     axes.set_ylabel("training tokens/s (log)")
     axes.set_title(f"Training throughput, batch {FLAGS.batch_size} x seq {FLAGS.seq_length}, "
                    f"{machine()}", fontsize=9)
-    axes.legend(fontsize=8)
+    # Below the axes: above them it would hide the tallest bars.
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08),
+                ncol=len(series))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
