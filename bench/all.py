@@ -56,12 +56,13 @@ flags.DEFINE_string("output", os.path.join(ROOT, "docs", "benchmarks.md"),
                     "Markdown report; the plot goes beside it (.png).")
 flags.DEFINE_bool("quick", False,
                   "Smoke run: bert_tiny, gpt_tiny and seq2seq_tiny, one repeat of one "
-                  "round of one step, batch 2 x 16, 4 new tokens, a 256^3 matmul, no "
-                  "Model Garden (flags given explicitly win).")
+                  "round of one step, batch 2 x 16, 4 new tokens, a 256^3 matmul, XLA "
+                  "off only, no Model Garden (flags given explicitly win).")
+flags.DEFINE_bool("xla", True, "Also time training with XLA (--noxla: XLA off only).")
 QUICK = {"models": ["bert_tiny", "gpt_tiny", "seq2seq_tiny"],
          "generation_models": ["gpt_tiny", "seq2seq_tiny"], "repeats": 1, "rounds": 1,
          "steps_per_round": 1, "batch_size": 2, "seq_length": 16, "new_tokens": 4,
-         "matmul_size": 256, "model_garden_python": ""}
+         "matmul_size": 256, "model_garden_python": "", "xla": False}
 GOALS = {"bert_tiny": 1.3, "gpt_tiny": 1.3, "bert_small": 1.1, "gpt_4x512": 1.1}
 MFU_GOAL, BF16_GOAL = 0.8, 1.5
 
@@ -79,7 +80,7 @@ def measurements(model_garden):
     """Every measurement of one sweep, as specs for bench.measure."""
     specs = [{"kind": "matmul", "precision": p} for p in ("float32", "mixed_bfloat16")]
     for model in FLAGS.models:
-        for jit_compile in (False, True):
+        for jit_compile in (False, True) if FLAGS.xla else (False,):
             specs += [train_spec(model, side, jit_compile=jit_compile)
                       for side in (cases.OURS, cases.THEIRS)]
         specs.append(train_spec(model, cases.OURS, "mixed_bfloat16"))
@@ -181,7 +182,11 @@ def rows(medians, parameters, model_garden):
     return train, generation, matmul
 
 
-def report(train, generation, matmul, model_garden_note, argv):
+def ratio(ours, theirs):
+    return "n/a" if ours is None or theirs is None else f"{ours / theirs:.2f}"
+
+
+def report(train, generation, matmul, model_garden_note):
     f = lambda x: "n/a" if x is None else f"{x:,.0f}"  # noqa: E731
     lines = [
         "# Benchmarks", "",
@@ -205,7 +210,7 @@ def report(train, generation, matmul, model_garden_note, argv):
         lines.append(
             f"| {r['model']} | {f(r['parameters'])} | {f(r['ours'])} | {f(r['theirs'])} | "
             f"{r['ratio']:.2f}{goal} | {f(r['ours_xla'])} | {f(r['theirs_xla'])} | "
-            f"{r['ours_xla'] / r['theirs_xla']:.2f} | {r['mfu']:.0%} | {r['mfu_theirs']:.0%} | "
+            f"{ratio(r['ours_xla'], r['theirs_xla'])} | {r['mfu']:.0%} | {r['mfu_theirs']:.0%} | "
             f"{f(r['model_garden'])} |")
     lines += ["", "## mixed_bfloat16 vs float32 (kerasllm, XLA off)", "",
               f"| model | float32 | mixed_bfloat16 | ratio (goal {BF16_GOAL}) | MFU bf16 |",
@@ -270,6 +275,7 @@ def model_garden_python():
 
 
 def main(argv):
+    del argv
     if FLAGS.quick:
         for name, value in QUICK.items():
             if not FLAGS[name].present:
@@ -286,7 +292,7 @@ def main(argv):
     except BenchmarkError as error:
         sys.exit(f"bench.all: {error}")
     train, generation, matmul = rows(medians, parameters, model_garden)
-    text = report(train, generation, matmul, note, argv)
+    text = report(train, generation, matmul, note)
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
     with open(FLAGS.output, "w") as out:
         out.write(text)

@@ -33,7 +33,8 @@ def test_gpt_benchmark_runs_one_step():
 
 def test_benchmark_suite_runs_one_step_of_each_measurement(tmp_path):
     """bench.all: every kind of measurement in its own process, and the report with
-    its plot; bert_tiny trains (both sides, XLA off and on, bfloat16), seq2seq_tiny
+    its plot; bert_tiny trains (both sides, and bfloat16; XLA on is --quick's only
+    omission), seq2seq_tiny
     translates (GPT generation is bench.gpt_throughput's smoke test)."""
     output = tmp_path / "benchmarks.md"
     result = subprocess.run(
