@@ -277,9 +277,7 @@ def model_garden_python():
 def main(argv):
     del argv
     if FLAGS.quick:
-        for name, value in QUICK.items():
-            if not FLAGS[name].present:
-                setattr(FLAGS, name, value)
+        timing.set_unless_given(QUICK)
     for model in FLAGS.models + FLAGS.generation_models:
         try:
             cases.family(model)

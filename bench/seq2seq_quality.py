@@ -36,7 +36,7 @@ from absl import app, flags, logging  # noqa: E402
 import kerasllm  # noqa: E402,F401
 from bench.keras_hub_seq2seq import (build_models, learn_tokenizer, load_pairs,  # noqa: E402
                                      source_batch, strip)
-from bench.timing import OURS, THEIRS, num_trainable  # noqa: E402
+from bench.timing import OURS, THEIRS, num_trainable, set_unless_given  # noqa: E402
 from kerasllm.data.parallel_text import parallel_dataset_fn  # noqa: E402
 from kerasllm.evaluation.translation import corpus_quality, translate_all  # noqa: E402
 from kerasllm.export.seq2seq_signatures import seq2seq_signatures  # noqa: E402
@@ -184,9 +184,7 @@ def tables(histories, copied, sentences):
 def main(argv):
     del argv
     if FLAGS.quick:
-        for name, value in QUICK.items():
-            if not FLAGS[name].present:
-                setattr(FLAGS, name, value)
+        set_unless_given(QUICK)
     logging.set_verbosity(logging.WARNING)
     started = time.perf_counter()
     set_global_seed(FLAGS.seed)  # before the tokenizer: see kerasllm.training.seeding

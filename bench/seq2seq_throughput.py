@@ -223,9 +223,7 @@ def main(argv):
         time_export(FLAGS.time_export, json.loads(FLAGS.export_texts), FLAGS.rounds)
         return
     if FLAGS.quick:
-        for name, value in QUICK.items():
-            if not FLAGS[name].present:
-                setattr(FLAGS, name, value)
+        timing.set_unless_given(QUICK)
     unknown = set(FLAGS.parts) - {"train", "decode", "export"}
     if unknown:
         raise app.UsageError(f"unknown --parts {sorted(unknown)}")

@@ -31,6 +31,14 @@ def define_flags(models, batch_size, seq_length):
     define_size_flags(batch_size, seq_length, rounds=5, steps_per_round=10)
 
 
+def set_unless_given(values):
+    """Sets each flag named in `values` ({name: value}) that the command line did not
+    give: what a script's --quick does."""
+    for name, value in values.items():
+        if not FLAGS[name].present:
+            setattr(FLAGS, name, value)
+
+
 def define_size_flags(batch_size, seq_length, rounds, steps_per_round):
     """How much each timed training run does (make_runner reads them)."""
     flags.DEFINE_integer("rounds", rounds, "Timed rounds (per implementation, alternating).")
