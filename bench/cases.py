@@ -14,11 +14,10 @@ import tensorflow as tf
 
 from bench.keras_hub_reference import (KerasHubBertPretrainer, KerasHubGptCausalLM,
                                        keras_hub_gpt2_causal_lm)
-from bench.keras_hub_seq2seq import OURS, THEIRS, KerasHubSeq2SeqLM, token_table
+from bench.keras_hub_seq2seq import OURS, THEIRS, build_models, token_table
 from kerasllm.generation import Prompts, beam_search, generate, left_pad
 from kerasllm.models import (BertEncoder, BertPretrainer, GptCausalLM, GptDecoder,
                              registry)
-from kerasllm.models.seq2seq import Seq2SeqLM, Seq2SeqTransformer
 
 # num_key_value_heads too: replace() would keep gpt_tiny's 2, grouped-query attention.
 WIDER = {"gpt_4x512": dict(num_layers=4, hidden_size=512, num_heads=8, num_key_value_heads=8,
@@ -86,8 +85,7 @@ def training_case(name, batch_size, seq_length, num_predictions=NUM_PREDICTIONS)
              "source_padding_mask": np.ones((b, s), "int32"),
              "target_ids": rng.integers(5, v, (b, s)).astype("int32"),
              "target_padding_mask": np.ones((b, s), "int32")}
-    return {OURS: lambda: Seq2SeqLM(Seq2SeqTransformer(config)),
-            THEIRS: lambda: KerasHubSeq2SeqLM(config)}, batch
+    return build_models(name, v)[1], batch
 
 
 def _layer_flops(h, kv, ffn_matmuls, i, query_tokens, key_tokens):
