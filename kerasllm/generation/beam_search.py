@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from kerasllm.generation.batch import dimension, per_row
+from kerasllm.generation.row_settings import dimension, per_row
 from kerasllm.generation.decode import call_step
 from kerasllm.generation.errors import GenerationError
 

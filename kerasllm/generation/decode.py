@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from kerasllm.generation.batch import dimension, per_row
+from kerasllm.generation.row_settings import dimension, per_row
 from kerasllm.generation.errors import GenerationError
 from kerasllm.generation.sampling import sample
 from kerasllm.generation.stopping import (align_stop_sequences, is_stop_token,

@@ -1,5 +1,6 @@
-"""The batch dimensions of the decoding loops, and settings that may be shared by
-every row of a batch or given per row."""
+"""Decoding settings given once for every row of a batch or one per row (a TF Serving
+batch concatenates requests that each carry their own), broadcast to one per row;
+and the batch's sizes, static wherever they are known."""
 import tensorflow as tf
 
 
