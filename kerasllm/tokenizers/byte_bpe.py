@@ -19,7 +19,6 @@ back exactly (bar dropped bytes); special tokens come back as their text.
 import os
 
 import tensorflow as tf
-import tensorflow_text as tf_text
 
 from kerasllm.errors import DataError
 from kerasllm.tokenizers.base import Tokenizer
@@ -28,6 +27,7 @@ from kerasllm.tokenizers.byte_pretokenizer import isolation_pattern, pretokenize
 from kerasllm.tokenizers.byte_vocab import (MERGES_FILE, VOCAB_FILE, byte_alphabet,
                                             load_merges, load_vocab_json, save_merges,
                                             save_vocab_json, tokens_to_bytes, validate_vocab)
+from kerasllm.tokenizers.lm_packing import pack_lm_segments
 
 GPT2_END_OF_TEXT = "<|endoftext|>"
 
@@ -240,19 +240,7 @@ class ByteLevelBpeTokenizer(Tokenizer):
                                             replacement_char=0xFFFD)
 
     def pack(self, segments, max_seq_length):
-        """One token segment [batch, (tokens)] -> {"token_ids", "padding_mask"} int32
-        [batch, max_seq_length] for a decoder-only language model: bos_id first if the
-        model uses one, then the tokens, cut at max_seq_length, then pad_id padding
-        (padding_mask 0)."""
-        if len(segments) != 1:
-            raise DataError(f"A decoder-only model packs 1 segment, got {len(segments)}.")
-        if max_seq_length < 1 + (self.bos_id is not None):
-            raise DataError(f"max_seq_length={max_seq_length} leaves no room for a token.")
-        token_ids = tf.cast(segments[0], tf.int32)
-        if self.bos_id is not None:
-            bos = tf.fill([token_ids.nrows(), 1], tf.constant(self.bos_id, tf.int32))
-            token_ids = tf.concat([bos, token_ids], axis=1)
-        padded, padding_mask = tf_text.pad_model_inputs(token_ids, max_seq_length, self.pad_id)
-        return {"token_ids": tf.ensure_shape(tf.cast(padded, tf.int32), [None, max_seq_length]),
-                "padding_mask": tf.ensure_shape(tf.cast(padding_mask, tf.int32),
-                                                [None, max_seq_length])}
+        """Token segments -> a decoder-only LM's inputs, "<s> a (</s> b ...)" (no <s>
+        if the model uses none) padded with pad_id: see lm_packing.pack_lm_segments."""
+        return pack_lm_segments(segments, max_seq_length, self.bos_id, self.eos_id,
+                                self.pad_id)

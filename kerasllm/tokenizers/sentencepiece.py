@@ -32,9 +32,9 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from kerasllm.atomic_files import write_atomically
-from kerasllm.data.corpus import read_documents
 from kerasllm.errors import DataError
 from kerasllm.tokenizers.base import Tokenizer
+from kerasllm.tokenizers.lm_packing import pack_lm_segments
 
 MODEL_FILE = "sentencepiece.model"
 MODEL_TYPES = ("unigram", "bpe")
@@ -223,48 +223,10 @@ class SentencePieceTokenizer(Tokenizer):
         return self._sentencepiece.detokenize(ids)
 
     def pack(self, segments, max_seq_length):
-        """Token segments -> fixed-length inputs of a decoder-only LM.
-
-        Rows are "<s> a", or with more segments "<s> a </s> b (</s> c ...)": </s>
-        ends every segment but the last, so a model continues the last one. Over-long
-        rows are trimmed round-robin, a token at a time from the end of the longest
-        segment, so each segment keeps a share; the <s> and </s> always stay. Empty
-        segments are kept (an empty `b` still leaves "<s> a </s>").
-
-        Args:
-          segments: list of int RaggedTensors [batch, (tokens)] (as `tokenize`
-            returns them), at least one.
-          max_seq_length: python int S, more than len(segments).
-
-        Returns:
-          {"token_ids": int32 [batch, S] (right-padded with pad_id),
-           "padding_mask": int32 [batch, S] (1 = real token, 0 = padding)}.
-        """
-        segments = [tf.cast(segment, tf.int32) for segment in segments]
-        if not segments:
-            raise DataError("pack needs at least one segment.")
-        if max_seq_length <= len(segments):
-            raise DataError(
-                f"max_seq_length={max_seq_length} cannot hold <s>, {len(segments) - 1} </s> "
-                f"and a token; use at least {len(segments) + 1}.")
-        trimmed = tf_text.RoundRobinTrimmer(max_seq_length - len(segments)).trim(segments)
-        batch_size = trimmed[0].nrows()
-
-        def column(token_id):
-            return tf.RaggedTensor.from_tensor(tf.fill([batch_size, 1], token_id))
-
-        pieces = [column(self._bos_id)]
-        for index, segment in enumerate(trimmed):
-            if index:
-                pieces.append(column(self._eos_id))
-            pieces.append(segment)
-        token_ids, padding_mask = tf_text.pad_model_inputs(
-            tf.concat(pieces, axis=1), max_seq_length, self._pad_id)
-        return {
-            "token_ids": tf.ensure_shape(tf.cast(token_ids, tf.int32), [None, max_seq_length]),
-            "padding_mask": tf.ensure_shape(tf.cast(padding_mask, tf.int32),
-                                            [None, max_seq_length]),
-        }
+        """Token segments -> a decoder-only LM's inputs, "<s> a (</s> b ...)" padded
+        with pad_id: see lm_packing.pack_lm_segments."""
+        return pack_lm_segments(segments, max_seq_length, self._bos_id, self._eos_id,
+                                self._pad_id)
 
 
 def _training_error(message, vocab_size, model_type):
@@ -284,7 +246,7 @@ def _training_error(message, vocab_size, model_type):
     return SentencePieceTrainingError(f"SentencePiece training failed: {message}")
 
 
-def train_sentencepiece(lines=None, *, files=None, vocab_size, model_type="unigram",
+def train_sentencepiece(lines, *, vocab_size, model_type="unigram",
                         character_coverage=0.9995, num_threads=1):
     """Trains a SentencePiece model in memory (no files written) -> its tokenizer.
 
@@ -296,9 +258,6 @@ def train_sentencepiece(lines=None, *, files=None, vocab_size, model_type="unigr
     Args:
       lines: iterable of str, one training sentence each, used as given (spaces
         and all); empty strings are skipped, and so are lines over 64 KiB.
-      files: instead of `lines`, a glob pattern or list of UTF-8 text files,
-        read as kerasllm.data.corpus.read_documents reads an LM corpus (each
-        non-blank line, stripped, is one sentence).
       vocab_size: number of pieces, special and byte pieces included, so more
         than 260; the trainer fails if the corpus cannot fill it.
       model_type: "unigram" or "bpe".
@@ -310,18 +269,13 @@ def train_sentencepiece(lines=None, *, files=None, vocab_size, model_type="unigr
       SentencePieceTokenizer.
 
     Raises:
-      SentencePieceTrainingError: no lines, both or neither of lines / files, an
-        unknown model_type, or a vocab_size the corpus cannot support (too small
-        for its characters, or more pieces than it has).
-      kerasllm.data.errors.CorpusError: `files` match nothing or cannot be read.
+      SentencePieceTrainingError: no lines, an unknown model_type, or a vocab_size
+        the corpus cannot support (too small for its characters, or more pieces
+        than it has).
     """
-    if (lines is None) == (files is None):
-        raise SentencePieceTrainingError("pass either lines or files to train_sentencepiece.")
     if model_type not in MODEL_TYPES:
         raise SentencePieceTrainingError(
             f"model_type must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}.")
-    if files is not None:
-        lines = [line for document in read_documents(files) for line in document]
     sentences = [line for line in lines if line]
     if not sentences:
         raise SentencePieceTrainingError("cannot train SentencePiece on an empty corpus.")

@@ -260,8 +260,12 @@ def test_pack_for_a_decoder_only_model(gpt2):
     # GPT-2 has no bos: the text starts at once; eos pads.
     assert ours.pack([ids], 3)["token_ids"].numpy().tolist() == [
         [15496, 995, 50256], [50256] * 3, [505, 734, 1115]]
-    with pytest.raises(DataError, match="1 segment"):
-        ours.pack([ids, ids], 8)
+    # Segments are joined by its eos, as by every decoder-only tokenizer (lm_packing).
+    assert ours.pack([ids[:1], ids[:1]], 6)["token_ids"].numpy().tolist() == [
+        [15496, 995, 50256, 15496, 995, 50256]]
+    without_eos = ByteLevelBpeTokenizer(ours.vocabulary, ours.merges, pad_id=0)
+    with pytest.raises(DataError, match="has none; pack 1 segment"):
+        without_eos.pack([ids, ids], 8)
 
 
 def test_detokenize_drops_only_trailing_padding_of_dense_rows(gpt2):

@@ -8,7 +8,6 @@ import sentencepiece
 import tensorflow as tf
 
 from kerasllm.data.corpus import read_documents
-from kerasllm.data.errors import CorpusError
 from kerasllm.datasets.sentencepiece_test_models import (MODEL_NAMES, sentencepiece_test_folder,
                                                          sentencepiece_test_model_file)
 from kerasllm.datasets.shakespeare import default_corpus_files
@@ -124,23 +123,15 @@ def test_digits_are_split(training_lines):
     assert pieces.flat_values.numpy().tolist()[-4:] == [b"1", b"6", b"0", b"1"]
 
 
-def test_training_is_deterministic_in_memory_and_reads_files(training_lines, tmp_path,
-                                                             monkeypatch):
+def test_training_is_deterministic_in_memory(training_lines, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = train_sentencepiece(training_lines[:300], vocab_size=500)
     assert train_sentencepiece(training_lines[:300], vocab_size=500).model_proto == \
         first.model_proto
     assert os.listdir(tmp_path) == []  # the trainer wrote nothing to the working directory
-    corpus = tmp_path / "corpus" / "hamlet.txt"
-    corpus.parent.mkdir()
-    corpus.write_text("\n".join(f"  {line}  " for line in training_lines[:300]) + "\n\n",
-                      encoding="utf-8")
-    # Files are read as an LM corpus: blank lines skipped, lines stripped.
-    assert train_sentencepiece(files=[corpus], vocab_size=500).model_proto == \
-        first.model_proto
 
 
-def test_training_errors(training_lines, tmp_path):
+def test_training_errors(training_lines):
     with pytest.raises(SentencePieceTrainingError, match="empty corpus"):
         train_sentencepiece(["", ""], vocab_size=500)
     with pytest.raises(SentencePieceTrainingError, match=r"more than this corpus supports.*"
@@ -150,10 +141,6 @@ def test_training_errors(training_lines, tmp_path):
         train_sentencepiece(training_lines[:50], vocab_size=100)
     with pytest.raises(SentencePieceTrainingError, match="model_type"):
         train_sentencepiece(training_lines, vocab_size=500, model_type="word")
-    with pytest.raises(SentencePieceTrainingError, match="either lines or files"):
-        train_sentencepiece(training_lines, files=["a.txt"], vocab_size=500)
-    with pytest.raises(CorpusError, match="No files match"):
-        train_sentencepiece(files=str(tmp_path / "*.txt"), vocab_size=500)
 
 
 def test_detokenize_drops_padding_and_specials(tokenizer):
