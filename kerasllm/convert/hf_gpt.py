@@ -38,12 +38,12 @@ from kerasllm.convert.checkpoint_mapping import (Assignment, ConversionReport, a
                                                  check_plan, layer_norm, read_json,
                                                  read_safetensors, without_prefix)
 from kerasllm.convert.errors import ConversionError
+from kerasllm.convert.hf_model_type import CONFIG_FILE, check_model_type
 from kerasllm.convert.llama_weights import HF_NAMES, llama_plan
 from kerasllm.models.gpt.backbone import GptDecoder
 from kerasllm.models.gpt.causal_lm import GptCausalLM
 from kerasllm.models.gpt.config import GptConfig
 
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 MODEL_TYPES = ("gpt2", "llama")
 _PREFIXES = {"gpt2": "transformer.", "llama": "model."}
@@ -306,11 +306,13 @@ def load_hf_gpt(directory):
       are not read (report.tokenizer says so).
 
     Raises:
-      ConversionError: a file is missing, config.json is not a supported GPT-2 or
-        Llama, or tensors are missing, unexpected, of the wrong shape or not
-        floating point.
+      ConversionError: config.json names another model (see
+        hf_model_type.check_model_type), a file is missing, config.json is not a
+        supported GPT-2 or Llama, or tensors are missing, unexpected, of the wrong
+        shape or not floating point.
     """
     directory = os.fspath(directory)
+    check_model_type(directory, "load_hf_gpt")
     _check_files(directory)
     config_path = os.path.join(directory, CONFIG_FILE)
     hf_config = read_json(config_path)

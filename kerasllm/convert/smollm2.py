@@ -6,7 +6,7 @@ layers, d_model 576, 9 query / 3 key-value heads, vocabulary 49,152) with Q4_1,
 Q8_0 and F32 tensors, and in its metadata the model's byte-level BPE tokenizer
 (tokenizer.ggml.*: 49,152 tokens, 48,900 merges, pre-tokenizer "smollm") and
 chat template. Read the tokenizer with
-kerasllm.tokenizers.byte_gguf.byte_bpe_from_gguf(smollm2_gguf_path()).
+kerasllm.convert.gguf_tokenizer.byte_bpe_from_gguf(smollm2_gguf_path()).
 """
 import os
 

@@ -16,8 +16,11 @@ PACKAGED = {MINILM: minilm_model_dir}
 
 
 def pretrained_name(source):
-    """A short name for `source`, for run and export directory names."""
-    return source if source in PACKAGED else os.path.basename(os.path.normpath(source))
+    """A short name for `source`, for run and export directory names: one path
+    component, never "." or ".." (`..` is named after the directory it means)."""
+    if source in PACKAGED:
+        return source
+    return os.path.basename(os.path.abspath(source)) or "root"
 
 
 def load_pretrained(source):

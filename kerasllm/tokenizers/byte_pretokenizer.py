@@ -32,7 +32,8 @@ White_Space (RE2's is ASCII only), and the letters and numbers added in Unicode
 16 are spelled out below so the classes agree on every code point (checked
 against tokenizers 0.23.3 for all 1,112,064 of them).
 
-Pre-tokenizer kinds (byte_gguf maps llama.cpp's `tokenizer.ggml.pre` names to them):
+Pre-tokenizer kinds (kerasllm.convert.gguf_tokenizer maps llama.cpp's
+`tokenizer.ggml.pre` names to them):
   "gpt2":   the expression above (GPT-2; llama.cpp's "gpt-2").
   "smollm": every numeric character is first split off on its own, then each
             part goes through the expression separately (Hugging Face's

@@ -6,7 +6,8 @@ import pytest
 from gguf import GGMLQuantizationType, GGUFReader
 
 from kerasllm.convert import ConversionError
-from kerasllm.convert.gguf_llama import SUPPORTED_TYPES, load_gguf_llama, undo_rope_permutation
+from kerasllm.convert.gguf_file import SUPPORTED_TYPES
+from kerasllm.convert.gguf_llama import load_gguf_llama, undo_rope_permutation
 from kerasllm.convert.hf_gpt import load_hf_gpt
 from kerasllm.convert.smollm2 import smollm2_gguf_path
 from kerasllm.models import registry
@@ -109,19 +110,6 @@ def test_wrong_shape_names_the_tensor(tmp_path):
         load_gguf_llama(path)
 
 
-def test_missing_file_and_not_a_gguf(tmp_path):
-    with pytest.raises(ConversionError, match="does not exist"):
-        load_gguf_llama(tmp_path / "missing.gguf")
-    text = tmp_path / "model.gguf"
-    text.write_text("not a model")
-    with pytest.raises(ConversionError, match=r"is not a GGUF file: it starts with b'not "):
-        load_gguf_llama(text)
-    truncated = tmp_path / "truncated.gguf"
-    truncated.write_bytes(open(write_tiny_gguf(tmp_path / "ok.gguf"), "rb").read()[:200])
-    with pytest.raises(ConversionError, match="Cannot read the GGUF file"):
-        load_gguf_llama(truncated)
-
-
 # --- SmolLM2-135M-Instruct (Q4_1 / Q8_0 / F32, 30 layers) ----------------------------------
 
 @pytest.fixture(scope="module")
@@ -201,7 +189,7 @@ def test_smollm2_answers_the_capital_of_france(smollm2):
     import tensorflow as tf
 
     from kerasllm.generation import generate, left_pad
-    from kerasllm.tokenizers.byte_gguf import byte_bpe_from_gguf
+    from kerasllm.convert.gguf_tokenizer import byte_bpe_from_gguf
 
     model, _, reference, vocabulary = smollm2
     tokenizer = byte_bpe_from_gguf(smollm2_gguf_path())

@@ -202,11 +202,14 @@ def test_missing_directory(tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"model_type": "roberta", "architectures": ["RobertaModel"]}, "not a BERT"),
+    ({"model_type": "roberta", "architectures": ["RobertaModel"]},
+     "roberta is not supported; supported: bert, gpt2, llama"),
+    ({"model_type": "gpt2"}, r"holds a gpt2 model \(config.json model_type\); convert it "
+                             "with load_hf_gpt, not load_hf_bert"),
     ({"hidden_act": "gelu_new"}, "hidden_act 'gelu_new' is not supported"),
     ({"position_embedding_type": "relative_key"}, "position_embedding_type"),
     ({"num_attention_heads": 3}, "not divisible"),
-], ids=["roberta", "activation", "relative-positions", "heads"])
+], ids=["roberta", "gpt2", "activation", "relative-positions", "heads"])
 def test_unsupported_config(tmp_path, changes, message):
     directory = write_checkpoint(tmp_path, config={**TINY_CONFIG, **changes})
     with pytest.raises(ConversionError, match=message):

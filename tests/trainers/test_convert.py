@@ -12,10 +12,12 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from kerasllm.convert.errors import ConversionError
 from kerasllm.convert.hf_gpt import load_hf_gpt
 from kerasllm.export.gpt_signatures import gpt_signatures
+from kerasllm.models import registry
 from kerasllm.tokenizers.byte_bpe import ByteLevelBpeTokenizer
 from kerasllm.tokenizers.byte_vocab import byte_alphabet
 from tests.convert.gpt_tiny_checkpoint import (TINY_GPT2_CONFIG, gpt2_tensors,
                                                write_gpt_checkpoint)
+from tests.convert.gpt_tiny_gguf import write_tiny_gguf
 from tests.fresh_process import serve_in_fresh_process
 from tests.trainers.trainer_runs import Trainer
 from trainers.convert import load_gpt
@@ -43,7 +45,38 @@ def test_convert_minilm_and_serve_sentence_embeddings(tmp_path):
 
 def test_convert_names_a_missing_directory_in_one_line(tmp_path):
     code, output = trainer.run_fresh(f"--input={tmp_path}/nowhere")
-    trainer.assert_one_line_error(code, output, f"{tmp_path}/nowhere")
+    trainer.assert_one_line_error(code, output, f"{tmp_path}/nowhere does not exist; --input "
+                                  "takes a packaged name (minilm, smollm2)")
+
+
+def test_inputs_of_no_known_kind_are_named(tmp_path):
+    mistral = tmp_path / "mistral"
+    mistral.mkdir()
+    (mistral / "config.json").write_text(json.dumps({"model_type": "mistral"}))
+    assert trainer.error(f"--input={mistral}").endswith(
+        "mistral is not supported; supported: bert, gpt2, llama.")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.jpg").write_bytes(b"\xff\xd8")
+    assert trainer.error(f"--input={photos}") == (
+        f"{photos} is not a Hugging Face checkpoint directory (no config.json naming a "
+        "model_type); --input takes a packaged name (minilm, smollm2), a Hugging Face BERT, "
+        "GPT-2 or Llama directory or a Llama GGUF file")
+    assert "is not a GGUF file" in trainer.error(f"--input={photos / 'cat.jpg'}")
+    run = tmp_path / "run"
+    tf.train.Checkpoint(step=tf.Variable(1)).save(str(run / "ckpt"))
+    (run / "config.json").write_text(json.dumps({
+        "family": "gpt", "config": registry.get("gpt_tiny").to_dict(),
+        "tokenizer": {"kind": "sentencepiece"}}))
+    assert trainer.error(f"--input={run}").startswith(
+        f"{run} is the --model_dir of a kerasllm gpt training run, not a checkpoint to convert")
+
+
+def test_a_gguf_file_cut_short_is_one_line(tmp_path):
+    with open(write_tiny_gguf(tmp_path / "tiny.gguf"), "rb") as f:
+        (tmp_path / "cut.gguf").write_bytes(f.read()[:5000])
+    assert trainer.error(f"--input={tmp_path / 'cut.gguf'}").startswith(
+        f"{tmp_path / 'cut.gguf'} is not a complete GGUF file (5,000 bytes)")
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +96,14 @@ def tiny_gpt2_dir(tmp_path_factory):
     return directory
 
 
-def test_convert_a_gpt2_directory_and_serve_generation(tiny_gpt2_dir, tmp_path):
-    export_dir = str(tmp_path / "gpt2")
-    output = trainer.run(f"--input={tiny_gpt2_dir}", f"--export_dir={export_dir}",
-                         "--max_seq_length=32", "--max_new_tokens=6")
-    assert f"exported {export_dir}/1" in output
+def test_convert_a_gpt2_directory_and_serve_generation(tiny_gpt2_dir, tmp_path, monkeypatch):
+    # Named `..` from a folder inside it, it exports under saved_models/<its name>.
+    work = os.path.join(tiny_gpt2_dir, "work")
+    os.makedirs(work)
+    monkeypatch.chdir(work)
+    output = trainer.run("--input=..", "--max_seq_length=32", "--max_new_tokens=6")
+    export_dir = os.path.join(work, "saved_models", os.path.basename(tiny_gpt2_dir))
+    assert f"exported saved_models/{os.path.basename(tiny_gpt2_dir)}/1" in output
     prompts = ["the answer", "x", "then the"]
     served = serve_in_fresh_process(
         os.path.join(export_dir, "1"),
