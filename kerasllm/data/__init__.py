@@ -1,6 +1,9 @@
 """Text -> tf.data for training: corpora, example files of each task, BERT's
 pretraining examples (next-sentence pairs, dynamic masking) and their TFRecords,
-and length-bucketed batching.
+language-model windows, parallel text, and the batching they share
+(kerasllm.data.batching): every training stream is a pure function of (seed,
+batch number), so a resumed run starts at any batch without reading the ones
+before it, and each input pipeline reads its own share.
 
 Typical use (the tokenizer from kerasllm.tokenizers):
     documents = read_documents("books/*.txt")

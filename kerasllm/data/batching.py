@@ -1,12 +1,27 @@
-"""Batches of variable-length BERT inputs for fine-tuning: examples of similar
-length batched together, and no more padding than the longest one needs.
+"""Batches, shared by every input pipeline: which examples form batch k of a
+training stream, each input pipeline's share of the examples, and length buckets
+padded no further than a batch's longest example needs.
 
-A batch is as long as its longest example rounded up to a multiple of
+Position. A training stream is an endless sequence of epochs of N batches each,
+and epoch e's batches are a pure function of (seed, e): batch k is batch k % N
+of epoch k // N. A resumed run starts at any batch (`start_batch`, see
+kerasllm.training.loop) by computing the order of that batch's epoch, index
+arithmetic over n examples, without reading any batch before it.
+
+An epoch (epoch_batches): the examples in the order of a permutation drawn from
+(seed, e); the first N * B of them (so the n % B that sit the epoch out are a
+random few, not the longest); with length buckets, those sorted by bucket (stably,
+so still shuffled within each) and cut into N consecutive batches whose order a
+second permutation from (seed, e) shuffles. A batch then holds one bucket's
+examples, except the few (fewer than the buckets) that straddle two neighbours.
+
+Padding. A batch is as long as its longest example rounded up to a multiple of
 `length_multiple` tokens (at most max_seq_length): padding only costs compute,
-the model ignores it. Training batches are drawn from length buckets
-`length_multiple` tokens wide, and evaluation batches from the examples sorted by
-length, so a batch of short sentences costs about what its real tokens cost.
+the model ignores it; a step compiled with XLA traces once per batch shape, so it
+wants that multiple large. Evaluation batches take the examples sorted by length.
 """
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -19,6 +34,106 @@ from kerasllm.tokenizers.segment_packing import pad_to_length
 LENGTH_MULTIPLE_COMPILED = 8
 LENGTH_MULTIPLE_TRACED = 2
 SEQUENCE_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+# The random streams drawn from one seed, kept apart by number (see stateless_seed).
+EXAMPLE_ORDER, BATCH_ORDER, PAIRS, MASKS = range(4)
+
+
+def stateless_seed(seed, number, stream):
+    """The seed, int [2], of a stateless random op drawing `stream` (one of the
+    numbers above) for `number` (an epoch, a batch) of the stream seeded `seed`."""
+    return tf.random.experimental.stateless_fold_in(
+        tf.stack([tf.cast(seed, tf.int64), tf.cast(number, tf.int64)]), stream)
+
+
+def epoch_batches(num_examples, batch_size, num_batches, seed, epoch, bucket_keys=None):
+    """int64 [num_batches, B]: the example indices of epoch `epoch`'s batches (see
+    the module docstring), num_batches * B <= num_examples.
+
+    Args:
+      num_examples: n (an int or an int scalar tensor).
+      seed: the stream's seed (int); epoch: int64 scalar tensor.
+      bucket_keys: None, or int64 [n], each example's length bucket.
+    """
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(num_examples, dtype=tf.int64), stateless_seed(seed, epoch, EXAMPLE_ORDER))
+    order = order[:num_batches * batch_size]
+    if bucket_keys is not None:
+        order = tf.gather(order, tf.argsort(tf.gather(bucket_keys, order), stable=True))
+    batches = tf.reshape(order, [num_batches, batch_size])
+    if bucket_keys is None:
+        return batches
+    return tf.gather(batches, tf.random.experimental.stateless_shuffle(
+        tf.range(num_batches, dtype=tf.int64), stateless_seed(seed, epoch, BATCH_ORDER)))
+
+
+def batches_from(start_batch, batches_per_epoch, batches_of_epoch, epochs=None):
+    """tf.data.Dataset of (batch number int64 [], batch): the stream of epochs
+    (endless, or the first `epochs`) from batch `start_batch` on.
+
+    batches_of_epoch: epoch (int64 scalar tensor) -> a nest of tensors (ragged
+    ones too) [batches_per_epoch, ...], that epoch's batches in order.
+    """
+    first_epoch, skipped = divmod(start_batch, batches_per_epoch)
+
+    def numbered(epoch, batches):
+        first = tf.where(epoch == first_epoch, tf.constant(skipped, tf.int64), 0)
+        # Indexing, not from_tensor_slices, whose ragged slices fail TF's type inference.
+        return tf.data.Dataset.range(first, batches_per_epoch).map(
+            lambda index: (epoch * batches_per_epoch + index,
+                           tf.nest.map_structure(lambda value: value[index], batches)))
+
+    return (tf.data.Dataset.range(first_epoch, epochs or np.iinfo(np.int64).max)
+            .map(lambda epoch: (epoch, batches_of_epoch(epoch)))
+            .prefetch(1)  # the next epoch's order is ready when this one ends
+            .flat_map(numbered))
+
+
+def shuffled_batches(num_examples, batch_size, *, seed=None, start_batch=0,
+                     bucket_keys=None, epochs=None):
+    """tf.data.Dataset of (batch number int64 [], example indices int64 [B]) from
+    batch `start_batch` on, n // B batches an epoch, endless or `epochs` of them
+    (see epoch_batches; seed None acts as 0).
+
+    Raises:
+      DataError: fewer than B examples.
+    """
+    batches_per_epoch = num_examples // batch_size
+    if not batches_per_epoch:
+        raise DataError(f"{num_examples} training examples cannot fill one batch of "
+                        f"{batch_size}; use a smaller batch size")
+    keys = None if bucket_keys is None else tf.constant(bucket_keys, tf.int64)
+    return batches_from(start_batch, batches_per_epoch, lambda epoch: epoch_batches(
+        num_examples, batch_size, batches_per_epoch, seed or 0, epoch, keys), epochs)
+
+
+def sharded_dataset_fn(examples, make_dataset, *, global_batch_size, seed=None,
+                       contiguous=False):
+    """A training dataset_fn for kerasllm.training.loop.train: each input pipeline
+    takes its own disjoint share of `examples` (every num_input_pipelines-th one,
+    or with `contiguous` one unbroken run of them, as a token stream needs),
+    seed + input_pipeline_id (seed None acts as 0) and
+    input_context.get_per_replica_batch_size(global_batch_size) examples a batch.
+
+    Args:
+      examples: anything with len() and [start:stop:step] slicing: a list, a
+        numpy array, PackedExamples.
+      make_dataset: (share, *, batch_size, seed, start_batch) -> the share's
+        training tf.data.Dataset from batch `start_batch` on.
+    Returns:
+      Callable[[tf.distribute.InputContext, int], tf.data.Dataset].
+    """
+    def dataset_fn(input_context, start_batch=0):
+        pipeline, pipelines = input_context.input_pipeline_id, input_context.num_input_pipelines
+        if contiguous:
+            size = len(examples) // pipelines
+            share = examples[pipeline * size:(pipeline + 1) * size]
+        else:
+            share = examples[pipeline::pipelines]
+        return make_dataset(share,
+                            batch_size=input_context.get_per_replica_batch_size(global_batch_size),
+                            seed=(seed or 0) + pipeline, start_batch=start_batch)
+
+    return dataset_fn
 
 
 def trim_padding(inputs, sequence_features=SEQUENCE_INPUTS,
@@ -38,7 +153,8 @@ def trim_padding(inputs, sequence_features=SEQUENCE_INPUTS,
 
 
 def bucketed_batches(columns, lengths, to_model_inputs, *, batch_size, max_seq_length,
-                     training, seed=None, bucket_width=LENGTH_MULTIPLE_COMPILED):
+                     training, seed=None, bucket_width=LENGTH_MULTIPLE_COMPILED,
+                     start_batch=0):
     """tf.data batches of `columns`, turned into model inputs by `to_model_inputs`.
 
     Args:
@@ -49,77 +165,54 @@ def bucketed_batches(columns, lengths, to_model_inputs, *, batch_size, max_seq_l
       to_model_inputs: batch of columns -> dict of model inputs, in graph ops.
       batch_size: B.
       max_seq_length: S; longer examples share the last bucket.
-      training: True: shuffled anew every epoch, repeated forever, full batches
-        only, each drawn from one length bucket; False: one pass in order, the
-        last batch possibly smaller.
-      seed: shuffle seed (training only).
+      training: True: endless epochs of n // B full batches, each drawn from one
+        length bucket `bucket_width` tokens wide, a pure function of (seed, batch
+        number) (see the module docstring); False: one pass, shortest examples
+        first, the last batch possibly smaller.
+      seed: training only; None acts as 0.
       bucket_width: tokens per length bucket (training only).
+      start_batch: training only: the first batch to give (a resumed run's position).
     Returns:
       tf.data.Dataset of `to_model_inputs` results, prefetched.
     """
     num_examples = len(lengths)
     if not num_examples:
         raise DataError("no examples to batch")
-    if training and num_examples < batch_size:
-        raise DataError(f"{num_examples} training examples cannot fill one batch of "
-                        f"{batch_size}; use a smaller batch size")
-    if not training:
+    lengths = np.asarray(lengths)
+    columns = {name: value if isinstance(value, tf.RaggedTensor) else tf.convert_to_tensor(value)
+               for name, value in columns.items()}
+    if training:
+        dataset = shuffled_batches(
+            num_examples, batch_size, seed=seed, start_batch=start_batch,
+            bucket_keys=np.minimum(lengths, max_seq_length) // bucket_width).map(
+            lambda number, rows: {name: tf.gather(value, rows)
+                                  for name, value in columns.items()})
+    else:
         # Scores do not depend on the order; padding every batch of a random mix of
         # lengths to its longest example would double the cost of evaluation.
-        order = np.argsort(np.asarray(lengths), kind="stable")
-        columns = {name: tf.gather(value, order) for name, value in columns.items()}
-        lengths = np.asarray(lengths)[order]
-    dataset = tf.data.Dataset.from_tensor_slices((columns, tf.constant(lengths, tf.int64)))
-    if training:
-        dataset = dataset.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.repeat().group_by_window(
-            key_func=lambda columns, length: tf.minimum(
-                length, max_seq_length) // bucket_width,
-            reduce_func=lambda key, window: window.batch(batch_size, drop_remainder=True),
-            window_size=batch_size)
-    else:
-        dataset = dataset.batch(batch_size)
-    return dataset.map(lambda columns, lengths: to_model_inputs(columns),
-                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def sharded_dataset_fn(examples, make_dataset, *, global_batch_size, seed=None):
-    """A training dataset_fn for kerasllm.training.loop.train.
-
-    Each input pipeline reads every num_input_pipelines-th example (disjoint
-    shards), shuffles with its own seed and batches
-    input_context.get_per_replica_batch_size(global_batch_size) examples.
-
-    Args:
-      examples: a list, or anything else with len() and [start::step] slicing
-        (e.g. PackedExamples).
-      make_dataset: (shard of examples, batch size, seed or None) -> the shard's
-        repeating training tf.data.Dataset.
-    Returns:
-      Callable[[tf.distribute.InputContext], tf.data.Dataset].
-    """
-    def dataset_fn(input_context):
-        pipeline = input_context.input_pipeline_id
-        shard = examples[pipeline::input_context.num_input_pipelines]
-        return make_dataset(shard, input_context.get_per_replica_batch_size(global_batch_size),
-                            None if seed is None else seed + pipeline)
-
-    return dataset_fn
+        order = np.argsort(lengths, kind="stable")
+        dataset = tf.data.Dataset.from_tensor_slices(
+            {name: tf.gather(value, order) for name, value in columns.items()}
+        ).batch(batch_size)
+    return dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE)
 
 
 class PackedExamples:
-    """Examples tokenized and packed ("[CLS] ... [SEP]", unpadded) ahead of training.
+    """Examples tokenized (and packed, e.g. "[CLS] ... [SEP]", unpadded) ahead of
+    training, as columns with one row per example.
 
-    `columns` holds one row per example: token_ids, segment_ids int32 [n, (L)],
-    plus per-token values ragged [n, (L)] (e.g. labels) and per-example values
-    [n] (e.g. start_positions). Like a list, it has len() and [start::step].
+    Fine-tuning's `columns` hold token_ids, segment_ids int32 [n, (L)], plus
+    per-token values ragged [n, (L)] (e.g. labels) and per-example values [n]
+    (e.g. start_positions). Like a list, it has len() and [start:stop:step].
     """
 
     def __init__(self, columns):
         self.columns = dict(columns)
 
     def __len__(self):
-        return int(self.columns["token_ids"].nrows())
+        first = next(iter(self.columns.values()))
+        return int(first.nrows() if isinstance(first, tf.RaggedTensor) else first.shape[0])
 
     def __getitem__(self, rows):
         if not isinstance(rows, slice):
@@ -152,9 +245,10 @@ def pad_packed(batch, *, pad_id, max_seq_length, length_multiple=LENGTH_MULTIPLE
 
 
 def packed_dataset(examples, *, pad_id, max_seq_length, batch_size, training, seed=None,
-                   length_multiple=LENGTH_MULTIPLE_COMPILED):
-    """tf.data batches of PackedExamples (see bucketed_batches for `training`),
-    `length_multiple` tokens apart in length (see trim_padding).
+                   length_multiple=LENGTH_MULTIPLE_COMPILED, start_batch=0):
+    """tf.data batches of PackedExamples (see bucketed_batches for `training`,
+    `seed` and `start_batch`), `length_multiple` tokens apart in length (see
+    trim_padding).
 
     Returns:
       tf.data.Dataset of dicts: token_ids, segment_ids, padding_mask int32 [B, S']
@@ -167,16 +261,13 @@ def packed_dataset(examples, *, pad_id, max_seq_length, batch_size, training, se
     return bucketed_batches(examples.columns, examples.columns["token_ids"].row_lengths(),
                             to_model_inputs, batch_size=batch_size,
                             max_seq_length=max_seq_length, training=training, seed=seed,
-                            bucket_width=length_multiple)
+                            bucket_width=length_multiple, start_batch=start_batch)
 
 
 def packed_dataset_fn(examples, *, pad_id, max_seq_length, global_batch_size, seed=None,
                       length_multiple=LENGTH_MULTIPLE_COMPILED):
     """A training dataset_fn of PackedExamples (see sharded_dataset_fn)."""
-    def make_dataset(shard, batch_size, shard_seed):
-        return packed_dataset(shard, pad_id=pad_id, max_seq_length=max_seq_length,
-                              batch_size=batch_size, training=True, seed=shard_seed,
-                              length_multiple=length_multiple)
-
-    return sharded_dataset_fn(examples, make_dataset, global_batch_size=global_batch_size,
-                              seed=seed)
+    return sharded_dataset_fn(
+        examples, functools.partial(packed_dataset, pad_id=pad_id, max_seq_length=max_seq_length,
+                                    training=True, length_multiple=length_multiple),
+        global_batch_size=global_batch_size, seed=seed)

@@ -5,23 +5,34 @@ Data flow:
     -> tokenize_documents (once)          list of documents of token-id sentences
     -> make_nsp_pairs (every epoch)       (A, B, is_next) with |A|+|B| <= S-3
     -> shuffle, batch                     ragged [B, (n)]
-    -> join_segments + mask_tokens        fresh 80/10/10 masks on every pass
+    -> join_segments + mask_tokens        fresh 80/10/10 masks for every batch
     -> pad                                fixed-shape batch dict
-The packing and masking steps are shared with the TFRecord reader.
+The masking step is shared with the TFRecord reader.
+
+Position. The stream is a pure function of (seed, batch number), so a resumed run
+starts at any batch without reading the ones before (`start_batch`, see
+kerasllm.training.loop): epoch e's pairs are drawn from (seed, e) alone, and it
+is the first N * B of them in an order also drawn from (seed, e), N the same for
+every epoch: pairs_per_draw // B (a draw's pairs vary in number, never below
+pairs_per_draw). Batch k is batch k % N of epoch k // N, its masks drawn from
+(seed, k) by stateless random ops.
 """
+import functools
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from kerasllm.data.batching import (MASKS, PAIRS, batches_from, epoch_batches,
+                                    sharded_dataset_fn, stateless_seed)
 from kerasllm.errors import DataError
 from kerasllm.tokenizers.segment_packing import pad_to_length
 from kerasllm.tokenizers.wordpiece import SUFFIX_INDICATOR
 
 # Room taken by [CLS] A [SEP] B [SEP].
 NUM_SPECIAL_TOKENS = 3
-# Pairs reach tf.data in blocks so the Python->TF hand-off is per block, not per pair.
-_PAIRS_PER_BLOCK = 2048
+# The random streams of one batch's masks (see _masking_seeds).
+_SELECTION, _CHOICE, _RANDOM_IDS = range(3)
 
 
 def tokenize_documents(documents, tokenizer, batch_size=4096):
@@ -130,24 +141,14 @@ def make_nsp_pairs(tokenized_documents, max_seq_length, rng, short_seq_prob=0.1)
       tokenized_documents: list of documents; each a list of sentences; each a
         sequence of token ids (list or 1-D numpy array).
       max_seq_length: S, including the 3 special tokens.
-      rng: numpy.random.Generator (advances; call again for the next epoch).
+      rng: numpy.random.Generator (advances; call again for another draw).
       short_seq_prob: chance that a run aims for a random length below S.
 
     Returns:
       list of (segment_a int32 [n_a], segment_b int32 [n_b], is_next int) with
       n_a, n_b >= 1 and n_a + n_b <= S - 3.
     """
-    max_tokens = max_seq_length - NUM_SPECIAL_TOKENS
-    if max_tokens < 2:
-        raise DataError(f"max_seq_length={max_seq_length} leaves no room for two segments; "
-                        "next-sentence pairs need at least 5 (use 128 or so).")
-    documents = [[s for s in document if len(s)] for document in tokenized_documents]
-    documents = [document for document in documents if document]
-    if len(documents) < 2:
-        raise DataError(
-            f"The corpus has {len(documents)} non-empty document(s); next-sentence "
-            "prediction needs at least two (separate documents with a blank line).")
-    lengths = [[len(s) for s in document] for document in documents]
+    documents, lengths, max_tokens = _pair_material(tokenized_documents, max_seq_length)
     chunks = _chunk_documents(lengths, max_tokens, rng, short_seq_prob)
     num_with_next = sum(end - start >= 2 for _, start, end, _ in chunks)
     next_probability = min(1.0, 0.5 * len(chunks) / max(num_with_next, 1))
@@ -170,19 +171,47 @@ def make_nsp_pairs(tokenized_documents, max_seq_length, rng, short_seq_prob=0.1)
     return pairs
 
 
-class _WholeWordSelector(tf_text.RandomItemSelector):
-    """Selects random whole words covering ~selection_rate of the maskable tokens.
+def _pair_material(tokenized_documents, max_seq_length):
+    """(documents, their sentence lengths, the tokens a pair may hold): the
+    documents' non-empty sentences, documents without any dropped."""
+    max_tokens = max_seq_length - NUM_SPECIAL_TOKENS
+    if max_tokens < 2:
+        raise DataError(f"max_seq_length={max_seq_length} leaves no room for two segments; "
+                        "next-sentence pairs need at least 5 (use 128 or so).")
+    documents = [[s for s in document if len(s)] for document in tokenized_documents]
+    documents = [document for document in documents if document]
+    if len(documents) < 2:
+        raise DataError(
+            f"The corpus has {len(documents)} non-empty document(s); next-sentence "
+            "prediction needs at least two (separate documents with a blank line).")
+    return documents, [[len(s) for s in document] for document in documents], max_tokens
 
-    tf_text.RandomItemSelector counts and caps in words; with multi-piece words
-    that can exceed the number of prediction slots. This selector takes words in
-    random order while their pieces fit min(max_tokens, ceil(rate * maskable
-    tokens)), so every selected word is predicted in full.
+
+def pairs_per_draw(tokenized_documents, max_seq_length):
+    """The fewest pairs a make_nsp_pairs draw gives: the runs of sentences when
+    every run aims for the full length. A shorter target only ends a run sooner,
+    so the runs after it start no later and a draw never has fewer runs."""
+    _, lengths, max_tokens = _pair_material(tokenized_documents, max_seq_length)
+    return len(_chunk_documents(lengths, max_tokens, np.random.default_rng(0),
+                                short_seq_prob=0.0))
+
+
+class _WordSelector(tf_text.RandomItemSelector):
+    """Selects random whole words covering ~selection_rate of the maskable tokens,
+    drawn by stateless random ops from `seed` (int [2]).
+
+    Words are taken in random order while their pieces fit min(max_tokens,
+    ceil(rate * maskable tokens)), so every selected word is predicted in full
+    (tf_text.RandomItemSelector counts and caps in words, which with multi-piece
+    words can exceed the prediction slots). Where every word is one token this is
+    RandomItemSelector's choice.
     Input: int [batch, (words), (pieces)]; output: bool [batch, (words)].
     """
 
-    def __init__(self, selection_rate, max_tokens, unselectable_ids):
+    def __init__(self, selection_rate, max_tokens, unselectable_ids, seed):
         super().__init__(max_selections_per_batch=max_tokens, selection_rate=selection_rate,
                          unselectable_ids=unselectable_ids)
+        self.seed = seed
 
     def get_selection_mask(self, input_ids, axis):
         selectable = self.get_selectable(input_ids, axis)
@@ -192,16 +221,37 @@ class _WholeWordSelector(tf_text.RandomItemSelector):
             tf.cast(tf.math.ceil(self.selection_rate * tf.cast(
                 tf.reduce_sum(maskable_lengths, axis=1), tf.float32)), tf.int32),
             self.max_selections_per_batch)
+        dense_selectable = selectable.to_tensor(False)
         # Non-selectable words and padding sort last (priority 2 > any uniform draw).
-        priority = tf.where(selectable.to_tensor(False),
-                            tf.random.uniform(tf.shape(selectable.to_tensor(False))), 2.0)
+        priority = tf.where(dense_selectable, tf.random.stateless_uniform(
+            tf.shape(dense_selectable), self.seed), 2.0)
         order = tf.argsort(priority, axis=1)
         sorted_lengths = tf.gather(maskable_lengths.to_tensor(0), order, batch_dims=1)
-        sorted_selectable = tf.gather(selectable.to_tensor(False), order, batch_dims=1)
+        sorted_selectable = tf.gather(dense_selectable, order, batch_dims=1)
         chosen_sorted = sorted_selectable & (
             tf.cumsum(sorted_lengths, axis=1) <= budget[:, tf.newaxis])
         chosen = tf.gather(chosen_sorted, tf.argsort(order, axis=1), batch_dims=1)
         return tf.RaggedTensor.from_tensor(chosen, lengths=selectable.row_lengths())
+
+
+class _MaskValues(tf_text.MaskValuesChooser):
+    """BERT's 80% [MASK], 10% a uniformly random id, 10% unchanged for each
+    selected token, drawn by stateless random ops from `seeds` (choice, random
+    ids: int [2] each)."""
+
+    def __init__(self, vocab_size, mask_id, seeds):
+        super().__init__(vocab_size, mask_id, mask_token_rate=0.8, random_token_rate=0.1)
+        self.seeds = seeds
+
+    def get_mask_values(self, masked_lm_ids):
+        ids = masked_lm_ids.flat_values
+        choice_seed, random_ids_seed = self.seeds
+        draw = tf.random.stateless_uniform(tf.shape(ids), choice_seed)
+        random_ids = tf.random.stateless_uniform(tf.shape(ids), random_ids_seed, minval=0,
+                                                 maxval=self.vocab_size, dtype=ids.dtype)
+        return masked_lm_ids.with_flat_values(tf.where(
+            draw < 0.8, tf.cast(self.mask_token, ids.dtype),
+            tf.where(draw < 0.9, random_ids, ids)))
 
 
 def _group_words(token_ids, is_continuation):
@@ -218,31 +268,28 @@ def _group_words(token_ids, is_continuation):
 
 def make_masking_fn(tokenizer, *, max_seq_length, max_predictions_per_seq=20, mask_rate=0.15,
                     whole_word_masking=False):
-    """A TF function (segment_a, segment_b, labels) -> the pretraining batch dict.
+    """A TF function (segment_a, segment_b, labels, seed) -> the pretraining batch dict.
 
-    segment_a, segment_b: int32 ragged [B, (n)]; labels: int32 [B]. Runs inside
-    tf.data.Dataset.map; its random ops draw new masks on every call.
+    segment_a, segment_b: int32 ragged [B, (n)]; labels: int32 [B]; seed: int
+    [2], the seed of this batch's masks (the same seed gives the same masks).
     Selection never picks [CLS], [SEP] or [PAD]; the selected tokens become
     [MASK] 80% of the time, a uniformly random vocabulary id 10%, and stay
     unchanged 10%.
     """
     unselectable_ids = [tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id]
-    if whole_word_masking:
-        selector = _WholeWordSelector(mask_rate, max_predictions_per_seq, unselectable_ids)
-        is_continuation = tf.constant(
-            [token.startswith(SUFFIX_INDICATOR) for token in tokenizer.vocabulary])
-    else:
-        selector = tf_text.RandomItemSelector(
-            max_selections_per_batch=max_predictions_per_seq, selection_rate=mask_rate,
-            unselectable_ids=unselectable_ids)
-    chooser = tf_text.MaskValuesChooser(tokenizer.vocab_size, tokenizer.mask_id,
-                                        mask_token_rate=0.8, random_token_rate=0.1)
+    # Without whole-word masking every token is a word of its own.
+    is_continuation = tf.constant(
+        [whole_word_masking and token.startswith(SUFFIX_INDICATOR)
+         for token in tokenizer.vocabulary])
 
-    def mask_batch(segment_a, segment_b, labels):
+    def mask_batch(segment_a, segment_b, labels, seed):
         token_ids, segment_ids = tokenizer.join([segment_a, segment_b], max_seq_length)
-        items = _group_words(token_ids, is_continuation) if whole_word_masking else token_ids
+        selection, choice, random_ids = (tf.random.experimental.stateless_fold_in(seed, stream)
+                                         for stream in (_SELECTION, _CHOICE, _RANDOM_IDS))
         masked_ids, positions, original_ids = tf_text.mask_language_model(
-            items, selector, chooser, axis=1)
+            _group_words(token_ids, is_continuation),
+            _WordSelector(mask_rate, max_predictions_per_seq, unselectable_ids, selection),
+            _MaskValues(tokenizer.vocab_size, tokenizer.mask_id, (choice, random_ids)), axis=1)
         batch = pad_to_length(masked_ids, segment_ids, max_seq_length, tokenizer.pad_id)
         masked_positions, masked_weights = tf_text.pad_model_inputs(
             tf.cast(positions, tf.int32), max_predictions_per_seq, 0)
@@ -256,15 +303,16 @@ def make_masking_fn(tokenizer, *, max_seq_length, max_predictions_per_seq=20, ma
                                               [None, max_predictions_per_seq]),
             "next_sentence_labels": tf.cast(labels, tf.int32),
         })
-        # Ragged ops lose the static batch size that drop_remainder batching gives
-        # `labels`; restore it so every output shape is fully defined.
+        # Ragged ops lose the static batch size that `labels` has; restore it so
+        # every output shape is fully defined.
         return {name: tf.ensure_shape(value, labels.shape.concatenate(value.shape[1:]))
                 for name, value in batch.items()}
 
     return mask_batch
 
 
-def _check_settings(max_seq_length, batch_size, max_predictions_per_seq, mask_rate):
+def check_settings(max_seq_length, batch_size, max_predictions_per_seq, mask_rate):
+    """Raises DataError for settings no pretraining batch can be made with."""
     if max_seq_length < 2 + NUM_SPECIAL_TOKENS:
         raise DataError(f"max_seq_length={max_seq_length} is too small for [CLS] A [SEP] B "
                         "[SEP]; use at least 5 (BERT uses 128 or 512).")
@@ -277,93 +325,75 @@ def _check_settings(max_seq_length, batch_size, max_predictions_per_seq, mask_ra
         raise DataError(f"mask_rate must be in (0, 1], got {mask_rate}.")
 
 
-def batch_and_mask_pairs(pairs, tokenizer, *, max_seq_length, batch_size,
-                         max_predictions_per_seq=20, mask_rate=0.15, whole_word_masking=False,
-                         seed=None, shuffle_buffer=10_000):
-    """Dataset of (segment_a [n_a], segment_b [n_b], is_next) -> batched, masked dicts.
+def masked_batches(pair_batches, tokenizer, *, max_seq_length, seed, max_predictions_per_seq=20,
+                   mask_rate=0.15, whole_word_masking=False):
+    """Numbered batches of pairs -> pretraining batch dicts, packed and masked (see
+    make_masking_fn), batch k's masks drawn from (seed, k); prefetched.
 
-    Shuffles `pairs` (if shuffle_buffer > 1), batches with drop_remainder=True,
-    packs and masks (see make_masking_fn) and prefetches.
+    pair_batches: tf.data.Dataset of (batch number int64 [], (segment_a,
+    segment_b int32 ragged [B, (n)], is_next int32 [B])).
     """
-    _check_settings(max_seq_length, batch_size, max_predictions_per_seq, mask_rate)
-    if shuffle_buffer > 1:
-        pairs = pairs.shuffle(shuffle_buffer, seed=seed)
     mask_batch = make_masking_fn(
         tokenizer, max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions_per_seq,
         mask_rate=mask_rate, whole_word_masking=whole_word_masking)
-    return (pairs.ragged_batch(batch_size, drop_remainder=True)
-            .map(mask_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
-            .prefetch(tf.data.AUTOTUNE))
-
-
-def _pair_dataset(tokenized_documents, max_seq_length, *, seed, repeat, short_seq_prob):
-    """Dataset of (segment_a int32 [n_a], segment_b int32 [n_b], is_next int32)."""
-    # Created once, outside the generator: re-iterating the dataset (a new epoch
-    # in Keras fit) continues the random stream, so every epoch gets new pairs.
-    rng = np.random.default_rng(seed)
-
-    def pair_blocks():
-        while True:
-            pairs = make_nsp_pairs(tokenized_documents, max_seq_length, rng, short_seq_prob)
-            for start in range(0, len(pairs), _PAIRS_PER_BLOCK):
-                block = pairs[start:start + _PAIRS_PER_BLOCK]
-                yield (np.concatenate([a for a, _, _ in block]),
-                       np.array([len(a) for a, _, _ in block], np.int64),
-                       np.concatenate([b for _, b, _ in block]),
-                       np.array([len(b) for _, b, _ in block], np.int64),
-                       np.array([label for _, _, label in block], np.int32))
-            if not repeat:
-                return
-
-    ids = tf.TensorSpec([None], tf.int32)
-    lengths = tf.TensorSpec([None], tf.int64)
-    blocks = tf.data.Dataset.from_generator(
-        pair_blocks, output_signature=(ids, lengths, ids, lengths, tf.TensorSpec([None],
-                                                                                  tf.int32)))
-
-    def to_ragged(a_values, a_lengths, b_values, b_lengths, labels):
-        return (tf.RaggedTensor.from_row_lengths(a_values, a_lengths),
-                tf.RaggedTensor.from_row_lengths(b_values, b_lengths), labels)
-
-    return blocks.map(to_ragged).unbatch()
-
-
-def _check_corpus(tokenized_documents, batch_size, repeat):
-    if len(tokenized_documents) < 2:
-        raise DataError(
-            f"The corpus gives no pretraining examples: it has {len(tokenized_documents)} "
-            "document(s) with tokens, and next-sentence pairs need at least two.")
-    num_sentences = sum(len(document) for document in tokenized_documents)
-    if not repeat and num_sentences < batch_size:
-        raise DataError(
-            f"One pass over the corpus gives at most {num_sentences} pairs, fewer than "
-            f"batch_size={batch_size}, so no full batch; use repeat=True or a smaller batch.")
+    return pair_batches.map(
+        lambda number, pairs: mask_batch(*pairs, stateless_seed(seed, number, MASKS)),
+        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def dataset_from_tokenized(tokenized_documents, tokenizer, *, max_seq_length, batch_size,
                            max_predictions_per_seq=20, mask_rate=0.15, whole_word_masking=False,
-                           seed=None, repeat=True, shuffle_buffer=10_000, short_seq_prob=0.1):
+                           seed=None, repeat=True, short_seq_prob=0.1, start_batch=0):
     """pretraining_dataset for documents already passed through tokenize_documents."""
-    _check_corpus(tokenized_documents, batch_size, repeat)
-    pairs = _pair_dataset(tokenized_documents, max_seq_length, seed=seed, repeat=repeat,
-                          short_seq_prob=short_seq_prob)
-    return batch_and_mask_pairs(
-        pairs, tokenizer, max_seq_length=max_seq_length, batch_size=batch_size,
+    check_settings(max_seq_length, batch_size, max_predictions_per_seq, mask_rate)
+    if len(tokenized_documents) < 2:
+        raise DataError(
+            f"The corpus gives no pretraining examples: it has {len(tokenized_documents)} "
+            "document(s) with tokens, and next-sentence pairs need at least two.")
+    fewest = pairs_per_draw(tokenized_documents, max_seq_length)
+    batches_per_epoch = fewest // batch_size
+    if not batches_per_epoch:
+        raise DataError(f"An epoch of the corpus gives as few as {fewest} pairs, fewer than "
+                        f"batch_size={batch_size}; use more text or a smaller batch.")
+    seed = seed or 0
+
+    def draw(pair_seed):
+        # SeedSequence takes non-negative entropy; the wrap keeps every bit.
+        rng = np.random.default_rng(pair_seed.astype(np.uint32))
+        pairs = make_nsp_pairs(tokenized_documents, max_seq_length, rng, short_seq_prob)
+        return (np.concatenate([a for a, _, _ in pairs]),
+                np.array([len(a) for a, _, _ in pairs], np.int64),
+                np.concatenate([b for _, b, _ in pairs]),
+                np.array([len(b) for _, b, _ in pairs], np.int64),
+                np.array([label for _, _, label in pairs], np.int32))
+
+    def batches_of_epoch(epoch):
+        a_ids, a_lengths, b_ids, b_lengths, labels = tf.numpy_function(
+            draw, [stateless_seed(seed, epoch, PAIRS)],
+            [tf.int32, tf.int64, tf.int32, tf.int64, tf.int32], stateful=False)
+        segment_a, segment_b = (
+            tf.RaggedTensor.from_row_lengths(tf.ensure_shape(ids, [None]),
+                                             tf.ensure_shape(lengths, [None]))
+            for ids, lengths in ((a_ids, a_lengths), (b_ids, b_lengths)))
+        labels = tf.ensure_shape(labels, [None])
+        rows = epoch_batches(tf.size(labels), batch_size, batches_per_epoch, seed, epoch)
+        return tf.gather(segment_a, rows), tf.gather(segment_b, rows), tf.gather(labels, rows)
+
+    return masked_batches(
+        batches_from(start_batch, batches_per_epoch, batches_of_epoch, None if repeat else 1),
+        tokenizer, max_seq_length=max_seq_length, seed=seed,
         max_predictions_per_seq=max_predictions_per_seq, mask_rate=mask_rate,
-        whole_word_masking=whole_word_masking, seed=seed, shuffle_buffer=shuffle_buffer)
+        whole_word_masking=whole_word_masking)
 
 
 def pretraining_dataset(documents, tokenizer, *, max_seq_length, batch_size,
                         max_predictions_per_seq=20, mask_rate=0.15, whole_word_masking=False,
-                        seed=None, repeat=True, shuffle_buffer=10_000, short_seq_prob=0.1):
+                        seed=None, repeat=True, short_seq_prob=0.1, start_batch=0):
     """tf.data pipeline of BERT pretraining batches (MLM + NSP).
 
-    The corpus is tokenized once; next-sentence pairs are re-drawn every epoch
-    and masks on every pass. `seed` fixes the pairs and shuffling; mask draws
-    follow TensorFlow's global seed (tf.random.set_seed). Note: with a global
-    seed set, iterating a repeat=False dataset again from scratch repeats its
-    masks (tf.data restarts seeded random ops); the default repeat=True stream
-    (with steps_per_epoch in Keras fit) draws new masks for every epoch.
+    The corpus is tokenized once; next-sentence pairs are drawn afresh every
+    epoch and masks for every batch, all from `seed` (None acts as 0) and the
+    epoch or batch number (see the module docstring).
 
     Args:
       documents: list of documents, each a list of text lines (read_documents).
@@ -373,44 +403,41 @@ def pretraining_dataset(documents, tokenizer, *, max_seq_length, batch_size,
       mask_rate: share of maskable tokens selected for prediction.
       whole_word_masking: select all pieces of a word together.
       repeat: endless stream of epochs (True) or a single epoch.
+      short_seq_prob: see make_nsp_pairs.
+      start_batch: the first batch to give, at no cost (the batches before it
+        are not computed): a resumed run's position.
 
     Returns:
-      tf.data.Dataset of dicts (drop_remainder, so every shape is fixed):
+      tf.data.Dataset of dicts (every shape fixed):
         token_ids, segment_ids, padding_mask: int32 [B, S];
         masked_positions, masked_ids: int32 [B, P]; masked_weights: float32 [B, P];
         next_sentence_labels: int32 [B] (1 = B follows A, 0 = random B).
 
     Raises:
-      DataError: max_seq_length too small, or the corpus gives no examples.
+      DataError: max_seq_length too small, or the corpus gives no examples or
+        fewer than a batch an epoch.
     """
-    _check_settings(max_seq_length, batch_size, max_predictions_per_seq, mask_rate)
+    check_settings(max_seq_length, batch_size, max_predictions_per_seq, mask_rate)
     return dataset_from_tokenized(
         tokenize_documents(documents, tokenizer), tokenizer, max_seq_length=max_seq_length,
         batch_size=batch_size, max_predictions_per_seq=max_predictions_per_seq,
         mask_rate=mask_rate, whole_word_masking=whole_word_masking, seed=seed, repeat=repeat,
-        shuffle_buffer=shuffle_buffer, short_seq_prob=short_seq_prob)
+        short_seq_prob=short_seq_prob, start_batch=start_batch)
 
 
 def pretraining_dataset_fn(documents, tokenizer, *, global_batch_size, seed=None, **kwargs):
-    """A dataset_fn for tf.distribute.Strategy.distribute_datasets_from_function.
+    """A training dataset_fn for kerasllm.training.loop.train.
 
     The corpus is tokenized once, here. Each input pipeline then reads every
-    num_input_pipelines-th document (so pipelines see disjoint data), seeds its
-    own random stream, and batches input_context.get_per_replica_batch_size(
-    global_batch_size) examples. Other keyword arguments are those of
-    pretraining_dataset.
+    num_input_pipelines-th document (so pipelines see disjoint data) with a seed
+    of its own (see kerasllm.data.batching.sharded_dataset_fn). Other keyword
+    arguments are those of pretraining_dataset.
 
     Returns:
-      Callable[[tf.distribute.InputContext], tf.data.Dataset].
+      Callable[[tf.distribute.InputContext, int], tf.data.Dataset]: the
+      pipeline's batches from `start_batch` on.
     """
-    tokenized_documents = tokenize_documents(documents, tokenizer)
-
-    def dataset_fn(input_context):
-        shard = tokenized_documents[input_context.input_pipeline_id::
-                                    input_context.num_input_pipelines]
-        return dataset_from_tokenized(
-            shard, tokenizer,
-            batch_size=input_context.get_per_replica_batch_size(global_batch_size),
-            seed=None if seed is None else seed + input_context.input_pipeline_id, **kwargs)
-
-    return dataset_fn
+    return sharded_dataset_fn(
+        tokenize_documents(documents, tokenizer),
+        functools.partial(dataset_from_tokenized, tokenizer=tokenizer, **kwargs),
+        global_batch_size=global_batch_size, seed=seed)

@@ -1,25 +1,31 @@
 """Next-sentence pairs stored as TFRecords, masked when read.
 
 Writing the pairs once saves re-tokenizing a large corpus for every run; the
-masked-LM masks are still drawn at read time, so every epoch sees new ones.
+masked-LM masks are still drawn at read time, so every epoch sees new ones. The
+pairs are read into memory, so that batch k is computed from (seed, k) alone.
 Record format (tf.train.Example):
   segment_a: int64 list, segment_b: int64 list (token ids, no special tokens),
   is_next: int64 (1 = B follows A in the document, 0 = B from another document).
 """
+import functools
 import os
 import tempfile
 
 import numpy as np
 import tensorflow as tf
 
+from kerasllm.data.batching import PackedExamples, sharded_dataset_fn, shuffled_batches
+from kerasllm.data.bert_pretraining import (check_settings, make_nsp_pairs, masked_batches,
+                                            tokenize_documents)
 from kerasllm.errors import DataError
-from kerasllm.data.bert_pretraining import batch_and_mask_pairs, make_nsp_pairs, tokenize_documents
 
 _FEATURES = {
-    "segment_a": tf.io.RaggedFeature(tf.int64),
-    "segment_b": tf.io.RaggedFeature(tf.int64),
+    "segment_a": tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64),
+    "segment_b": tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64),
     "is_next": tf.io.FixedLenFeature([], tf.int64),
 }
+# Records parsed at a time when the files are read.
+_RECORDS_PER_BLOCK = 4096
 
 
 def _int64_feature(values):
@@ -72,54 +78,69 @@ def write_pretraining_tfrecords(documents, tokenizer, path, max_seq_length,
     return count
 
 
-def _parse_pair(record):
-    features = tf.io.parse_single_example(record, _FEATURES)
-    return (tf.cast(features["segment_a"], tf.int32), tf.cast(features["segment_b"], tf.int32),
-            tf.cast(features["is_next"], tf.int32))
+def read_pretraining_pairs(pattern):
+    """Every pair in the TFRecord files matching `pattern` (sorted by name), read
+    into memory (a resumed run must reach any pair without reading the ones before
+    it; ~4 bytes a token).
 
-
-def read_pretraining_tfrecords(pattern, tokenizer, *, max_seq_length, batch_size,
-                               max_predictions_per_seq=20, mask_rate=0.15,
-                               whole_word_masking=False, seed=None, repeat=True,
-                               shuffle_buffer=10_000, shard=(0, 1)):
-    """Pretraining batches from TFRecords written by write_pretraining_tfrecords.
-
-    Gives the same batch dict as pretraining_dataset (same packing and masking
-    code); pairs longer than max_seq_length are trimmed round-robin.
-
-    Args:
-      pattern: glob of TFRecord files (or a single path).
-      shard: (index, count): read only every count-th pair, starting at index,
-        so parallel input pipelines see disjoint data.
-      Others: as for pretraining_dataset.
-
+    Returns:
+      PackedExamples with columns segment_a, segment_b int32 [n, (tokens)] and
+      is_next int32 [n].
     Raises:
-      DataError: no file matches `pattern`.
+      DataError: no file matches `pattern`, or the files hold no pairs.
     """
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
         raise DataError(f"No TFRecord files match {pattern!r}; write them with "
                         "write_pretraining_tfrecords or fix the path.")
-    pairs = tf.data.TFRecordDataset(files).shard(shard[1], shard[0]).map(
-        _parse_pair, num_parallel_calls=tf.data.AUTOTUNE)
-    if repeat:
-        pairs = pairs.repeat()
-    return batch_and_mask_pairs(
-        pairs, tokenizer, max_seq_length=max_seq_length, batch_size=batch_size,
-        max_predictions_per_seq=max_predictions_per_seq, mask_rate=mask_rate,
-        whole_word_masking=whole_word_masking, seed=seed, shuffle_buffer=shuffle_buffer)
+    blocks = [tf.io.parse_example(records, _FEATURES)
+              for records in tf.data.TFRecordDataset(files).batch(_RECORDS_PER_BLOCK)]
+    if not blocks:
+        raise DataError(f"The TFRecord files matching {pattern!r} hold no pairs.")
+    return PackedExamples({name: tf.cast(tf.concat([block[name] for block in blocks], axis=0),
+                                         tf.int32) for name in _FEATURES})
+
+
+def pairs_dataset(pairs, tokenizer, *, max_seq_length, batch_size, max_predictions_per_seq=20,
+                  mask_rate=0.15, whole_word_masking=False, seed=None, repeat=True,
+                  start_batch=0):
+    """Pretraining batches of `pairs` (from read_pretraining_pairs), shuffled anew
+    every epoch and masked anew for every batch, batch k a pure function of
+    (seed, k) (see kerasllm.data.batching; seed None acts as 0); the same batch
+    dict as pretraining_dataset (same packing and masking code). Pairs longer than
+    max_seq_length are trimmed round-robin. `repeat`: endless epochs, or one.
+
+    Raises:
+      DataError: bad settings, or fewer pairs than a batch.
+    """
+    check_settings(max_seq_length, batch_size, max_predictions_per_seq, mask_rate)
+    columns = pairs.columns
+    batches = shuffled_batches(len(pairs), batch_size, seed=seed, start_batch=start_batch,
+                               epochs=None if repeat else 1).map(
+        lambda number, rows: (number, tuple(tf.gather(columns[name], rows)
+                                            for name in ("segment_a", "segment_b", "is_next"))))
+    return masked_batches(batches, tokenizer, max_seq_length=max_seq_length, seed=seed or 0,
+                          max_predictions_per_seq=max_predictions_per_seq,
+                          mask_rate=mask_rate, whole_word_masking=whole_word_masking)
+
+
+def read_pretraining_tfrecords(pattern, tokenizer, **kwargs):
+    """pairs_dataset of the pairs in the TFRecord files matching `pattern`
+    (written by write_pretraining_tfrecords); keyword arguments are pairs_dataset's."""
+    return pairs_dataset(read_pretraining_pairs(pattern), tokenizer, **kwargs)
 
 
 def tfrecords_dataset_fn(pattern, tokenizer, *, global_batch_size, seed=None, **kwargs):
-    """A dataset_fn for tf.distribute.Strategy.distribute_datasets_from_function
-    over TFRecords: each input pipeline reads its own shard of the pairs.
-    Other keyword arguments are those of read_pretraining_tfrecords."""
-    def dataset_fn(input_context):
-        return read_pretraining_tfrecords(
-            pattern, tokenizer,
-            batch_size=input_context.get_per_replica_batch_size(global_batch_size),
-            seed=None if seed is None else seed + input_context.input_pipeline_id,
-            shard=(input_context.input_pipeline_id, input_context.num_input_pipelines),
-            **kwargs)
+    """A training dataset_fn for kerasllm.training.loop.train over TFRecords: the
+    pairs are read once, here, and each input pipeline takes every
+    num_input_pipelines-th one with a seed of its own (see
+    kerasllm.data.batching.sharded_dataset_fn). Other keyword arguments are those
+    of pairs_dataset.
 
-    return dataset_fn
+    Returns:
+      Callable[[tf.distribute.InputContext, int], tf.data.Dataset]: the
+      pipeline's batches from `start_batch` on.
+    """
+    return sharded_dataset_fn(read_pretraining_pairs(pattern),
+                              functools.partial(pairs_dataset, tokenizer=tokenizer, **kwargs),
+                              global_batch_size=global_batch_size, seed=seed)

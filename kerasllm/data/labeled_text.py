@@ -17,6 +17,7 @@ field is 1. Every problem is a LabeledTextError naming the file and line.
 """
 import collections
 import csv
+import functools
 
 import tensorflow as tf
 
@@ -162,7 +163,7 @@ def _token_counts(examples, tokenizer, has_pairs):
 
 
 def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, training,
-                           seed=None, length_multiple=LENGTH_MULTIPLE_COMPILED):
+                           seed=None, length_multiple=LENGTH_MULTIPLE_COMPILED, start_batch=0):
     """tf.data batches of tokenized, packed examples for a BertClassifier.
 
     Texts are tokenized in the pipeline with the same graph ops the exported
@@ -176,13 +177,15 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
       tokenizer: WordPieceTokenizer.
       max_seq_length: S; longer input is truncated (see pack_segments).
       batch_size: B.
-      training: True: shuffled anew every epoch, repeated forever, full batches
-        only, each drawn from examples of similar length (buckets
-        `length_multiple` tokens wide), which makes a batch of short
-        sentences about as cheap as its real tokens; False: one pass, shortest
-        examples first (see bucketed_batches), last batch possibly smaller.
-      seed: shuffle seed (training only).
+      training: True: endless epochs of full batches, shuffled anew each epoch,
+        each drawn from examples of similar length (buckets `length_multiple`
+        tokens wide), which makes a batch of short sentences about as cheap as
+        its real tokens; batch k is a function of (seed, k). False: one pass,
+        shortest examples first, last batch possibly smaller. See
+        kerasllm.data.batching.bucketed_batches.
+      seed: training only; None acts as 0.
       length_multiple: see kerasllm.data.batching.trim_padding.
+      start_batch: training only: the first batch to give.
     Returns:
       tf.data.Dataset of dicts: token_ids, segment_ids, padding_mask int32 [B, S'],
       S' <= S, and labels int32 [B]; in training, when some example's label is
@@ -207,7 +210,7 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
     lengths = _token_counts(examples, tokenizer, has_pairs) if examples else []
     return bucketed_batches(columns, lengths, tokenize_and_pack, batch_size=batch_size,
                             max_seq_length=max_seq_length, training=training, seed=seed,
-                            bucket_width=length_multiple)
+                            bucket_width=length_multiple, start_batch=start_batch)
 
 
 def classification_dataset_fn(examples, tokenizer, *, max_seq_length, global_batch_size,
@@ -215,13 +218,12 @@ def classification_dataset_fn(examples, tokenizer, *, max_seq_length, global_bat
     """A training dataset_fn for kerasllm.training.loop.train (see sharded_dataset_fn).
 
     Returns:
-      Callable[[tf.distribute.InputContext], tf.data.Dataset] (see
-      classification_dataset with training=True).
+      Callable[[tf.distribute.InputContext, int], tf.data.Dataset]: the
+      pipeline's batches from `start_batch` on (see classification_dataset with
+      training=True).
     """
-    def make_dataset(shard, batch_size, shard_seed):
-        return classification_dataset(shard, tokenizer, max_seq_length=max_seq_length,
-                                      batch_size=batch_size, training=True, seed=shard_seed,
-                                      length_multiple=length_multiple)
-
-    return sharded_dataset_fn(examples, make_dataset, global_batch_size=global_batch_size,
-                              seed=seed)
+    return sharded_dataset_fn(
+        examples, functools.partial(classification_dataset, tokenizer=tokenizer,
+                                    max_seq_length=max_seq_length, training=True,
+                                    length_multiple=length_multiple),
+        global_batch_size=global_batch_size, seed=seed)

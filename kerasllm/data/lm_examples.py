@@ -16,9 +16,12 @@ holds examples kB .. kB + B - 1 of the endless sequence of epochs, so a resumed
 run starts at any batch without reading the ones before it (`start_batch`, see
 kerasllm.training.loop), and every epoch shows each of its windows exactly once.
 """
+import functools
+
 import numpy as np
 import tensorflow as tf
 
+from kerasllm.data.batching import sharded_dataset_fn
 from kerasllm.errors import DataError
 
 
@@ -115,18 +118,13 @@ def _training_batch(tokens, seq_length, batch_size, windows, seed):
 
 def lm_dataset_fn(stream, *, seq_length, global_batch_size, seed=None):
     """A training dataset_fn for kerasllm.training.loop.train: each input pipeline
-    reads its own contiguous share of the stream (disjoint text), with its own seed.
+    reads its own contiguous share of the stream (disjoint text), with its own seed
+    (see kerasllm.data.batching.sharded_dataset_fn).
 
     Returns:
       Callable[[tf.distribute.InputContext, int], tf.data.Dataset]: the
       pipeline's batches from `start_batch` on (see lm_dataset).
     """
-    def dataset_fn(input_context, start_batch=0):
-        pipeline, pipelines = input_context.input_pipeline_id, input_context.num_input_pipelines
-        share = len(stream) // pipelines
-        return lm_dataset(stream[pipeline * share:(pipeline + 1) * share],
-                          seq_length=seq_length,
-                          batch_size=input_context.get_per_replica_batch_size(global_batch_size),
-                          training=True, seed=(seed or 0) + pipeline, start_batch=start_batch)
-
-    return dataset_fn
+    return sharded_dataset_fn(
+        stream, functools.partial(lm_dataset, seq_length=seq_length, training=True),
+        global_batch_size=global_batch_size, seed=seed, contiguous=True)

@@ -12,18 +12,23 @@ trainer on both sides' text:
 Batches come in a handful of shapes only (one per length bucket, see
 bucket_widths), each a multiple of 8 wide unless capped by the maximum length, so
 a tf.function or XLA-compiled step traces once per bucket, not once per batch.
+Training batch k is a pure function of (seed, k) (kerasllm.data.batching), so a
+resumed run starts at any batch without reading the ones before it.
 """
+import functools
 import math
 
 import tensorflow as tf
 
+from kerasllm.data.batching import PackedExamples, sharded_dataset_fn, shuffled_batches
 from kerasllm.errors import DataError
 
-__all__ = ["ParallelTextError", "ParallelLineCountError", "bucket_widths",
+__all__ = ["EmptySideError", "ParallelTextError", "ParallelLineCountError", "bucket_widths",
            "parallel_dataset", "parallel_dataset_fn", "read_parallel_files",
            "read_parallel_tsv"]
 
 _WIDTH_MULTIPLE = 8
+SIDES = ("source", "target")
 
 
 class ParallelTextError(DataError):
@@ -32,6 +37,10 @@ class ParallelTextError(DataError):
 
 class ParallelLineCountError(ParallelTextError):
     """The source and target files of a parallel corpus have different line counts."""
+
+
+class EmptySideError(ParallelTextError):
+    """Every sentence of one side of a parallel corpus is empty: nothing to learn."""
 
 
 def _read_lines(path, strip):
@@ -71,11 +80,21 @@ def _first_differing_line(sources, targets):
     return min(len(sources), len(targets)) + 1
 
 
-def _pairs(sources, targets, where):
+def _pairs(sources, targets, where, source_side, target_side):
+    """The pairs not blank on both sides; `where` names the corpus and the sides
+    name the file or column each side came from."""
     pairs = [(source, target) for source, target in zip(sources, targets) if source or target]
     if not pairs:
         raise ParallelTextError(f"{where} has no sentence pairs.")
-    return [source for source, _ in pairs], [target for _, target in pairs]
+    sources, targets = [source for source, _ in pairs], [target for _, target in pairs]
+    for side, sentences, role in ((source_side, sources, "source"),
+                                  (target_side, targets, "target")):
+        if not any(sentences):
+            raise EmptySideError(
+                f"{side} has only empty lines: every one of the {len(pairs)} pairs has an "
+                f"empty {role} sentence, so there is nothing to learn; check that it is "
+                "the right file and not truncated.")
+    return sources, targets
 
 
 def read_parallel_files(source_path, target_path):
@@ -92,6 +111,7 @@ def read_parallel_files(source_path, target_path):
     Raises:
       ParallelTextError: a file is missing or unreadable, a line is not UTF-8
         (the message names the file and line), or there are no pairs.
+      EmptySideError: every line of one file is empty (naming the file).
       ParallelLineCountError: the files have different numbers of lines; the
         message gives both counts and the first line where they differ (the
         first line blank in one file only, else the first past the shorter file).
@@ -112,7 +132,7 @@ def read_parallel_files(source_path, target_path):
             f"{source_path} has {len(sources)} lines but {target_path} has {len(targets)}; "
             f"parallel files must pair line by line. The first line that differs is line "
             f"{line}: {detail}.")
-    return _pairs(sources, targets, f"{source_path} / {target_path}")
+    return _pairs(sources, targets, f"{source_path} / {target_path}", source_path, target_path)
 
 
 def read_parallel_tsv(path, source_column="source", target_column="target"):
@@ -130,6 +150,7 @@ def read_parallel_tsv(path, source_column="source", target_column="target"):
       ParallelTextError: the file is missing, unreadable or not UTF-8, the header
         lacks a column or repeats one, a row has a different number of fields
         than the header (the message names the line), or there are no pairs.
+      EmptySideError: every field of the source or target column is empty.
     """
     lines = _read_lines(path, strip=False)
     if not lines:
@@ -156,7 +177,8 @@ def read_parallel_tsv(path, source_column="source", target_column="target"):
                 f"has {len(header)}.")
         sources.append(fields[columns[0]].strip())
         targets.append(fields[columns[1]].strip())
-    return _pairs(sources, targets, path)
+    return _pairs(sources, targets, path, f"the {source_column!r} column of {path}",
+                  f"the {target_column!r} column of {path}")
 
 
 def bucket_widths(max_source_length, max_target_length, num_buckets=8):
@@ -206,7 +228,8 @@ def _check_settings(sources, targets, max_source_length, max_target_length, batc
 
 
 def parallel_dataset(sources, targets, tokenizer, *, max_source_length, max_target_length,
-                     batch_size, training, seed=None, bos_id, eos_id, num_buckets=8):
+                     batch_size, training, seed=None, bos_id, eos_id, num_buckets=8,
+                     start_batch=0):
     """tf.data batches of tokenized sentence pairs for an encoder-decoder model.
 
     Each pair becomes
@@ -219,9 +242,9 @@ def parallel_dataset(sources, targets, tokenizer, *, max_source_length, max_targ
 
     Pairs are grouped into length buckets (see bucket_widths; a pair goes to the
     narrowest bucket that holds both its sides) and every batch is padded with the
-    tokenizer's pad id to its bucket's widths, so short pairs get narrow batches
-    and there are at most `num_buckets` batch shapes (plus the last, smaller
-    batch when not training).
+    tokenizer's pad id to the widths of the narrowest bucket that holds it, so
+    short pairs get narrow batches and there are at most `num_buckets` batch
+    shapes (plus the last, smaller batch when not training).
 
     Args:
       sources, targets: lists of str of equal length (e.g. read_parallel_files).
@@ -230,13 +253,15 @@ def parallel_dataset(sources, targets, tokenizer, *, max_source_length, max_targ
       max_source_length: S, the widest source batch (tokens, </s> included).
       max_target_length: T, the widest target batch (<s> and </s> included).
       batch_size: B, pairs per batch.
-      training: True: repeats forever, shuffles the pairs (every pass anew, from
-        `seed`) and batches each bucket separately; only full batches. False:
-        one pass in the given order, consecutive pairs batched together and padded
-        to the narrowest bucket that holds the batch; the last batch may be smaller.
-      seed: shuffling seed (training only).
+      training: True: endless epochs of n // B full batches, each drawn from one
+        bucket (but the few that straddle two), batch k a pure function of (seed,
+        k) (see kerasllm.data.batching). False: one pass in the given order,
+        consecutive pairs batched together; the last batch may be smaller.
+      seed: training only; None acts as 0.
       bos_id, eos_id: the <s> and </s> ids (the tokenizer's bos_id / eos_id).
       num_buckets: number of length buckets.
+      start_batch: training only: the first batch to give, at no cost (the
+        batches before it are not computed): a resumed run's position.
 
     Returns:
       tf.data.Dataset of {"source_ids": int32 [B, S'], "source_padding_mask": int32
@@ -245,20 +270,22 @@ def parallel_dataset(sources, targets, tokenizer, *, max_source_length, max_targ
       tokens (</s> and <s> included), 0 on padding.
 
     Raises:
-      DataError: no pairs, unequal numbers of sources and targets, or limits too
-        small for a token.
+      DataError: no pairs, unequal numbers of sources and targets, limits too
+        small for a token, or (training) fewer pairs than a batch.
     """
     _check_settings(sources, targets, max_source_length, max_target_length, batch_size,
                     num_buckets)
-    source_ids, target_ids = _framed_token_ids(sources, targets, tokenizer, max_source_length,
-                                               max_target_length, bos_id, eos_id)
-    return _batches(source_ids, target_ids, tokenizer.pad_id, max_source_length,
-                    max_target_length, batch_size, training, seed, num_buckets)
+    return _batches(_framed_pairs(sources, targets, tokenizer, max_source_length,
+                                  max_target_length, bos_id, eos_id),
+                    pad_id=tokenizer.pad_id, max_source_length=max_source_length,
+                    max_target_length=max_target_length, batch_size=batch_size,
+                    training=training, seed=seed, num_buckets=num_buckets,
+                    start_batch=start_batch)
 
 
-def _framed_token_ids(sources, targets, tokenizer, max_source_length, max_target_length,
-                      bos_id, eos_id):
-    """(source_ids, target_ids): int32 RaggedTensors [n, (tokens)], "x </s>" and
+def _framed_pairs(sources, targets, tokenizer, max_source_length, max_target_length,
+                  bos_id, eos_id):
+    """PackedExamples of source_ids, target_ids: int32 [n, (tokens)], "x </s>" and
     "<s> y </s>" cut to the limits."""
     source_tokens, target_tokens = (_token_ids(list(texts), tokenizer)
                                     for texts in (sources, targets))
@@ -267,55 +294,48 @@ def _framed_token_ids(sources, targets, tokenizer, max_source_length, max_target
     def column(token_id):
         return tf.RaggedTensor.from_tensor(tf.fill([rows, 1], tf.cast(token_id, tf.int32)))
 
-    source_ids = tf.concat([source_tokens[:, :max_source_length - 1], column(eos_id)], axis=1)
-    target_ids = tf.concat([column(bos_id), target_tokens[:, :max_target_length - 2],
-                            column(eos_id)], axis=1)
-    return source_ids, target_ids
+    return PackedExamples({
+        "source_ids": tf.concat([source_tokens[:, :max_source_length - 1], column(eos_id)],
+                                axis=1),
+        "target_ids": tf.concat([column(bos_id), target_tokens[:, :max_target_length - 2],
+                                 column(eos_id)], axis=1)})
 
 
-def _batches(source_ids, target_ids, pad_id, max_source_length, max_target_length,
-             batch_size, training, seed, num_buckets):
-    """parallel_dataset's batches of already framed token ids."""
+def _batches(pairs, *, pad_id, max_source_length, max_target_length, batch_size, training,
+             seed, num_buckets, start_batch):
+    """parallel_dataset's batches of already framed pairs (see _framed_pairs)."""
     widths = tf.constant(bucket_widths(max_source_length, max_target_length, num_buckets),
                          tf.int32)
     pad_id = tf.cast(pad_id, tf.int32)
+    columns = pairs.columns
+
+    def lengths(batch):
+        return [tf.cast(batch[f"{side}_ids"].row_lengths(), tf.int32) for side in SIDES]
 
     def bucket_of(source_length, target_length):
         # Widths grow in both columns, so the first bucket that fits both is the narrowest.
-        fits = tf.logical_and(source_length <= widths[:, 0], target_length <= widths[:, 1])
-        return tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
+        fits = ((source_length[..., tf.newaxis] <= widths[:, 0])
+                & (target_length[..., tf.newaxis] <= widths[:, 1]))
+        return tf.argmax(tf.cast(fits, tf.int32), axis=-1, output_type=tf.int32)
 
     def pad_to_bucket(batch):
-        bucket = bucket_of(tf.reduce_max(batch["source_length"]),
-                           tf.reduce_max(batch["target_length"]))
+        side_lengths = lengths(batch)
+        bucket = bucket_of(*(tf.reduce_max(length) for length in side_lengths))
         features = {}
-        for side, width in (("source", widths[bucket, 0]), ("target", widths[bucket, 1])):
-            ids = batch[side]
-            ids = tf.pad(ids, [[0, 0], [0, width - tf.shape(ids)[1]]], constant_values=pad_id)
-            features[f"{side}_ids"] = ids
-            features[f"{side}_padding_mask"] = tf.sequence_mask(
-                batch[f"{side}_length"], width, dtype=tf.int32)
+        for column, (side, length) in enumerate(zip(SIDES, side_lengths)):
+            width = widths[bucket, column]
+            features[f"{side}_ids"] = batch[f"{side}_ids"].to_tensor(
+                pad_id, shape=tf.stack([-1, width]))
+            features[f"{side}_padding_mask"] = tf.sequence_mask(length, width, dtype=tf.int32)
         return features
 
-    pairs = tf.data.Dataset.from_tensor_slices({
-        "source": source_ids, "target": target_ids,
-        "source_length": tf.cast(source_ids.row_lengths(), tf.int32),
-        "target_length": tf.cast(target_ids.row_lengths(), tf.int32)})
-    # Dense elements of shape [None] (the slices of a ragged tensor keep a ragged
-    # spec, which padded_batch does not take).
-    pairs = pairs.map(lambda pair: {key: tf.identity(value) for key, value in pair.items()})
-    padding = {"source": pad_id, "target": pad_id, "source_length": 0, "target_length": 0}
     if training:
-        pairs = pairs.shuffle(int(source_ids.nrows()), seed=seed,
-                              reshuffle_each_iteration=True).repeat()
-        batches = pairs.group_by_window(
-            key_func=lambda pair: tf.cast(
-                bucket_of(pair["source_length"], pair["target_length"]), tf.int64),
-            reduce_func=lambda _, window: window.padded_batch(
-                batch_size, padding_values=padding, drop_remainder=True),
-            window_size=batch_size)
+        batches = shuffled_batches(
+            len(pairs), batch_size, seed=seed, start_batch=start_batch,
+            bucket_keys=bucket_of(*lengths(columns)).numpy()).map(
+            lambda number, rows: {name: tf.gather(value, rows) for name, value in columns.items()})
     else:
-        batches = pairs.padded_batch(batch_size, padding_values=padding)
+        batches = tf.data.Dataset.from_tensor_slices(columns).batch(batch_size)
     batches = batches.map(pad_to_bucket, num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         batches = batches.map(lambda batch: {
@@ -326,26 +346,23 @@ def _batches(source_ids, target_ids, pad_id, max_source_length, max_target_lengt
 def parallel_dataset_fn(sources, targets, tokenizer, *, global_batch_size, max_source_length,
                         max_target_length, bos_id, eos_id, seed=None, num_buckets=8):
     """A training dataset_fn for kerasllm.training.loop.train: each input pipeline
-    reads every num_input_pipelines-th pair (disjoint shares), with its own seed.
-    The pairs are tokenized once, here, not by each pipeline.
+    reads every num_input_pipelines-th pair (disjoint shares), with its own seed
+    (see kerasllm.data.batching.sharded_dataset_fn). The pairs are tokenized once,
+    here, not by each pipeline.
 
     Args: as parallel_dataset's, global_batch_size being the batch of all replicas.
 
     Returns:
-      Callable[[tf.distribute.InputContext], tf.data.Dataset] (see parallel_dataset).
+      Callable[[tf.distribute.InputContext, int], tf.data.Dataset]: the
+      pipeline's batches from `start_batch` on (see parallel_dataset).
     """
     _check_settings(sources, targets, max_source_length, max_target_length,
                     global_batch_size, num_buckets)
-    source_ids, target_ids = _framed_token_ids(sources, targets, tokenizer, max_source_length,
-                                               max_target_length, bos_id, eos_id)
 
-    def dataset_fn(input_context):
-        pipeline, pipelines = input_context.input_pipeline_id, input_context.num_input_pipelines
-        share = tf.range(pipeline, int(source_ids.nrows()), pipelines)
-        return _batches(
-            tf.gather(source_ids, share), tf.gather(target_ids, share), tokenizer.pad_id,
-            max_source_length, max_target_length,
-            input_context.get_per_replica_batch_size(global_batch_size), True,
-            None if seed is None else seed + pipeline, num_buckets)
-
-    return dataset_fn
+    return sharded_dataset_fn(
+        _framed_pairs(sources, targets, tokenizer, max_source_length, max_target_length,
+                      bos_id, eos_id),
+        functools.partial(_batches, pad_id=tokenizer.pad_id, max_source_length=max_source_length,
+                          max_target_length=max_target_length, training=True,
+                          num_buckets=num_buckets),
+        global_batch_size=global_batch_size, seed=seed)

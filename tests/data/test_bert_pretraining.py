@@ -5,8 +5,9 @@ import pytest
 import tensorflow as tf
 
 from kerasllm.errors import DataError
-from kerasllm.data.bert_pretraining import (make_masking_fn, make_nsp_pairs, pretraining_dataset,
-                                       pretraining_dataset_fn, truncated_lengths)
+from kerasllm.data.bert_pretraining import (make_masking_fn, make_nsp_pairs, pairs_per_draw,
+                                            pretraining_dataset, pretraining_dataset_fn,
+                                            tokenize_documents, truncated_lengths)
 from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -78,19 +79,16 @@ def random_batch(rng, batch=64, length_a=60, length_b=65):
                                                                                     tf.int32)
 
 
-@pytest.fixture
-def global_seed():
-    tf.random.set_seed(1)
-    yield
-    tf.random.set_seed(None)
+def seed(*numbers):
+    return tf.constant(numbers, tf.int64)
 
 
-def test_masking_statistics(tokenizer, global_seed):
+def test_masking_statistics(tokenizer):
     mask_batch = make_masking_fn(tokenizer, max_seq_length=S, max_predictions_per_seq=P)
     segments = random_batch(np.random.default_rng(0))
     selected = mask_changes = random_changes = kept = 0
-    for _ in range(2):
-        batch = mask_batch(*segments)
+    for number in range(2):
+        batch = mask_batch(*segments, seed(1, number))
         original = tf.concat([segments[0].to_tensor(), segments[1].to_tensor()], axis=1).numpy()
         maskable = original.size
         for row in range(original.shape[0]):
@@ -114,6 +112,15 @@ def test_masking_statistics(tokenizer, global_seed):
     assert abs(kept / selected - 0.1) < 0.03
 
 
+def test_masks_are_a_function_of_the_seed(tokenizer):
+    mask_batch = make_masking_fn(tokenizer, max_seq_length=S, max_predictions_per_seq=P)
+    segments = random_batch(np.random.default_rng(0), batch=8)
+    first, again, other = (mask_batch(*segments, seed(3, n)) for n in (0, 0, 1))
+    for name in ("token_ids", "masked_positions"):
+        np.testing.assert_array_equal(first[name], again[name])
+    assert not np.array_equal(first["masked_positions"], other["masked_positions"])
+
+
 def random_words(rng, num_words):
     ids = []
     for _ in range(num_words):
@@ -128,7 +135,7 @@ def test_whole_word_masking_never_splits_words(tokenizer):
     b = tf.ragged.constant([random_words(rng, 25) for _ in range(64)], tf.int32)
     mask_batch = make_masking_fn(tokenizer, max_seq_length=S, max_predictions_per_seq=P,
                                  whole_word_masking=True)
-    batch = mask_batch(a, b, tf.zeros([64], tf.int32))
+    batch = mask_batch(a, b, tf.zeros([64], tf.int32), seed(0, 0))
     token_ids = tf.concat([tf.fill([64, 1], 2), a, tf.fill([64, 1], 3), b,
                            tf.fill([64, 1], 3)], axis=1)
     total_selected = total_maskable = 0
@@ -151,13 +158,26 @@ def text_documents(rng, num_documents=40):
              for _ in range(int(rng.integers(1, 6)))] for _ in range(num_documents)]
 
 
-def test_dataset_shapes_and_fresh_masks(tokenizer):
-    documents = text_documents(np.random.default_rng(0))
-    dataset = pretraining_dataset(documents, tokenizer, max_seq_length=32, batch_size=8,
-                                  max_predictions_per_seq=5, seed=0, repeat=False)
-    first_epoch, second_epoch = list(dataset), list(dataset)
-    assert len(first_epoch) >= 4
-    batch = first_epoch[0]
+SETTINGS = dict(max_seq_length=32, batch_size=8, max_predictions_per_seq=5, seed=0)
+
+
+@pytest.fixture(scope="module")
+def documents():
+    return text_documents(np.random.default_rng(0))
+
+
+@pytest.fixture(scope="module")
+def stream(tokenizer, documents):
+    """(batches an epoch, the dataset, the first two epochs of its batches)."""
+    per_epoch = pairs_per_draw(tokenize_documents(documents, tokenizer), 32) // 8
+    dataset = pretraining_dataset(documents, tokenizer, **SETTINGS)
+    return per_epoch, dataset, list(dataset.take(2 * per_epoch))
+
+
+def test_dataset_shapes_and_fresh_pairs_every_epoch(tokenizer, stream):
+    per_epoch, dataset, batches = stream
+    assert per_epoch >= 4
+    batch = batches[0]
     expected = {"token_ids": ((8, 32), tf.int32), "segment_ids": ((8, 32), tf.int32),
                 "padding_mask": ((8, 32), tf.int32), "masked_positions": ((8, 5), tf.int32),
                 "masked_ids": ((8, 5), tf.int32), "masked_weights": ((8, 5), tf.float32),
@@ -165,12 +185,46 @@ def test_dataset_shapes_and_fresh_masks(tokenizer):
     assert {k: (tuple(v.shape), v.dtype) for k, v in batch.items()} == expected
     assert dataset.element_spec["token_ids"].shape == (8, 32)
     assert (batch["token_ids"].numpy()[:, 0] == tokenizer.cls_id).all()
-    # New pairs every epoch, even when the dataset is iterated again from scratch.
-    assert not np.array_equal(first_epoch[0]["token_ids"], second_epoch[0]["token_ids"])
+    first_pairs, second_pairs = (
+        {(*b["segment_ids"].numpy()[row], int(b["next_sentence_labels"][row]))
+         for b in epoch for row in range(8)}
+        for epoch in (batches[:per_epoch], batches[per_epoch:]))
+    assert first_pairs != second_pairs  # drawn afresh
 
 
-def test_dataset_errors(tokenizer):
-    documents = text_documents(np.random.default_rng(0))
+def test_one_epoch_without_repeat(tokenizer, documents, stream):
+    per_epoch, _, batches = stream
+    single = list(pretraining_dataset(documents, tokenizer, repeat=False, **SETTINGS))
+    assert len(single) == per_epoch
+    for got, want in zip(single, batches):
+        np.testing.assert_array_equal(got["token_ids"], want["token_ids"])
+
+
+def test_every_draw_gives_at_least_pairs_per_draw():
+    rng = np.random.default_rng(0)
+    documents = numbered_documents(60, rng, max_sentences=12)
+    for max_seq_length in (16, 40):
+        fewest = pairs_per_draw(documents, max_seq_length)
+        counts = [len(make_nsp_pairs(documents, max_seq_length, rng, short_seq_prob=0.5))
+                  for _ in range(20)]
+        assert min(counts) >= fewest and max(counts) > fewest
+
+
+def test_start_batch_gives_the_stream_from_there(tokenizer, documents, stream):
+    """Pairs, order and masks alike, a stream started at a batch late in epoch 0 is
+    the uninterrupted one's, into epoch 1; and a batch 10**12 in is reached at once."""
+    per_epoch, _, batches = stream
+    start = per_epoch - 1
+    resumed = list(pretraining_dataset(documents, tokenizer, start_batch=start,
+                                       **SETTINGS).take(3))
+    for got, want in zip(resumed, batches[start:start + 3], strict=True):
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    far = next(iter(pretraining_dataset(documents, tokenizer, start_batch=10**12, **SETTINGS)))
+    assert far["token_ids"].shape == (8, 32)
+
+
+def test_dataset_errors(tokenizer, documents):
     with pytest.raises(DataError, match="max_seq_length"):
         pretraining_dataset(documents, tokenizer, max_seq_length=4, batch_size=8)
     with pytest.raises(DataError, match="no pretraining examples"):
@@ -180,8 +234,7 @@ def test_dataset_errors(tokenizer):
                             repeat=False)
 
 
-def test_dataset_fn_for_distribution(tokenizer):
-    documents = text_documents(np.random.default_rng(0))
+def test_dataset_fn_for_distribution(tokenizer, documents):
     dataset_fn = pretraining_dataset_fn(documents, tokenizer, global_batch_size=8,
                                         max_seq_length=32, seed=0)
     context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,

@@ -137,14 +137,14 @@ def test_training_dataset_fn_repeats_shuffles_shards_and_buckets_by_length():
 
 def test_narrower_length_buckets_pad_less():
     tokenizer = WordPieceTokenizer(VOCAB)
-    examples = [LabeledExample("good " * (i + 1), i % 2) for i in range(8)]
+    examples = [LabeledExample("good " * (i // 4 + 1) * 2, i % 2) for i in range(16)]
     dataset_fn = classification_dataset_fn(examples, tokenizer, max_seq_length=12,
                                            global_batch_size=4, seed=1, length_multiple=2)
     context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
                                          num_replicas_in_sync=2)
     batches = [{k: v.numpy() for k, v in b.items()} for b in dataset_fn(context).take(8)]
-    # Lengths 4, 6, 8, 10 each have a bucket of their own (2 tokens wide), so a batch
-    # holds one length twice (an example meets itself in the next epoch), unpadded.
+    # Pipeline 1 has two examples each of 4, 6, 8 and 10 tokens; each length has a
+    # bucket of its own (2 tokens wide), so a batch holds one length twice, unpadded.
     lengths = [b["padding_mask"].sum(axis=1).tolist() for b in batches]
     assert all(row[0] == row[1] for row in lengths)
     assert all(b["token_ids"].shape == (2, row[0]) for b, row in zip(batches, lengths))

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from kerasllm.data.parallel_text import (ParallelLineCountError, ParallelTextError,
-                                         bucket_widths, parallel_dataset, parallel_dataset_fn,
-                                         read_parallel_files, read_parallel_tsv)
+from kerasllm.data.parallel_text import (EmptySideError, ParallelLineCountError,
+                                         ParallelTextError, bucket_widths, parallel_dataset,
+                                         parallel_dataset_fn, read_parallel_files,
+                                         read_parallel_tsv)
 from kerasllm.datasets.bible_parallel import kjv_to_reina_valera
 from kerasllm.errors import DataError
 from kerasllm.tokenizers.sentencepiece import train_sentencepiece
@@ -51,6 +52,25 @@ def test_file_errors_name_the_file_and_line(tmp_path):
     empty = write(tmp_path / "empty.txt", "\n\n")
     with pytest.raises(ParallelTextError, match="no sentence pairs"):
         read_parallel_files(empty, empty)
+
+
+@pytest.mark.parametrize("empty_side", ["en.txt", "es.txt"])
+def test_a_side_of_only_empty_lines_is_named(tmp_path, empty_side):
+    texts = {"en.txt": "In the beginning\nAnd the earth\n",
+             "es.txt": "En el principio\nY la tierra\n"}
+    texts[empty_side] = "\n \n"
+    paths = [write(tmp_path / name, text) for name, text in texts.items()]
+    with pytest.raises(EmptySideError, match=rf"^\S*{empty_side} has only empty lines: every "
+                                             r"one of the 2 pairs has an empty"):
+        read_parallel_files(*paths)
+    column = "target" if empty_side == "es.txt" else "source"
+    rows = [("Hello", "Hola"), ("Bye", "Adiós")]
+    tsv = write(tmp_path / "pairs.tsv", "source\ttarget\n" + "".join(
+        f"{'' if column == 'source' else s}\t{'' if column == 'target' else t}\n"
+        for s, t in rows))
+    with pytest.raises(EmptySideError, match=f"the '{column}' column of .*pairs.tsv has only "
+                                             "empty lines"):
+        read_parallel_tsv(tsv)
 
 
 def test_a_line_separator_inside_a_sentence_does_not_split_it(tmp_path):
@@ -196,6 +216,19 @@ def test_training_repeats_shuffled_full_batches_of_bucket_shapes(pairs, tokenize
                                max_target_length=256, batch_size=16, training=True, seed=5,
                                bos_id=BOS, eos_id=EOS)
     assert dataset.element_spec["source_ids"].shape.as_list() == [16, None]
+
+
+def test_start_batch_gives_the_stream_from_there(pairs, tokenizer):
+    sources, targets = pairs
+    settings = dict(max_source_length=64, max_target_length=64, batch_size=16, training=True,
+                    seed=4, bos_id=BOS, eos_id=EOS)
+    start = len(sources) // 16 - 1  # the last batch of epoch 0
+    whole = list(parallel_dataset(sources, targets, tokenizer, **settings).take(start + 3))
+    resumed = list(parallel_dataset(sources, targets, tokenizer, start_batch=start,
+                                    **settings).take(3))
+    for got, want in zip(resumed, whole[start:], strict=True):
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
 def test_dataset_fn_gives_each_pipeline_its_share(pairs, tokenizer):
