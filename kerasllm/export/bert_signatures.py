@@ -1,7 +1,7 @@
 """Serving signatures for BERT that take raw text: tokenization runs in the graph."""
 import tensorflow as tf
 
-from kerasllm.export.inputs import TEXT, TEXT_B, same_rows
+from kerasllm.export.inputs import TEXT, TEXT_B, signature
 from kerasllm.layers.mean_pooling import sentence_embedding
 
 
@@ -38,19 +38,19 @@ def bert_signatures(encoder, tokenizer, max_seq_length, mlm_head=None, top_k=5):
             "padding_mask": inputs["padding_mask"],
         }
 
-    @tf.function(input_signature=[TEXT])
+    @signature(TEXT)
     def serving_default(text):
         return encode(pack(text))
 
-    @tf.function(input_signature=[TEXT, TEXT_B])
+    @signature(TEXT, TEXT_B)
     def encode_pair(text, text_b):
-        return encode(pack(text, same_rows(text, text_b, ("text", "text_b"))))
+        return encode(pack(text, text_b))
 
     signatures = {"serving_default": serving_default, "encode_pair": encode_pair}
     if mlm_head is None:
         return signatures
 
-    @tf.function(input_signature=[TEXT])
+    @signature(TEXT)
     def fill_mask(text):
         inputs = pack(text)
         is_mask = tf.equal(inputs["token_ids"], tokenizer.mask_id)

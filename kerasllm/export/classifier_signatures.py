@@ -1,7 +1,7 @@
 """Serving signatures that classify raw text (or text pairs) with a BertClassifier."""
 import tensorflow as tf
 
-from kerasllm.export.inputs import TEXT, TEXT_B, same_rows
+from kerasllm.export.inputs import TEXT, TEXT_B, signature
 
 
 def classifier_signatures(classifier, tokenizer, label_names, max_seq_length):
@@ -28,12 +28,12 @@ def classifier_signatures(classifier, tokenizer, label_names, max_seq_length):
         return {"probabilities": probabilities, "label_id": label_id,
                 "label": tf.gather(names, label_id)}
 
-    @tf.function(input_signature=[TEXT])
+    @signature(TEXT)
     def classify(text):
         return classify_segments(text)
 
-    @tf.function(input_signature=[TEXT, TEXT_B])
+    @signature(TEXT, TEXT_B)
     def classify_pair(text, text_b):
-        return classify_segments(text, same_rows(text, text_b, ("text", "text_b")))
+        return classify_segments(text, text_b)
 
     return {"serving_default": classify, "classify": classify, "classify_pair": classify_pair}

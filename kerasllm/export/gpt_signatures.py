@@ -9,13 +9,13 @@ the defaults fixed at export.
 """
 import tensorflow as tf
 
+from kerasllm.export.inputs import LENGTH_PENALTY_RANGE, TEXT, clamped, signature
 from kerasllm.generation.beam_search import beam_search
-from kerasllm.serving.batching import Batching
 from kerasllm.generation.decode import LENGTH, STOP_SEQUENCE, STOP_TOKEN, generate
 from kerasllm.generation.prompts import left_pad
+from kerasllm.serving.batching import Batching
 
 PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
-TEXT = tf.TensorSpec([None], tf.string, name="text")
 MESSAGE = tf.TensorSpec([None], tf.string, name="message")
 # The ChatML turn format (SmolLM2 and others): a user turn, then the assistant's.
 CHATML_START, CHATML_END = "<|im_start|>", "<|im_end|>"
@@ -48,9 +48,13 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
         token_ids int32 [N, max_new_tokens] (the tokenizer's pad id after the end);
         num_tokens int32 [N], tokens in `text`;
         finish_reason string [N]: "length", "stop_token" or "stop".
-    generate_beam(prompt [N], length_penalty [N] (GNMT alpha, e.g. 0.6)) returns
-    the `num_beams` best continuations: texts string [N, num_beams] and scores
-    float32 [N, num_beams] (log-probability over the length penalty), best first.
+    generate_beam(prompt [N], length_penalty [N] (GNMT alpha, e.g. 0.6; 0 = the
+    log-probability alone; clipped to [-10, 10])) returns the `num_beams` best
+    continuations: texts string [N, num_beams] and scores float32 [N, num_beams]
+    (log-probability over the length penalty), best first. A NaN setting reads as
+    0 (clipped into its range: a NaN temperature is greedy, a NaN top_p keeps the
+    most likely token); settings with another number of rows than the prompts are
+    an InvalidArgument (see kerasllm.export.inputs).
 
     score(text [N]) returns log_probability float32 [N], the sum over the text's
     tokens of log p(token | the tokens before it), and num_tokens int32 [N], how
@@ -67,22 +71,48 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
     end-of-turn token). A stop string is matched as the tokens it tokenizes to on
     its own.
     """
-    eos = getattr(tokenizer, "eos_id", None)
-    chat_end = tokenizer.special_ids().get(CHATML_END)
-    stops = sorted({*stop_token_ids, *(t for t in (eos, chat_end) if t is not None)})
-    bos = getattr(tokenizer, "bos_id", None)
-    default_new_tokens = default_new_tokens or max_new_tokens
+    gpt = _GptServing(model, tokenizer, max_prompt_length, max_new_tokens,
+                      default_new_tokens or max_new_tokens, stop_token_ids, num_beams)
+    greedy = signature(PROMPT)(gpt.greedy)
+    signatures = {
+        "serving_default": greedy, "generate": greedy,
+        "generate_with_options": signature(PROMPT, *SETTINGS.values())(
+            gpt.generate_with_options),
+        "generate_beam": signature(PROMPT, LENGTH_PENALTY)(gpt.generate_beam),
+        "score": signature(TEXT)(gpt.score),
+    }
+    if {CHATML_START, CHATML_END} <= set(tokenizer.special_ids()):
+        signatures["chat"] = signature(MESSAGE)(gpt.chat)
+    return signatures
 
-    def token_ids(text, most):
+
+class _GptServing:
+    """The bodies of gpt_signatures' signatures, sharing the tokenization of prompts,
+    the decoding settings and the detokenization."""
+
+    def __init__(self, model, tokenizer, max_prompt_length, max_new_tokens,
+                 default_new_tokens, stop_token_ids, num_beams):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_prompt_length, self.max_new_tokens = max_prompt_length, max_new_tokens
+        self.default_new_tokens, self.num_beams = default_new_tokens, num_beams
+        self.eos = getattr(tokenizer, "eos_id", None)
+        self.bos = getattr(tokenizer, "bos_id", None)
+        chat_end = tokenizer.special_ids().get(CHATML_END)
+        self.stops = sorted({*stop_token_ids,
+                             *(t for t in (self.eos, chat_end) if t is not None)}) or [-1]
+
+    def token_ids(self, text, most):
         """int ragged [N, (tokens)]: <s> (or end-of-text for an empty text) and the
         text's tokens, the last `most` of them."""
-        ids = tokenizer.tokenize(text)
-        if bos is not None:
-            ids = tf.concat([tf.fill([ids.nrows(), 1], tf.cast(bos, ids.dtype)), ids], axis=1)
-        elif eos is not None:
+        ids = self.tokenizer.tokenize(text)
+        if self.bos is not None:
+            ids = tf.concat([tf.fill([ids.nrows(), 1], tf.cast(self.bos, ids.dtype)), ids],
+                            axis=1)
+        elif self.eos is not None:
             empty = tf.cast(tf.equal(ids.row_lengths(), 0), ids.row_splits.dtype)
             ids = tf.concat([tf.RaggedTensor.from_row_lengths(
-                tf.fill([tf.reduce_sum(empty)], tf.cast(eos, ids.dtype)), empty), ids], axis=1)
+                tf.fill([tf.reduce_sum(empty)], tf.cast(self.eos, ids.dtype)), empty), ids],
+                axis=1)
         lengths = ids.row_lengths()
         # Over-long texts keep their end: what a continuation follows.
         ids = tf.RaggedTensor.from_row_lengths(
@@ -90,32 +120,38 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
         return tf.ragged.boolean_mask(ids, ids.with_flat_values(
             tf.ragged.range(lengths).flat_values >= tf.repeat(lengths - most, lengths)))
 
-    def prompts(prompt):
-        ids = token_ids(prompt, max_prompt_length)
+    def prompts(self, prompt):
+        """Prompts: the left-padded token ids of prompt string [N]."""
+        ids = self.token_ids(prompt, self.max_prompt_length)
         with tf.control_dependencies([tf.debugging.assert_positive(
                 ids.row_lengths(), message="a prompt has no tokens; send some text")]):
-            return left_pad(tf.identity(ids), pad_id=tokenizer.pad_id)
+            return left_pad(tf.identity(ids), pad_id=self.tokenizer.pad_id)
 
-    def text_of(token_ids, count):
-        """The first `count` [N] of each row of `token_ids`, detokenized."""
-        return tokenizer.detokenize(tf.RaggedTensor.from_tensor(token_ids, lengths=count))
+    def text_of(self, token_ids, count):
+        """The first `count` [N] of each row of `token_ids` [N, T], detokenized."""
+        return self.tokenizer.detokenize(tf.RaggedTensor.from_tensor(token_ids, lengths=count))
 
-    def continue_prompts(prompt, new_tokens, temperature, top_k, top_p, seed, stop):
-        stop_ids = tokenizer.tokenize(stop)
-        # [N, 1, K]: one stop sequence per row, -1 after its tokens (at least one column).
-        stop_sequences = stop_ids.to_tensor(
-            -1, shape=tf.stack([stop_ids.nrows(), tf.maximum(
-                tf.reduce_max(tf.concat([stop_ids.row_lengths(), [1]], 0)), 1)]))[:, None]
+    def stop_sequences(self, stop):
+        """int32 [N, 1, K]: each row's stop string as tokens, -1 after them (at least
+        one column)."""
+        stop_ids = self.tokenizer.tokenize(stop)
+        width = tf.maximum(tf.reduce_max(tf.concat([stop_ids.row_lengths(), [1]], 0)), 1)
+        return tf.cast(stop_ids.to_tensor(-1, shape=tf.stack([stop_ids.nrows(), width])),
+                       tf.int32)[:, None]
+
+    def generate_with_options(self, prompt, max_new_tokens, temperature, top_k, top_p, seed,
+                              stop):
+        """Each prompt [N] continued with its own settings [N] (see gpt_signatures)."""
         generated = generate(
-            model.generation_step, model.init_cache, prompts(prompt), max_new_tokens,
-            temperature=tf.maximum(temperature, 0.0), top_k=tf.maximum(top_k, 0),
-            top_p=tf.clip_by_value(top_p, 1e-6, 1.0), seeds=seed,
-            stop_token_ids=tf.constant(stops or [-1], tf.int32),
-            stop_sequences=tf.cast(stop_sequences, tf.int32), pad_id=tokenizer.pad_id,
-            max_new_tokens_per_row=tf.clip_by_value(new_tokens, 1, max_new_tokens))
+            self.model.generation_step, self.model.init_cache, self.prompts(prompt),
+            self.max_new_tokens, temperature=clamped(temperature, low=0.0),
+            top_k=clamped(top_k, low=0), top_p=clamped(top_p, 1e-6, 1.0), seeds=seed,
+            stop_token_ids=tf.constant(self.stops, tf.int32),
+            stop_sequences=self.stop_sequences(stop), pad_id=self.tokenizer.pad_id,
+            max_new_tokens_per_row=clamped(max_new_tokens, 1, self.max_new_tokens))
         count = generated.lengths - generated.stop_lengths
         return {
-            "text": text_of(generated.token_ids, count),
+            "text": self.text_of(generated.token_ids, count),
             "token_ids": generated.token_ids,
             "num_tokens": count,
             "finish_reason": tf.gather(
@@ -123,61 +159,46 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
                 generated.finish_reasons),
         }
 
-    @tf.function(input_signature=[PROMPT, *SETTINGS.values()])
-    def generate_with_options(prompt, max_new_tokens, temperature, top_k, top_p, seed,
-                              stop):
-        return continue_prompts(prompt, max_new_tokens, temperature, top_k, top_p, seed,
-                                stop)
-
-    @tf.function(input_signature=[PROMPT])
-    def serving_default(prompt):
+    def greedy(self, prompt):
+        """generate_with_options() greedy, `default_new_tokens`, no stop string."""
         rows = tf.shape(prompt)
-        return continue_prompts(prompt, tf.fill(rows, default_new_tokens),
-                                tf.zeros(rows), tf.zeros(rows, tf.int32), tf.ones(rows),
-                                tf.zeros(rows, tf.int32), tf.fill(rows, ""))
+        return self.generate_with_options(
+            prompt, tf.fill(rows, self.default_new_tokens), tf.zeros(rows),
+            tf.zeros(rows, tf.int32), tf.ones(rows), tf.zeros(rows, tf.int32),
+            tf.fill(rows, ""))
 
-    @tf.function(input_signature=[PROMPT, LENGTH_PENALTY])
-    def generate_beam(prompt, length_penalty):
-        beams = beam_search(model.generation_step, model.init_cache, prompts(prompt),
-                            max_new_tokens, num_beams, length_penalty_alpha=length_penalty,
-                            stop_token_ids=tf.constant(stops or [-1], tf.int32),
-                            pad_id=tokenizer.pad_id)
-        rows = tf.shape(prompt)[0]
-        flat_ids = tf.reshape(beams.token_ids, [rows * num_beams, max_new_tokens])
-        ends_with_stop = tf.reduce_any(tf.equal(
-            tf.gather(flat_ids, tf.maximum(tf.reshape(beams.lengths, [-1]) - 1, 0),
-                      batch_dims=1)[:, None], tf.constant(stops or [-1])[None, :]), axis=1)
-        count = tf.reshape(beams.lengths, [-1]) - tf.cast(ends_with_stop, tf.int32)
-        return {"texts": tf.reshape(text_of(flat_ids, count), [rows, num_beams]),
+    def chat(self, message):
+        """greedy() of each message as one ChatML user turn."""
+        return self.greedy(tf.strings.join([
+            f"{CHATML_START}user\n", message, f"{CHATML_END}\n{CHATML_START}assistant\n"]))
+
+    def generate_beam(self, prompt, length_penalty):
+        """texts [N, num_beams] and their scores, best first, of prompt [N]."""
+        beams = beam_search(
+            self.model.generation_step, self.model.init_cache, self.prompts(prompt),
+            self.max_new_tokens, self.num_beams,
+            length_penalty_alpha=clamped(length_penalty, *LENGTH_PENALTY_RANGE),
+            stop_token_ids=tf.constant(self.stops, tf.int32), pad_id=self.tokenizer.pad_id)
+        flat_ids = tf.reshape(beams.token_ids, [-1, self.max_new_tokens])
+        flat_lengths = tf.reshape(beams.lengths, [-1])
+        last = tf.gather(flat_ids, tf.maximum(flat_lengths - 1, 0), batch_dims=1)
+        ends_with_stop = tf.reduce_any(tf.equal(last[:, None], tf.constant(self.stops)[None]),
+                                       axis=1)
+        count = flat_lengths - tf.cast(ends_with_stop, tf.int32)
+        return {"texts": tf.reshape(self.text_of(flat_ids, count), [-1, self.num_beams]),
                 "scores": beams.scores}
 
-    @tf.function(input_signature=[TEXT])
-    def score(text):
-        ids = token_ids(text, max_prompt_length + max_new_tokens)
+    def score(self, text):
+        """log_probability [N] of text [N] and num_tokens [N], how many it sums."""
+        ids = self.token_ids(text, self.max_prompt_length + self.max_new_tokens)
         mask = tf.sequence_mask(ids.row_lengths(), dtype=tf.int32)
-        dense = tf.cast(ids.to_tensor(tokenizer.pad_id), tf.int32)
-        logits = model({"token_ids": dense, "padding_mask": mask}, training=False)["logits"]
+        dense = tf.cast(ids.to_tensor(self.tokenizer.pad_id), tf.int32)
+        logits = self.model({"token_ids": dense, "padding_mask": mask},
+                            training=False)["logits"]
         picked = tf.gather(tf.nn.log_softmax(logits[:, :-1]), dense[:, 1:], batch_dims=2)
         scored = tf.cast(mask[:, 1:], tf.float32)
         return {"log_probability": tf.reduce_sum(picked * scored, axis=1),
                 "num_tokens": tf.reduce_sum(mask[:, 1:], axis=1)}
-
-    signatures = {"serving_default": serving_default, "generate": serving_default,
-                  "generate_with_options": generate_with_options,
-                  "generate_beam": generate_beam, "score": score}
-    if not {CHATML_START, CHATML_END} <= set(tokenizer.special_ids()):
-        return signatures
-
-    @tf.function(input_signature=[MESSAGE])
-    def chat(message):
-        prompt = tf.strings.join([f"{CHATML_START}user\n", message,
-                                  f"{CHATML_END}\n{CHATML_START}assistant\n"])
-        rows = tf.shape(prompt)
-        return continue_prompts(prompt, tf.fill(rows, default_new_tokens),
-                                tf.zeros(rows), tf.zeros(rows, tf.int32), tf.ones(rows),
-                                tf.zeros(rows, tf.int32), tf.fill(rows, ""))
-
-    return dict(signatures, chat=chat)
 
 
 def warmup_inputs(num_rows=3):

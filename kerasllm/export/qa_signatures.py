@@ -1,7 +1,7 @@
 """A serving signature that answers a question from a context with a BertSpanQA."""
 import tensorflow as tf
 
-from kerasllm.export.inputs import CONTEXT, QUESTION, same_rows
+from kerasllm.export.inputs import CONTEXT, QUESTION, signature
 from kerasllm.models.bert.span_qa import best_spans, context_mask
 from kerasllm.tokenizers.segment_packing import pad_to_length
 from kerasllm.tokenizers.word_offsets import tokenize_words_with_offsets
@@ -19,9 +19,8 @@ def qa_signatures(span_qa, tokenizer, max_seq_length):
     A row whose context is empty or trimmed away gets "", offsets 0 and score 0.
     """
 
-    @tf.function(input_signature=[QUESTION, CONTEXT])
+    @signature(QUESTION, CONTEXT)
     def answer(question, context):
-        context = same_rows(question, context, ("question", "context"))
         aligned = tokenize_words_with_offsets(tokenizer, context)
         token_ids, segment_ids = tokenizer.join(
             [tokenizer.tokenize(question), aligned.piece_ids()], max_seq_length)

@@ -16,10 +16,10 @@ and a hypothesis ends at </s>.
 """
 import tensorflow as tf
 
+from kerasllm.export.inputs import LENGTH_PENALTY_RANGE, TEXT, clamped, signature
 from kerasllm.generation.beam_search import beam_search
 from kerasllm.generation.prompts import Prompts
 
-TEXT = tf.TensorSpec([None], tf.string, name="text")
 SOURCE = tf.TensorSpec([None], tf.string, name="source")
 TARGET = tf.TensorSpec([None], tf.string, name="target")
 SETTINGS = {
@@ -40,9 +40,10 @@ def seq2seq_signatures(model, tokenizer, *, max_source_length, max_target_length
     """{signature name: tf.function} for a seq2seq task model and its tokenizer.
 
     translate_with_options(text [N], beam_size [N] (clipped to [1,
-    `max_beam_size`]), length_penalty [N] (GNMT alpha; 0 = log-probability alone),
-    max_length [N] (target tokens, </s> included, at most `max_target_length`; 0 or
-    less = the default, default_max_length of the source)) returns
+    `max_beam_size`]), length_penalty [N] (GNMT alpha; 0 = log-probability alone,
+    as is NaN; clipped to [-10, 10]), max_length [N] (target tokens, </s>
+    included, at most `max_target_length`; 0 or less = the default,
+    default_max_length of the source)) returns
         translation string [N], the best hypothesis;
         score float32 [N], its log-probability / ((5 + length) / 6) ** alpha;
         translations string [N, max_beam_size], the n-best, best first ("" past the
@@ -58,7 +59,8 @@ def seq2seq_signatures(model, tokenizer, *, max_source_length, max_target_length
     A source longer than `max_source_length` - 1 tokens is cut to its first ones (a
     target to its first `max_target_length` - 2 in `score`). An empty source (no
     tokens) translates to "" with score 0. Bytes that are not UTF-8 are read as
-    U+FFFD by the tokenizer.
+    U+FFFD by the tokenizer. Inputs with another number of rows than the first are
+    an InvalidArgument (see kerasllm.export.inputs).
     """
     bos, eos, pad = tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id
 
@@ -108,12 +110,13 @@ def seq2seq_signatures(model, tokenizer, *, max_source_length, max_target_length
         return tf.where(max_length > 0, tf.minimum(max_length, max_target_length),
                         default_max_length(source_lengths, max_target_length))
 
-    @tf.function(input_signature=[TEXT, *SETTINGS.values()])
+    @signature(TEXT, *SETTINGS.values())
     def translate_with_options(text, beam_size, length_penalty, max_length):
-        return search(text, tf.clip_by_value(beam_size, 1, max_beam_size), length_penalty,
+        return search(text, clamped(beam_size, 1, max_beam_size),
+                      clamped(length_penalty, *LENGTH_PENALTY_RANGE),
                       length_limits(text, max_length))
 
-    @tf.function(input_signature=[TEXT])
+    @signature(TEXT)
     def translate(text):
         rows = tf.shape(text)
         result = search(text, tf.fill(rows, min(beam_size, max_beam_size)),
@@ -121,7 +124,7 @@ def seq2seq_signatures(model, tokenizer, *, max_source_length, max_target_length
                         length_limits(text, tf.zeros(rows, tf.int32)))
         return {"translation": result["translation"], "score": result["score"]}
 
-    @tf.function(input_signature=[SOURCE, TARGET])
+    @signature(SOURCE, TARGET)
     def score(source, target):
         source_ids, source_mask, _ = source_batch(source)
         target_ids = ends_with(tf.concat(

@@ -1,7 +1,7 @@
 """A serving signature that tags every word of raw text with a BertTokenClassifier."""
 import tensorflow as tf
 
-from kerasllm.export.inputs import TEXT
+from kerasllm.export.inputs import TEXT, signature
 from kerasllm.tokenizers.segment_packing import pad_to_length
 from kerasllm.tokenizers.word_offsets import tokenize_words_with_offsets
 
@@ -21,7 +21,7 @@ def tagging_signatures(classifier, tokenizer, label_names, max_seq_length):
                          f"{classifier.num_labels} labels")
     names = tf.constant(list(label_names), tf.string)
 
-    @tf.function(input_signature=[TEXT])
+    @signature(TEXT)
     def tag(text):
         aligned = tokenize_words_with_offsets(tokenizer, text)
         token_ids, segment_ids = tokenizer.join([aligned.piece_ids()], max_seq_length)
