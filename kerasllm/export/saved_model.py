@@ -8,7 +8,7 @@ import keras
 
 from kerasllm.export import warmup
 from kerasllm.export.errors import ExportError
-from kerasllm.export.versioned import next_version, write_versioned
+from kerasllm.export.versioned import READABLE, next_version, write_versioned
 from kerasllm.serving.batching import PER_VERSION_FILE, Batching
 
 METADATA_FILE = os.path.join("assets.extra", "kerasllm.json")
@@ -28,7 +28,8 @@ def run_serving_check(path):
 
 
 def export_saved_model(export_root, signatures, resources, version=None, metadata=None,
-                       check=True, warmup_inputs=None, batching=Batching()):
+                       check=True, warmup_inputs=None, batching=Batching(),
+                       file_mode=READABLE):
     """Exports `signatures` ({name: tf.function with an input signature}) as
     `<export_root>/<version>/` (default version: the next free integer).
 
@@ -41,8 +42,11 @@ def export_saved_model(export_root, signatures, resources, version=None, metadat
     The version's own batching parameters (`batching`, see
     kerasllm.serving.batching) go to assets.extra/batching_params.pbtxt.
     With `check`, the written model must pass `kerasllm.export.check` (which
-    replays the warmup requests too) before it is renamed into place. Returns the
-    final path.
+    replays the warmup requests too) before it is renamed into place. Files get
+    `file_mode` (default: readable by everyone, directories 0o755, so a TF Serving
+    running as another user can load it; None keeps the process's umask and a
+    version directory only its owner reads, see versioned.write_versioned).
+    Returns the final path.
     """
     if "serving_default" not in signatures:
         raise ExportError("a SavedModel for TF Serving needs a serving_default signature")
@@ -69,4 +73,4 @@ def export_saved_model(export_root, signatures, resources, version=None, metadat
                 json.dump(metadata, f, indent=2, sort_keys=True)
 
     return write_versioned(export_root, version, write,
-                           run_serving_check if check else (lambda path: None))
+                           run_serving_check if check else (lambda path: None), file_mode)

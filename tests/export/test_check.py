@@ -88,3 +88,31 @@ def test_versioned_write_is_atomic_and_never_replaces(tmp_path):
         write_versioned(root, 2, write, failing_validation)
     assert sorted(os.listdir(root)) == ["1"]  # no half-written version, no temp dir left
     assert next_version(root) == 2
+
+
+def test_versions_are_readable_by_everyone_unless_asked_otherwise(tmp_path):
+    """TF Serving in a container runs as another user: a version must not be 0700
+    (the temporary directory's mode) even under a strict umask."""
+    def write(path):
+        os.makedirs(os.path.join(path, "variables"))
+        for name in ("saved_model.pb", os.path.join("variables", "variables.index")):
+            with open(os.path.join(path, name), "w") as f:
+                f.write("x")
+
+    def modes(path):
+        return {os.path.relpath(os.path.join(parent, name), path) or ".":
+                os.stat(os.path.join(parent, name)).st_mode & 0o777
+                for parent, directories, files in os.walk(path)
+                for name in ["", *directories, *files]}
+
+    previous = os.umask(0o077)
+    try:
+        readable = write_versioned(str(tmp_path), 1, write, lambda p: None)
+        private = write_versioned(str(tmp_path), 2, write, lambda p: None, file_mode=None)
+        group = write_versioned(str(tmp_path), 3, write, lambda p: None, file_mode=0o640)
+    finally:
+        os.umask(previous)
+    assert modes(readable) == {".": 0o755, "variables": 0o755, "saved_model.pb": 0o644,
+                               "variables/variables.index": 0o644}
+    assert modes(private)["."] == 0o700 and modes(private)["saved_model.pb"] == 0o600
+    assert set(modes(group).values()) == {0o750, 0o640}
