@@ -1,7 +1,9 @@
 """Converters from published checkpoints to kerasllm models: the shared checkpoint
-reading and weight mapping (`checkpoint_mapping`), one mapping per source format
-(`hf_bert`, `hf_gpt`, `gguf_llama`), and the checkpoints fetched from registry packages
-(`minilm`, `smollm2`, `gpt2_vocab`).
+reading and weight mapping (`checkpoint_mapping`, `llama_weights`), which model a
+Hugging Face directory holds (`hf_model_type`), one mapping per source format
+(`hf_bert`, `hf_gpt`, `gguf_llama`), the one GGUF reader (`gguf_file`) and the GGUF
+tokenizer and chat template (`gguf_tokenizer`), and the checkpoints fetched from
+registry packages (`minilm`, `smollm2`, `gpt2_vocab`).
 
 Typical use:
     from kerasllm.convert.minilm import minilm_model_dir

@@ -1,5 +1,10 @@
 """Tokenizers made of TensorFlow ops (see `base.Tokenizer`): the same object prepares
-training data and goes into the exported SavedModel.
+training data and goes into the exported SavedModel. WordPiece (`wordpiece`, its
+vocabulary learned by `wordpiece_vocab`), SentencePiece (`sentencepiece`) and
+byte-level BPE (`byte_bpe`, read from GPT-2's files or a `tokenizer.json` by
+`byte_hf_json`); model inputs packed as BERT's "[CLS] a [SEP] b [SEP]"
+(`segment_packing`) or a decoder-only LM's "<s> a </s> b" (`lm_packing`). Tokenizers
+import nothing from the data, model or export packages.
 
     tokenizer = load_tokenizer(directory, settings)   # as a model directory records it
 """
