@@ -5,7 +5,8 @@ recording which examples every step saw.
 
 Each pipeline's stream is a pure function of (seed, batch number), as the loop
 requires of a dataset_fn that seeks: epoch e of pipeline p is its share of the
-examples in the order of a permutation drawn from (seed + p, e). The task (an
+examples in the order of a permutation drawn from (seed + p, e) by
+kerasllm.data.batching, which every input pipeline of the library uses. The task (an
 embedding, dropout, a dense layer) appends one line per micro-batch it trains on
 to the file RECORD: the batch number its pipeline gave the batch, then the ids of
 its examples. It prints `step N loss L` (the exact float) after every step and,
@@ -23,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from kerasllm.data.batching import sharded_dataset_fn, shuffled_batches
 from kerasllm.errors import KerasLLMError
 from kerasllm.training.config import TrainConfig
 from kerasllm.training.loop import train
@@ -50,26 +52,24 @@ def example_tables(count):
             rng.normal(size=count).astype("float32"))
 
 
-def dataset_fn(input_context, start_batch=0):
+def make_dataset_fn(workers):
     """Pipeline p owns examples [p * 24, (p + 1) * 24) and gives them in a fresh
-    order each epoch, from batch `start_batch` on."""
-    pipeline = input_context.input_pipeline_id
-    batch = input_context.get_per_replica_batch_size(
-        BATCH_PER_WORKER * input_context.num_input_pipelines)
-    tokens, targets = example_tables(NUM_EXAMPLES * input_context.num_input_pipelines)
+    order each epoch, from batch `start_batch` on (kerasllm.data.batching, as
+    every training pipeline of the library does)."""
+    tokens, targets = example_tables(NUM_EXAMPLES * workers)
 
-    def batch_at(number):
-        example = number * batch + tf.range(batch, dtype=tf.int64)
-        epoch, position = example // NUM_EXAMPLES, example % NUM_EXAMPLES
-        seeds = tf.stack([tf.fill([batch], tf.constant(SEED + pipeline, tf.int64)), epoch,
-                          tf.zeros([batch], tf.int64)], axis=1)
-        ids = pipeline * NUM_EXAMPLES + tf.raw_ops.RandomIndexShuffle(
-            index=position, seed=seeds, max_index=tf.fill([batch], tf.constant(
-                NUM_EXAMPLES - 1, tf.int64)))
-        return {"example_id": ids, "batch_number": tf.fill([batch], number),
-                "token_ids": tf.gather(tokens, ids), "target": tf.gather(targets, ids)}
+    def make_dataset(share, *, batch_size, seed, start_batch):
+        def batch_at(number, rows):
+            ids = tf.gather(share, rows)
+            return {"example_id": ids, "batch_number": tf.fill([batch_size], number),
+                    "token_ids": tf.gather(tokens, ids), "target": tf.gather(targets, ids)}
 
-    return tf.data.Dataset.range(start_batch, 2**62).map(batch_at)
+        return shuffled_batches(len(share), batch_size, seed=seed,
+                                start_batch=start_batch).map(batch_at)
+
+    return sharded_dataset_fn(np.arange(NUM_EXAMPLES * workers), make_dataset,
+                              global_batch_size=BATCH_PER_WORKER * workers, seed=SEED,
+                              contiguous=True)
 
 
 class RecordingTask(keras.Model):
@@ -110,7 +110,8 @@ def main(model_dir, record, strategy_name, steps, sleep=0.0):
         time.sleep(sleep)
 
     try:
-        result = train(lambda: RecordingTask(record), dataset_fn, config, strategy,
+        result = train(lambda: RecordingTask(record),
+                       make_dataset_fn(strategy.num_replicas_in_sync), config, strategy,
                        on_log=on_log)
     except KerasLLMError as error:  # one line, as the trainers print it
         raise SystemExit(f"kill_resume_run: error: {error}") from None

@@ -2,7 +2,8 @@
 after its first checkpoint, then started again with the same command, ends with
 the same weights, optimizer state and RNG state, bit for bit, as a run never
 interrupted (with --deterministic), having trained on every example of every epoch
-exactly once.
+exactly once. So do the trainers of every family, each on its own input pipeline:
+train_gpt, pretrain_bert, train_seq2seq and finetune_bert.
 
 Why bit-identical is possible: the checkpoint holds every piece of state a step
 reads (weights, Adam's moments and iterations, so the learning rate too, dropout's
@@ -17,12 +18,16 @@ import random
 import re
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from kerasllm.datasets.shakespeare import default_corpus_files
-from kerasllm.training.loop import checkpointed_step, dataset_fn_at_step, lost_peer
 from kerasllm.tokenizers.sentencepiece import MODEL_FILE, train_sentencepiece
+from kerasllm.tokenizers.wordpiece_vocab import (VOCAB_FILE, learn_wordpiece_vocab,
+                                                 save_vocab)
+from kerasllm.training.loop import checkpointed_step, dataset_fn_at_step, lost_peer
+from tests.convert.tiny_checkpoint import TINY_VOCAB, write_checkpoint
 from tests.training import kill_resume_run as toy
 from tests.training.kill_resume import (Process, assert_same_checkpoint, clusters, record,
                                         step_losses, tf_config, toy_run)
@@ -129,23 +134,7 @@ def test_a_killed_run_resumes_bit_for_bit_with_each_example_once_an_epoch(tmp_pa
                  toy.NUM_EXAMPLES // toy.BATCH_PER_WORKER, range(toy.NUM_EXAMPLES))
 
 
-GPT_STEP = r"step {step}/\d+ "  # absl's progress line, on stderr
-
-
-@pytest.fixture(scope="module")
-def gpt_corpus(tmp_path_factory):
-    """Two plays, cut short, and a 400-piece vocabulary learned from them once (so
-    that every run reads the same token ids)."""
-    directory = tmp_path_factory.mktemp("gpt_corpus")
-    lines = []
-    for path in default_corpus_files():
-        if os.path.basename(path).startswith(("hamlet", "macbeth")):
-            with open(path, encoding="utf-8") as f:
-                text = f.read()[:20000]
-            (directory / os.path.basename(path)).write_text(text)
-            lines += [line for line in text.splitlines() if line.strip()]
-    train_sentencepiece(lines, vocab_size=400).save(str(directory))
-    return directory
+TRAINER_STEP = r"step {step}/\d+ "  # absl's progress line, on stderr
 
 
 def progress_lines(output):
@@ -154,28 +143,26 @@ def progress_lines(output):
         r"step (\d+)/\d+  (.*lr \S+)  \d+ tok/s", output)}
 
 
-def test_train_gpt_killed_at_a_random_step_resumes_bit_for_bit(tmp_path, gpt_corpus, rng):
-    """`python -m trainers.train_gpt` (gpt_tiny with dropout), killed at a random step
-    after its first checkpoint and run again, ends with the uninterrupted run's
-    weights, Adam moments, iterations and dropout RNG state, exactly."""
-    steps = 40
-
+def check_trainer_resumes(tmp_path, rng, trainer, *args, steps=40):
+    """`python -m trainers.<trainer> args` checkpointing every 4 steps and logging
+    every step: killed at a random step after its first checkpoint and run again,
+    it logs the uninterrupted run's every step from its checkpoint on (loss,
+    accuracy, gradient norm, learning rate) and ends with its weights, Adam
+    moments, iterations and dropout RNG states, exactly; its input pipeline
+    started at the checkpoint's batch without reading the ones before."""
     def command(model_dir, *extra):
-        return [sys.executable, "-m", "trainers.train_gpt", "--model=gpt_tiny",
-                f"--corpus={gpt_corpus}/*.txt", "--document_per_file",
-                f"--tokenizer_file={gpt_corpus}/{MODEL_FILE}", "--max_seq_length=32",
-                "--batch_size=8", f"--train_steps={steps}", "--checkpoint_every=4",
-                "--log_every=1", "--eval_fraction=0", "--learning_rate=3e-3", "--noexport",
-                "--deterministic", f"--model_dir={model_dir}", *extra]
+        return [sys.executable, "-m", f"trainers.{trainer}", *args, f"--train_steps={steps}",
+                "--checkpoint_every=4", "--log_every=1", "--noexport", "--deterministic",
+                f"--model_dir={model_dir}", *extra]
 
     model_dir = tmp_path / "model"
-    aim = rng.randrange(5, steps - 10)
-    context = f"KILL_RESUME_SEED={SEED}, kill at step {aim}"
+    aim = rng.randrange(5, steps - 16)
+    context = f"KILL_RESUME_SEED={SEED}, {trainer}, kill at step {aim}"
     # Side by side: most of each process's time is single-threaded start-up and tracing.
     reference = Process(command(tmp_path / "reference", "--keep_checkpoints=100"),
                         tmp_path, "reference")
     first = Process(command(model_dir), tmp_path, "first")
-    reached = kill_after(first, aim, GPT_STEP, stream="stderr")
+    reached = kill_after(first, aim, TRAINER_STEP, stream="stderr")
     reference.finish_ok()
     resumed_at = checkpointed_step(str(model_dir))
     assert 4 <= resumed_at <= reached < steps, context
@@ -187,11 +174,78 @@ def test_train_gpt_killed_at_a_random_step_resumes_bit_for_bit(tmp_path, gpt_cor
     assert f"input pipeline 0 starts at batch {resumed_at}" in again.stderr
     want, got = progress_lines(reference.stderr), progress_lines(again.stderr)
     assert sorted(got) == list(range(resumed_at + 1, steps + 1)), context
-    # The same loss, accuracy, gradient norm and learning rate at every step.
     assert got == {s: want[s] for s in got}, context
     assert_same_checkpoint(f"{model_dir}/ckpt-{steps}", f"{tmp_path}/reference/ckpt-{steps}")
     names = tf.train.load_checkpoint(f"{model_dir}/ckpt-{steps}").get_variable_to_shape_map()
     assert any(name.startswith("rng/") for name in names)  # dropout's state is kept
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Two plays, cut short; a 400-piece SentencePiece vocabulary and a WordPiece
+    vocab.txt learned from them once (so that every run reads the same token ids)."""
+    directory = tmp_path_factory.mktemp("corpus")
+    lines = []
+    for path in default_corpus_files():
+        if os.path.basename(path).startswith(("hamlet", "macbeth")):
+            with open(path, encoding="utf-8") as f:
+                text = f.read()[:20000]
+            (directory / os.path.basename(path)).write_text(text)
+            lines += [line for line in text.splitlines() if line.strip()]
+    train_sentencepiece(lines, vocab_size=400).save(str(directory))
+    save_vocab(learn_wordpiece_vocab([lines], 400), str(directory / VOCAB_FILE))
+    return directory
+
+
+def test_train_gpt_killed_at_a_random_step_resumes_bit_for_bit(tmp_path, corpus, rng):
+    """gpt_tiny with dropout, on windows of a token stream (kerasllm.data.lm_examples)."""
+    check_trainer_resumes(
+        tmp_path, rng, "train_gpt", "--model=gpt_tiny", f"--corpus={corpus}/*.txt",
+        "--document_per_file", f"--tokenizer_file={corpus}/{MODEL_FILE}",
+        "--max_seq_length=32", "--batch_size=8", "--eval_fraction=0", "--learning_rate=3e-3")
+
+
+# Each about 45 s on 2 busy cores, like the one above: three trainer processes,
+# start-up and tracing.
+@pytest.mark.slow
+def test_pretrain_bert_killed_at_a_random_step_resumes_bit_for_bit(tmp_path, corpus, rng):
+    """bert_tiny on next-sentence pairs drawn each epoch and masks drawn each batch
+    (kerasllm.data.bert_pretraining)."""
+    check_trainer_resumes(
+        tmp_path, rng, "pretrain_bert", "--model=bert_tiny", f"--corpus={corpus}/*.txt",
+        f"--vocab_file={corpus}/{VOCAB_FILE}", "--max_seq_length=32", "--batch_size=8",
+        "--max_predictions_per_seq=5", "--learning_rate=3e-3")
+
+
+@pytest.mark.slow
+def test_train_seq2seq_killed_at_a_random_step_resumes_bit_for_bit(tmp_path, corpus, rng):
+    """seq2seq_tiny on length-bucketed parallel text (kerasllm.data.parallel_text):
+    each line of the plays translated into itself reversed, word by word."""
+    lines = [line.strip() for path in sorted(corpus.glob("*.txt"))
+             for line in path.read_text().splitlines() if line.strip()][:300]
+    source, target = tmp_path / "train.src", tmp_path / "train.tgt"
+    source.write_text("".join(f"{line}\n" for line in lines))
+    target.write_text("".join(" ".join(reversed(line.split())) + "\n" for line in lines))
+    check_trainer_resumes(
+        tmp_path, rng, "train_seq2seq", "--model=seq2seq_tiny", f"--train_source={source}",
+        f"--train_target={target}", f"--tokenizer_file={corpus}/{MODEL_FILE}",
+        "--max_source_length=32", "--max_target_length=32", "--batch_size=8",
+        "--learning_rate=3e-3")
+
+
+@pytest.mark.slow
+def test_finetune_bert_killed_at_a_random_step_resumes_bit_for_bit(tmp_path, rng):
+    """A BertClassifier on a tiny checkpoint, on length-bucketed labelled text
+    (kerasllm.data.labeled_text), epoch after epoch."""
+    words = np.random.default_rng(0)
+    rows = [" ".join(words.choice(TINY_VOCAB[5:], words.integers(1, 12))) for _ in range(64)]
+    (tmp_path / "train.tsv").write_text("text\tlabel\n" + "".join(
+        f"{text}\t{'cat' if 'cat' in text.split() else 'other'}\n" for text in rows))
+    checkpoint = write_checkpoint(tmp_path / "tiny_bert")
+    check_trainer_resumes(
+        tmp_path, rng, "finetune_bert", f"--init_checkpoint={checkpoint}",
+        f"--train_file={tmp_path / 'train.tsv'}", "--max_seq_length=16", "--batch_size=8",
+        "--epochs=5", "--learning_rate=1e-2")
 
 
 # What the surviving worker caught in the test below: worker 1 killed (the chief,
