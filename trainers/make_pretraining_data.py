@@ -1,4 +1,4 @@
-"""Tokenizes a corpus once into TFRecords of BERT sentence pairs.
+r"""Tokenizes a corpus once into TFRecords of BERT sentence pairs.
 
     python -m trainers.make_pretraining_data --corpus='books/*.txt' \
         --vocab_file=vocab.txt --output=data/books.tfrecord --pair_epochs=5

@@ -1,4 +1,4 @@
-"""Pretrains BERT (masked LM + next sentence prediction) on plain text and exports it.
+r"""Pretrains BERT (masked LM + next sentence prediction) on plain text and exports it.
 
     python -m trainers.pretrain_bert                      # bert_tiny on Shakespeare
     python -m trainers.pretrain_bert --model=bert_mini --corpus='my_text/*.txt' \
@@ -18,10 +18,10 @@ from kerasllm.models import BertEncoder, BertPretrainer, registry
 from kerasllm.pretrained.model_dir import describe_model_dir
 from kerasllm.tokenizers import wordpiece_vocab
 from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
-from kerasllm.training import flags as training_flags
-from kerasllm.training.loop import ensure_writable, train
+from kerasllm.training.checkpoints import ensure_writable
+from kerasllm.training.loop import train
 from kerasllm.training.strategy import create_strategy, is_chief
-from trainers import common
+from trainers import common, shared_flags
 
 FAMILY = "bert"
 
@@ -29,7 +29,7 @@ FAMILY = "bert"
 def define_corpus_flags(fv):
     """The flags that say which text to read and how to tokenize it (shared with
     make_pretraining_data)."""
-    common.define_corpus_flags(fv)
+    shared_flags.define_corpus_flags(fv)
     flags.DEFINE_string("vocab_file", None,
                         "WordPiece vocab.txt to use. Default: <model_dir>/vocab.txt, learned "
                         "from the corpus on the first run.", flag_values=fv)
@@ -54,10 +54,9 @@ def define_flags(fv):
                         "trainers.make_pretraining_data) to train on instead of tokenizing "
                         "--corpus; needs the --vocab_file they were written with.",
                         flag_values=fv)
-    common.define_export_flags(fv, "<model>")
-    training_flags.define_training_flags(
-        model_dir="model_dirs/bert_pretraining", train_steps=1000, batch_size=32,
-        learning_rate=1e-3, flag_values=fv)
+    shared_flags.define_export_flags(fv, "<model>")
+    shared_flags.define_training_flags(fv, model_dir="model_dirs/bert_pretraining",
+                                       train_steps=1000, batch_size=32, learning_rate=1e-3)
 
 
 def load_or_learn_vocab(fv, documents, model_dir):
@@ -76,7 +75,8 @@ def run(fv):
     model_config = registry.get(fv.model)
     max_seq_length = common.sequence_length(fv, model_config, fv.model)
     export_root = common.export_root(fv, fv.model)
-    train_config = training_flags.train_config_from_flags(fv)
+    train_config = shared_flags.train_config_from_flags(fv)
+    common.check_run_dir(train_config.model_dir, FAMILY, "pretrain_bert")
     strategy = create_strategy(fv.strategy, tpu=fv.tpu)
     ensure_writable(train_config.model_dir)
 
@@ -103,19 +103,17 @@ def run(fv):
         describe_model_dir(train_config.model_dir, FAMILY, model_config, tokenizer)
     result = train(lambda: BertPretrainer(BertEncoder(model_config)), dataset_fn,
                    train_config, strategy)
-    logging.info("finished at step %d: %s", result.step,
-                 "  ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items())))
-
-    if fv.export and is_chief(strategy):
-        task = result.task
-        common.export(
-            fv, export_root,
-            bert_signatures(task.backbone, tokenizer, max_seq_length,
-                            mlm_head=task.mlm_head),
-            [task, tokenizer],
-            {"family": FAMILY, "model": fv.model, "config": model_config.to_dict(),
-             "tokenizer": tokenizer.settings(), "max_seq_length": max_seq_length,
-             "step": result.step, "metrics": result.metrics})
+    common.log_finished(result)
+    if not common.export_wanted(fv, result, strategy):
+        return
+    task = result.task
+    common.export(
+        fv, export_root,
+        bert_signatures(task.backbone, tokenizer, max_seq_length, mlm_head=task.mlm_head),
+        [task, tokenizer],
+        {"family": FAMILY, "model": fv.model, "config": model_config.to_dict(),
+         "tokenizer": tokenizer.settings(), "max_seq_length": max_seq_length,
+         **common.prepare_export(None, result)})
 
 
 if __name__ == "__main__":

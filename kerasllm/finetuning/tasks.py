@@ -1,7 +1,7 @@
 """The fine-tuning tasks: for each, how its files are read, which model it trains,
 how its batches are made, how it is scored and which signatures it exports.
 
-    task      predicts                        model                scores (best epoch by)
+    task      predicts                        model                scores (best by)
     classify  a label per text or text pair   BertClassifier       accuracy, macro-F1 (accuracy)
     tag       a label per word                BertTokenClassifier  accuracy, macro-F1 over
                                                                    words (accuracy)
@@ -15,10 +15,11 @@ from kerasllm.data.labeled_text import (classification_dataset, classification_d
 from kerasllm.data.qa_examples import read_qa_examples, span_qa_inputs
 from kerasllm.data.tagged_text import read_tagged_text, tagging_inputs
 from kerasllm.errors import DataError
+from kerasllm.evaluation.answers import AnswerEvaluator
+from kerasllm.evaluation.labels import LabelEvaluator
 from kerasllm.export.classifier_signatures import classifier_signatures
 from kerasllm.export.qa_signatures import qa_signatures
 from kerasllm.export.tagging_signatures import tagging_signatures
-from kerasllm.finetuning.evaluation import AnswerEvaluator, LabelEvaluator
 from kerasllm.models.bert.classifier import BertClassifier
 from kerasllm.models.bert.span_qa import BertSpanQA
 from kerasllm.models.bert.token_classifier import BertTokenClassifier
@@ -61,7 +62,8 @@ class FineTuningTask:
         raise NotImplementedError
 
     def evaluator(self, examples, tokenizer, label_names, *, max_seq_length, batch_size):
-        """model -> {score name: float} on the eval examples (see EpochEvaluator)."""
+        """model -> {score name: float} on the eval examples (a score function of
+        kerasllm.evaluation.validation.Validation)."""
         raise NotImplementedError
 
     def signatures(self, model, tokenizer, label_names, max_seq_length):

@@ -22,6 +22,7 @@ from kerasllm.errors import CheckpointError, DataError
 from kerasllm.models import registry
 from kerasllm.tokenizers import load_tokenizer
 from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
+from kerasllm.training.errors import first_line
 
 CONFIG_FILE = "config.json"
 # What a config.json without a family (an older kerasllm's) describes.
@@ -66,6 +67,9 @@ def read_model_dir(model_dir):
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path} holds a JSON {type(saved).__name__}, not a kerasllm "
                               "model config")
+    if "family" not in saved and "model_type" in saved:
+        raise CheckpointError(f"{path} is a Hugging Face {saved['model_type']} config, not "
+                              "a kerasllm model_dir's")
     if "family" not in saved:
         saved = {"family": _LEGACY_FAMILY, "config": saved, "tokenizer": _LEGACY_TOKENIZER}
     try:
@@ -74,6 +78,22 @@ def read_model_dir(model_dir):
                                 dict(saved["tokenizer"]))
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path} is not a kerasllm model config ({error})") from None
+
+
+def check_model_dir(directory, family_name, needs):
+    """Raises CheckpointError, in one line naming what `directory` holds and then
+    `needs` (what the command needs instead), when its config.json describes a
+    model of another family than `family_name` or is not a kerasllm model config.
+    A directory without config.json passes: it is new, or no model_dir at all.
+    Cheap: a command checks this before any slow work."""
+    if not os.path.exists(os.path.join(directory, CONFIG_FILE)):
+        return
+    try:
+        held = read_model_dir(directory).family.name
+    except CheckpointError as error:
+        raise CheckpointError(f"{error}; {needs}") from None
+    if held != family_name:
+        raise CheckpointError(f"{directory} holds a kerasllm {held} model; {needs}")
 
 
 def describe_model_dir(model_dir, family_name, config, tokenizer):
@@ -88,11 +108,13 @@ def describe_model_dir(model_dir, family_name, config, tokenizer):
     path = os.path.join(model_dir, CONFIG_FILE)
     if os.path.exists(path):
         saved = read_model_dir(model_dir)
-        changed = [f"{name} {value} -> {getattr(config, name)}"
-                   for name, value in saved.config.to_dict().items()
-                   if getattr(config, name, None) != value]
         if saved.family != description.family:
-            changed.insert(0, f"family {saved.family.name} -> {family_name}")
+            raise CheckpointError(f"{model_dir} holds a kerasllm {saved.family.name} model, "
+                                  f"not a {family_name} one; start fresh with a new "
+                                  "--model_dir")
+        new = config.to_dict()
+        changed = [f"{name} {value} -> {new.get(name)}"
+                   for name, value in saved.config.to_dict().items() if new.get(name) != value]
         if changed:
             raise CheckpointError(
                 f"{model_dir} holds a model trained with another config "
@@ -137,15 +159,13 @@ def load_backbone(model_dir):
         stand_in = tf.train.Checkpoint(**{_backbone_attribute(checkpoint_path): backbone})
         status = tf.train.Checkpoint(task=stand_in).read(checkpoint_path)
         status.assert_existing_objects_matched()
-    # As in training.loop.restore_latest: a wrong shape is a ValueError, a missing
-    # variable an AssertionError, a damaged file an IndexError or OpError.
+    # As in training.checkpoints.restore_latest: a wrong shape is a ValueError, a
+    # missing variable an AssertionError, a damaged file an IndexError or OpError.
     except (AssertionError, ValueError, IndexError, tf.errors.OpError) as error:
         if status is not None:
             status.expect_partial()
-        message = getattr(error, "message", None) or str(error) or type(error).__name__
         raise CheckpointError(
             f"cannot restore the backbone from {checkpoint_path}: it does not match "
-            f"{model_dir}/{CONFIG_FILE} or is damaged "
-            f"({message.strip().splitlines()[0][:300]})") from None
+            f"{model_dir}/{CONFIG_FILE} or is damaged ({first_line(error)})") from None
     status.expect_partial()  # the heads and optimizer slots are deliberately left out
     return backbone, tokenizer

@@ -83,6 +83,12 @@ class Batching:
         return text_format.MessageToString(self.to_proto())
 
 
+# A request of a decoding signature (generation, translation) runs a loop of up to
+# its most new tokens, so batches stay small and may wait a little longer for company.
+DECODING = Batching(max_batch_size=8, batch_timeout_micros=10_000, max_enqueued_batches=32,
+                    allowed_batch_sizes=(1, 8))
+
+
 def parse_batching(text):
     """The BatchingParameters message of a text file's contents."""
     return text_format.Parse(text, BatchingParameters())

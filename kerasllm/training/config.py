@@ -22,6 +22,8 @@ class TrainConfig:
     optimizer.averaged_weights): what is evaluated, returned and exported.
     `steps_per_loop` optimizer steps run per tf.function call (fewer Python
     round trips); progress lines and checkpoints still fall exactly on their steps.
+    `eval_every` steps pass between calls of train's `on_evaluate` hook (None:
+    at every checkpoint); it is called at the last step too.
     `deterministic` turns on TensorFlow's op determinism for the process, so that
     the same run (or one resumed after a crash) gives bit-identical weights.
 
@@ -51,6 +53,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 50
+    eval_every: int | None = None
     seed: int = 0
     deterministic: bool = False
 
@@ -62,6 +65,8 @@ class TrainConfig:
                      "checkpoint_every", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every is not None and self.eval_every < 1:
+            problems.append(f"eval_every must be >= 1, got {self.eval_every}")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.end_learning_rate_fraction <= 1:
@@ -95,6 +100,11 @@ class TrainConfig:
         if self.warmup_steps is None:
             return int(DEFAULT_WARMUP_FRACTION * self.train_steps)
         return self.warmup_steps
+
+    @property
+    def evaluation_interval(self):
+        """Steps between evaluations: `eval_every`, or `checkpoint_every`."""
+        return self.eval_every or self.checkpoint_every
 
     @property
     def micro_batch_size(self):

@@ -1,6 +1,5 @@
 """Training counted in epochs: how many optimizer steps an epoch and the run take,
-and a TrainConfig whose progress lines and checkpoints fall on epoch ends, where a
-trainer scores the model."""
+and a TrainConfig whose evaluations and checkpoints fall on epoch ends."""
 import dataclasses
 
 from kerasllm.errors import DataError
@@ -35,24 +34,15 @@ class EpochSchedule:
         total = self.epochs * self.steps_per_epoch
         return total if self.max_steps is None else min(total, self.max_steps)
 
-    def completed_epochs(self, step):
-        """Whole epochs done after `step` optimizer steps."""
-        return step // self.steps_per_epoch
-
-    def ends_epoch(self, step):
-        return step % self.steps_per_epoch == 0
+    def epoch(self, step):
+        """The epochs `step` optimizer steps make: whole at an epoch's end, else with
+        the share of the current one (1.5)."""
+        return step / self.steps_per_epoch if step % self.steps_per_epoch else \
+            step // self.steps_per_epoch
 
     def train_config(self, config, checkpoint_every=None):
-        """`config` running this schedule: `total_steps` steps, progress lines every
-        `config.log_every` steps or more often so that one falls on every epoch
-        end (the loop's `on_log` hook scores the model there), and a checkpoint
-        every `checkpoint_every` steps (default: every epoch)."""
-        return config.replace(
-            train_steps=self.total_steps,
-            log_every=_largest_divisor_at_most(self.steps_per_epoch, config.log_every),
-            checkpoint_every=checkpoint_every or self.steps_per_epoch)
-
-
-def _largest_divisor_at_most(number, limit):
-    """The largest divisor of `number` that is <= `limit` (at least 1)."""
-    return max(d for d in range(1, min(number, limit) + 1) if number % d == 0)
+        """`config` running this schedule: `total_steps` steps, an evaluation at every
+        epoch's end (and the last step), and a checkpoint every `checkpoint_every`
+        steps (default: every epoch)."""
+        return config.replace(train_steps=self.total_steps, eval_every=self.steps_per_epoch,
+                              checkpoint_every=checkpoint_every or self.steps_per_epoch)

@@ -2,6 +2,7 @@
 import socket
 
 import tensorflow as tf
+from absl import logging
 
 from kerasllm.training.errors import StrategyError
 
@@ -16,6 +17,9 @@ def create_strategy(name, tpu=None):
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored":
+        if not tf.config.list_logical_devices("GPU"):
+            logging.warning("--strategy=mirrored found no GPU: training runs as one replica "
+                            "on the CPU, as --strategy=one_device would")
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker_mirrored":
         try:

@@ -11,8 +11,8 @@ import tensorflow as tf
 from kerasllm.errors import CheckpointError, DataError
 from kerasllm.models import BertEncoder, BertPretrainer, registry
 from kerasllm.pretrained import load_pretrained
-from kerasllm.pretrained.model_dir import (describe_model_dir, is_model_dir, load_backbone,
-                                           read_model_dir)
+from kerasllm.pretrained.model_dir import (check_model_dir, describe_model_dir, is_model_dir,
+                                           load_backbone, read_model_dir)
 from kerasllm.tokenizers import WordPieceTokenizer
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "king", "##s", "queen"]
@@ -139,3 +139,32 @@ def test_damaged_checkpoint_is_named(tmp_path):
     (tmp_path / data_file).write_bytes(b"\0" * 100)
     with pytest.raises(CheckpointError, match="does not match .*config.json or is damaged"):
         load_backbone(str(tmp_path))
+
+
+GPT_CONFIG = registry.get("gpt_tiny").replace(vocab_size=len(VOCAB))
+
+
+def test_a_model_dir_of_another_family_is_refused_in_one_line(tmp_path):
+    """A GPT's config has fields a BERT's lacks (num_key_value_heads): the family is
+    compared first."""
+    describe_model_dir(str(tmp_path), "gpt", GPT_CONFIG, TOKENIZER)
+    before = (tmp_path / "config.json").read_text()
+    with pytest.raises(CheckpointError, match=f"^{tmp_path} holds a kerasllm gpt model, not a "
+                                              "bert one; start fresh with a new --model_dir$"):
+        describe_model_dir(str(tmp_path), "bert", CONFIG, TOKENIZER)
+    assert (tmp_path / "config.json").read_text() == before
+
+
+def test_check_model_dir_names_what_the_directory_holds(tmp_path):
+    needs = "pretrain_bert trains bert models"
+    check_model_dir(str(tmp_path / "new"), "bert", needs)  # nothing there: a new run
+    describe_model_dir(str(tmp_path), "gpt", GPT_CONFIG, TOKENIZER)
+    check_model_dir(str(tmp_path), "gpt", needs)
+    with pytest.raises(CheckpointError,
+                       match=f"^{tmp_path} holds a kerasllm gpt model; {needs}$"):
+        check_model_dir(str(tmp_path), "bert", needs)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 9}))
+    with pytest.raises(CheckpointError, match=f"^{tmp_path}/config.json is a Hugging Face "
+                                              f"llama config, not a kerasllm model_dir's; "
+                                              f"{needs}$"):
+        check_model_dir(str(tmp_path), "bert", needs)

@@ -6,7 +6,7 @@ from absl import flags
 from kerasllm.errors import DataError
 from kerasllm.export.errors import ExportError
 from kerasllm.models import registry
-from trainers import common
+from trainers import common, shared_flags
 
 TABLE_32 = registry.get("bert_tiny").replace(max_sequence_length=32)
 
@@ -14,7 +14,7 @@ TABLE_32 = registry.get("bert_tiny").replace(max_sequence_length=32)
 def parsed(*argv):
     flag_values = flags.FlagValues()
     flags.DEFINE_integer("max_seq_length", 64, "", flag_values=flag_values)
-    common.define_export_flags(flag_values, "<name>")
+    shared_flags.define_export_flags(flag_values, "<name>")
     flag_values(["trainer", *argv])
     return flag_values
 

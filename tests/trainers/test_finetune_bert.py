@@ -102,10 +102,10 @@ def test_a_resumed_run_exports_the_best_epoch_of_both_processes(finetuned, data_
     assert "resumed from" in output and "step 6/6" in output
     with open(os.path.join(export_dir, "1", "assets.extra", "kerasllm.json")) as f:
         metadata = json.load(f)
-    history = dict(metadata["eval_history"])
+    history = {record["step"] // 3: record for record in metadata["validation"]}
     assert sorted(history) == [1, 2]  # epoch 1 was scored by the first process
-    best = 1 if history[2]["accuracy"] <= history[1]["accuracy"] else 2
-    assert metadata["best_epoch"] == best
+    best = 2 if history[2]["accuracy"] >= history[1]["accuracy"] else 1
+    assert metadata["best_epoch"] == best and metadata["exported_step"] == 3 * best
     served = serve_in_fresh_process(os.path.join(export_dir, "1"), {"text": PROBE_TEXTS},
                                     tmp_path)
     np.testing.assert_allclose(

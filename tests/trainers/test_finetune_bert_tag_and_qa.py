@@ -11,7 +11,7 @@ import tensorflow as tf
 from kerasllm.convert import load_hf_bert
 from kerasllm.export.qa_signatures import qa_signatures
 from kerasllm.export.tagging_signatures import tagging_signatures
-from kerasllm.finetuning.scores import answer_scores, classification_scores
+from kerasllm.evaluation.scores import answer_scores, classification_scores
 from kerasllm.models.bert.span_qa import BertSpanQA
 from kerasllm.models.bert.token_classifier import BertTokenClassifier
 from tests.convert.tiny_checkpoint import TINY_CONFIG, tiny_tensors, write_checkpoint

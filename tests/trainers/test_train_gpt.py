@@ -1,6 +1,8 @@
 """trainers.train_gpt end to end: a SentencePiece vocabulary learned from real text,
-training with held-out validation, resume, and an export whose generation signatures
-run in a fresh process as TF Serving runs them and agree with the model in this one."""
+training with held-out validation, resume, an export of the best weights whose
+generation signatures run in a fresh process as TF Serving runs them and agree with
+the model in this one, and a rerun of the finished run (a new version only when asked)."""
+import glob
 import json
 import os
 
@@ -13,7 +15,7 @@ from kerasllm.export.gpt_signatures import gpt_signatures
 from kerasllm.pretrained.model_dir import load_backbone
 from kerasllm.models import GptCausalLM
 from tests.fresh_process import serve_in_fresh_process
-from tests.trainers.trainer_runs import Trainer, restore_trained
+from tests.trainers.trainer_runs import Trainer, export_metadata, restore_exported
 
 trainer = Trainer("train_gpt")
 TINY = ["--model=gpt_tiny", "--vocab_size=400", "--max_seq_length=32", "--batch_size=8",
@@ -35,25 +37,43 @@ def trained(tmp_path_factory):
             f"--export_dir={base / 'export'}"]
     first = trainer.run(*args, "--train_steps=20", "--noexport")
     second = trainer.run(*args, "--train_steps=30")
-    return str(base / "model"), str(base / "export" / "1"), first, second
+    return str(base / "model"), str(base / "export" / "1"), first, second, args
 
 
 def test_trains_validates_resumes_and_exports(trained):
-    model_dir, export_path, first, second = trained
+    model_dir, export_path, first, second, _ = trained
     assert "learning a 400-piece SentencePiece vocabulary" in first
     assert "step 20/20" in first and "step 20 validation: loss" in first
     assert "resumed from" in second and "step 30/30" in second
     with open(os.path.join(model_dir, "config.json")) as f:
         saved = json.load(f)
     assert saved["family"] == "gpt" and saved["tokenizer"]["kind"] == "sentencepiece"
-    with open(os.path.join(export_path, "assets.extra", "kerasllm.json")) as f:
-        metadata = json.load(f)
+    metadata = export_metadata(export_path)
     assert metadata["signatures"] == ["generate", "generate_beam", "generate_with_options",
                                      "score", "serving_default"]
-    assert [v["step"] for v in metadata["validation"]] == [30]
-    losses = [float(line.split("loss ")[1].split()[0]) for line in (first + second).splitlines()
-              if "validation: loss" in line]
-    assert losses[-1] < losses[0]
+    # The whole run's history, both processes', each with the training time so far.
+    history = metadata["validation"]
+    assert [v["step"] for v in history] == [10, 20, 30]
+    assert 0 < history[0]["train_seconds"] < history[1]["train_seconds"] \
+        < history[2]["train_seconds"] == metadata["train_seconds"]
+    assert history[-1]["loss"] < history[0]["loss"]
+    best = min(history, key=lambda v: v["loss"])
+    assert metadata["best"] == best and metadata["exported_step"] == best["step"]
+    assert metadata["step"] == 30 and metadata["metrics"]["loss"] > 0
+    assert glob.glob(os.path.join(model_dir, "validation", "events.out.tfevents.*"))
+
+
+def test_a_rerun_of_the_finished_run_exports_only_when_asked(trained):
+    model_dir, export_path, _, _, args = trained
+    export_dir = os.path.dirname(export_path)
+    output = trainer.run(*args, "--train_steps=30")
+    assert "already trained to step 30 of 30" in output and "no new export" in output
+    assert sorted(os.listdir(export_dir)) == ["1"]
+    output = trainer.run(*args, "--train_steps=30", "--export")
+    assert f"exported {export_dir}/2" in output
+    again, first = export_metadata(os.path.join(export_dir, "2")), export_metadata(export_path)
+    for name in ("validation", "best", "exported_step", "metrics", "train_seconds", "step"):
+        assert again[name] == first[name], name
 
 
 def settings(rows):
@@ -69,7 +89,7 @@ def test_served_generation_equals_the_trained_model(trained, tmp_path):
                                     {"prompt": PROMPTS, "text": PROMPTS, **settings(4)},
                                     str(tmp_path))
     backbone, tokenizer = load_backbone(model_dir)
-    model = restore_trained(GptCausalLM(backbone).build_for_inputs(), model_dir)
+    model = restore_exported(GptCausalLM(backbone).build_for_inputs(), model_dir, export_path)
     local = gpt_signatures(model, tokenizer, max_prompt_length=504, max_new_tokens=8)
     greedy = local["serving_default"](tf.constant(PROMPTS))
     np.testing.assert_array_equal(served["serving_default/token_ids"], greedy["token_ids"])

@@ -4,6 +4,7 @@ trainer as `python -m trainers.<name>` for what only a fresh process shows."""
 import contextlib
 import importlib
 import io
+import json
 import logging
 import os
 import subprocess
@@ -14,6 +15,8 @@ from absl import flags
 from absl import logging as absl_logging
 
 from kerasllm.errors import KerasLLMError
+from kerasllm.evaluation.best_weights import WeightStore
+from kerasllm.export.saved_model import METADATA_FILE
 from kerasllm.training.config import TrainConfig
 from kerasllm.training.optimizer import create_optimizer
 from tests.fresh_process import ROOT
@@ -87,4 +90,17 @@ def restore_trained(model, model_dir):
     optimizer.build(model.trainable_variables)
     tf.train.Checkpoint(task=model, optimizer=optimizer).restore(
         tf.train.latest_checkpoint(model_dir)).assert_existing_objects_matched().expect_partial()
+    return model
+
+
+def export_metadata(export_path):
+    with open(os.path.join(export_path, METADATA_FILE)) as f:
+        return json.load(f)
+
+
+def restore_exported(model, model_dir, export_path):
+    """`model` (built) with the weights the export holds: those of its metadata's
+    exported_step, kept in model_dir/best by the trainer's validation."""
+    WeightStore(os.path.join(model_dir, "best")).read(
+        export_metadata(export_path)["exported_step"], model)
     return model

@@ -54,9 +54,10 @@ SETTINGS = {"train_steps": 30, "global_batch_size": 8, "learning_rate": 3e-3,
             "warmup_steps": 2, "log_every": 10, "checkpoint_every": 10}
 
 
-def run(model_dir, build_task=tiny_task, examples=None, on_log=None, **settings):
+def run(model_dir, build_task=tiny_task, examples=None, on_log=None, on_evaluate=None,
+        **settings):
     """Trains on `examples` (default: the fixed pretraining batch) on one device;
-    returns (result, [(step, metrics)]); `on_log` is called as well."""
+    returns (result, [(step, metrics)]); `on_log` and `on_evaluate` are called as well."""
     config = TrainConfig(model_dir=str(model_dir), **{**SETTINGS, **settings})
     examples = fixed_examples() if examples is None else examples
     logged = []
@@ -67,5 +68,5 @@ def run(model_dir, build_task=tiny_task, examples=None, on_log=None, **settings)
             on_log(step, metrics)
 
     result = train(build_task, repeating_dataset_fn(examples, config.micro_batch_size),
-                   config, create_strategy("one_device"), on_log=log)
+                   config, create_strategy("one_device"), on_log=log, on_evaluate=on_evaluate)
     return result, logged

@@ -1,14 +1,14 @@
-"""The shared training flags: defaults, parsing into a TrainConfig, clear errors."""
+"""The trainers' shared training flags: defaults, parsing into a TrainConfig, clear errors."""
 import pytest
 from absl import flags
 
 from kerasllm.training.config import TrainConfig
-from kerasllm.training.flags import define_training_flags, train_config_from_flags
+from trainers.shared_flags import define_training_flags, train_config_from_flags
 
 
 def parsed(*argv, **defaults):
     flag_values = flags.FlagValues()
-    define_training_flags(flag_values=flag_values, **defaults)
+    define_training_flags(flag_values, **defaults)
     flag_values(["trainer", *argv])
     return flag_values
 

@@ -1,5 +1,7 @@
-"""The training loop on one device: learning, summaries, XLA, float16, accumulation."""
+"""The training loop on one device: learning, summaries, progress lines, the evaluation
+hook, XLA, float16, accumulation."""
 import glob
+import logging
 import os
 
 import keras
@@ -8,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from kerasllm.training.errors import TrainingError
-from kerasllm.training.loop import count_tokens, format_progress
+from kerasllm.training.progress import Throughput, format_duration, format_progress
+from kerasllm.training.step import count_tokens
 
 from tests.training.helpers import run, tiny_task
 
@@ -30,7 +33,8 @@ def test_tensorboard_has_every_scalar(baseline):
             for value in event.summary.value:
                 tags.setdefault(value.tag, []).append(event.step)
     assert set(tags) == {"loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy",
-                         "gradient_norm", "learning_rate", "tokens_per_second"}
+                         "gradient_norm", "learning_rate", "tokens_per_second",
+                         "steps_per_second"}
     assert tags["loss"] == [10, 20, 30]
 
 
@@ -94,5 +98,39 @@ def test_tokens_count_real_tokens():
 
 
 def test_progress_line():
-    line = format_progress(120, 500, {"mlm_accuracy": 0.1, "loss": 6.21}, 9.6e-5, 1850.4)
-    assert line == "step 120/500  loss 6.210  mlm_accuracy 0.100  lr 9.6e-05  1850 tok/s"
+    line = format_progress(120, 500, {"mlm_accuracy": 0.1, "loss": 6.21}, 9.6e-5,
+                           Throughput(1850.4, 12.34, False), elapsed=42.2, eta=133)
+    assert line == ("step 120/500  loss 6.210  mlm_accuracy 0.100  lr 9.6e-05  1850 tok/s  "
+                    "12.3 steps/s  elapsed 0:42  ETA 2:13")
+    first = format_progress(1, 500, {"loss": 6.5}, 1e-5, Throughput(90.0, 0.5, True), 3.0)
+    assert first.endswith("90 tok/s  0.5 steps/s (with tracing)  elapsed 0:03")
+    assert format_duration(3723.4) == "1:02:03"
+
+
+def test_the_tracing_step_is_left_out_of_the_throughput(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    run(tmp_path, train_steps=4, log_every=1, steps_per_loop=3)
+    lines = [line for line in caplog.text.splitlines() if "tok/s" in line]
+    assert len(lines) == 4
+    assert "(with tracing)" in lines[0] and "ETA" not in lines[0]
+    assert all("(with tracing)" not in line and "ETA" in line for line in lines[1:])
+    assert "tracing the training step" in caplog.text
+
+
+def test_the_evaluation_hook_sees_the_task_and_the_training_time(tmp_path):
+    points = []
+    result, _ = run(tmp_path, on_evaluate=points.append, eval_every=15)
+    assert [p.step for p in points] == [15, 30]  # every 15 steps, and the last
+    assert all(p.task is result.task and p.start_step == 0 for p in points)
+    assert 0 < points[0].train_seconds < points[1].train_seconds == result.train_seconds
+    assert points[1].metrics == result.metrics
+
+    # A resumed run counts on from the time recorded with the checkpoint it resumed from.
+    more, _ = run(tmp_path, on_evaluate=points.append, eval_every=15, train_steps=40)
+    assert [p.step for p in points[2:]] == [40] and points[2].start_step == 30
+    assert points[2].train_seconds > points[1].train_seconds
+    assert more.start_step == 30 and more.step == 40
+    # Nothing left to do: the recorded time and metrics, no evaluation.
+    again, _ = run(tmp_path, on_evaluate=points.append, train_steps=40)
+    assert len(points) == 3 and again.start_step == again.step == 40
+    assert again.train_seconds == more.train_seconds and again.metrics == more.metrics

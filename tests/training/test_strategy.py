@@ -38,3 +38,12 @@ def test_multi_worker_with_broken_tf_config(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(StrategyError, match="TF_CONFIG"):
         create_strategy("multi_worker_mirrored")
+
+
+def test_mirrored_without_a_gpu_says_it_trains_on_the_cpu(caplog):
+    assert not tf.config.list_logical_devices("GPU")  # the machine these tests run on
+    strategy = create_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 1
+    warnings = [r.getMessage() for r in caplog.records if "found no GPU" in r.getMessage()]
+    assert warnings == ["--strategy=mirrored found no GPU: training runs as one replica on "
+                        "the CPU, as --strategy=one_device would"]

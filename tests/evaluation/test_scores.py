@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from kerasllm.finetuning.scores import (answer_f1, answer_scores, classification_scores,
-                                        normalize_answer)
+from kerasllm.evaluation.scores import (answer_f1, answer_scores, classification_scores,
+                                       normalize_answer)
 
 
 def test_classification_scores_average_the_classes_present():
