@@ -50,6 +50,7 @@ from bench.keras_hub_reference import KerasHubGptCausalLM, keras_hub_gpt2_causal
 from kerasllm.export import gpt_signatures  # noqa: E402
 from kerasllm.export.saved_model import export_saved_model  # noqa: E402
 from kerasllm.models import GptCausalLM, GptDecoder, registry  # noqa: E402
+from kerasllm.serving.batching import DECODING  # noqa: E402
 from kerasllm.tokenizers import train_sentencepiece  # noqa: E402
 from kerasllm.training.config import TrainConfig  # noqa: E402
 from kerasllm.training.optimizer import create_optimizer  # noqa: E402
@@ -218,7 +219,7 @@ def export_row(export_dir):
             model, tokenizer, max_prompt_length=config.max_sequence_length - n,
             max_new_tokens=n),
         [model, tokenizer], check=False, warmup_inputs=gpt_signatures.warmup_inputs(),
-        batching=gpt_signatures.BATCHING)
+        batching=DECODING)
     prompts = prompt_texts(tokenizer, lines, FLAGS.generate_batch_size, FLAGS.prompt_length)
     result = subprocess.run(
         [sys.executable, os.path.abspath(__file__), f"--time_export={path}",

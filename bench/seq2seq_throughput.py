@@ -53,9 +53,9 @@ from bench.cases import random_seq2seq_model, seq2seq_decode_runner, timed  # no
 from bench.timing import OURS, THEIRS, make_runner, num_trainable  # noqa: E402
 from kerasllm.data.parallel_text import parallel_dataset_fn  # noqa: E402
 from kerasllm.export import seq2seq_signatures  # noqa: E402
-from kerasllm.export.gpt_signatures import BATCHING  # noqa: E402
 from kerasllm.export.saved_model import export_saved_model  # noqa: E402
 from kerasllm.models import registry  # noqa: E402
+from kerasllm.serving.batching import DECODING  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["seq2seq_tiny", "seq2seq_small"], "Seq2seq configs to time.")
@@ -152,7 +152,7 @@ def export_row(name, tokenizer, texts, export_dir):
     # Only what is timed (the trainer also exports translate_with_options and score).
     signatures = {key: signatures[key] for key in ("serving_default", "translate")}
     path = export_saved_model(os.path.join(export_dir, name), signatures, [model, tokenizer],
-                              check=False, batching=BATCHING)
+                              check=False, batching=DECODING)
     result = subprocess.run(
         [sys.executable, os.path.abspath(__file__), f"--time_export={path}",
          f"--export_texts={json.dumps(texts)}", f"--rounds={FLAGS.rounds}"],

@@ -16,7 +16,8 @@ from absl import flags
 
 from bench.cases import OURS, THEIRS  # noqa: F401 (the scripts' labels)
 from kerasllm.training.config import TrainConfig
-from kerasllm.training.loop import global_dtype_policy, make_train_function
+from kerasllm.training.state import global_dtype_policy
+from kerasllm.training.step import make_train_function
 from kerasllm.training.optimizer import create_optimizer
 from kerasllm.training.strategy import create_strategy
 

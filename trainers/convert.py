@@ -32,6 +32,7 @@ from kerasllm.export import gpt_signatures
 from kerasllm.export.bert_signatures import bert_signatures
 from kerasllm.pretrained import PACKAGED, pretrained_name
 from kerasllm.pretrained.model_dir import is_model_dir, read_model_dir
+from kerasllm.serving.batching import DECODING
 from kerasllm.tokenizers.byte_bpe import ByteLevelBpeTokenizer
 from kerasllm.tokenizers.byte_hf_json import (TOKENIZER_FILE, byte_bpe_from_tokenizer_json,
                                               tokenizer_config)
@@ -118,7 +119,7 @@ def run(fv):
         extra = {"family": "gpt", "max_new_tokens": fv.max_new_tokens,
                  "context_length": config.max_sequence_length, "chat_template": template}
         export_options = {"warmup_inputs": gpt_signatures.warmup_inputs(),
-                          "batching": gpt_signatures.BATCHING}
+                          "batching": DECODING}
     else:
         source = PACKAGED[fv.input]() if fv.input in PACKAGED else fv.input
         model, tokenizer, report = load_hf_bert(source)

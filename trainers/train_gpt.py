@@ -25,6 +25,7 @@ from kerasllm.evaluation.validation import Validation
 from kerasllm.export import gpt_signatures
 from kerasllm.models import GptCausalLM, GptDecoder, registry
 from kerasllm.pretrained.model_dir import describe_model_dir
+from kerasllm.serving.batching import DECODING
 from kerasllm.training.checkpoints import ensure_writable
 from kerasllm.training.loop import train
 from kerasllm.training.strategy import create_strategy, is_chief
@@ -128,7 +129,7 @@ def run(fv):
          "tokenizer": tokenizer.settings(), "max_seq_length": max_seq_length,
          "max_new_tokens": fv.max_new_tokens, "unigram_perplexity": baseline,
          **run_metadata},
-        warmup_inputs=gpt_signatures.warmup_inputs(), batching=gpt_signatures.BATCHING)
+        warmup_inputs=gpt_signatures.warmup_inputs(), batching=DECODING)
 
 
 if __name__ == "__main__":

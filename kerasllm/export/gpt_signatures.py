@@ -13,7 +13,6 @@ from kerasllm.export.inputs import LENGTH_PENALTY_RANGE, TEXT, clamped, signatur
 from kerasllm.generation.beam_search import beam_search
 from kerasllm.generation.decode import LENGTH, STOP_SEQUENCE, STOP_TOKEN, generate
 from kerasllm.generation.prompts import left_pad
-from kerasllm.serving.batching import Batching
 
 PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
 MESSAGE = tf.TensorSpec([None], tf.string, name="message")
@@ -29,10 +28,6 @@ SETTINGS = {
 }
 LENGTH_PENALTY = tf.TensorSpec([None], tf.float32, name="length_penalty")
 FINISH_REASONS = {LENGTH: "length", STOP_TOKEN: "stop_token", STOP_SEQUENCE: "stop"}
-# A generation request runs a decode loop of up to max_new_tokens model steps, so
-# batches stay small and may wait a little longer for company.
-BATCHING = Batching(max_batch_size=8, batch_timeout_micros=10_000, max_enqueued_batches=32,
-                    allowed_batch_sizes=(1, 8))
 
 
 def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
