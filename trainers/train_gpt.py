@@ -18,9 +18,9 @@ import numpy as np
 from absl import flags, logging
 
 from kerasllm.data.corpus import split_documents
-from kerasllm.data.lm_examples import lm_dataset, lm_dataset_fn, token_stream
+from kerasllm.data.lm_examples import lm_dataset_fn, token_stream
 from kerasllm.errors import DataError
-from kerasllm.evaluation.language_model import HeldOutLoss
+from kerasllm.evaluation.language_model import documents_loss
 from kerasllm.evaluation.validation import Validation
 from kerasllm.export import gpt_signatures
 from kerasllm.models import GptCausalLM, GptDecoder, registry
@@ -105,8 +105,8 @@ def run(fv):
         baseline = unigram_perplexity(train_stream, eval_stream, tokenizer.vocab_size)
         logging.info("validation perplexity of the unigram frequencies: %.1f", baseline)
         validation = Validation(
-            HeldOutLoss(lm_dataset(eval_stream, seq_length=max_seq_length,
-                                   batch_size=fv.batch_size, training=False), "padding_mask"),
+            documents_loss(eval_stream, eval_documents, seq_length=max_seq_length,
+                           batch_size=fv.batch_size),
             "loss", model_dir if is_chief(strategy) else None, larger_is_better=False)
 
     result = train(lambda: GptCausalLM(GptDecoder(model_config)),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasllm.evaluation.language_model import HeldOutLoss
+from kerasllm.evaluation.language_model import HeldOutLoss, documents_loss
 from kerasllm.models import GptCausalLM
 
 VOCAB = 50
@@ -29,3 +29,19 @@ def test_the_loss_is_the_mean_over_every_predicted_token():
     scores = HeldOutLoss(batches, "padding_mask")(model)
     assert scores["loss"] == pytest.approx(expected, rel=1e-5)
     assert scores["perplexity"] == pytest.approx(np.exp(expected), rel=1e-5)
+    assert "bits_per_character" not in scores
+
+    # 3.5 characters per token: the same nats spread over 3.5 times as many characters.
+    per_character = HeldOutLoss(batches, "padding_mask", characters_per_token=3.5)(model)
+    assert per_character["bits_per_character"] == pytest.approx(
+        expected / np.log(2) / 3.5, rel=1e-5)
+
+
+def test_documents_loss_counts_the_characters_the_stream_holds():
+    tf.keras.utils.set_random_seed(0)
+    model = GptCausalLM.from_name("gpt_tiny", vocab_size=VOCAB, max_sequence_length=16,
+                                  dropout=0.0).build_for_inputs()
+    documents = [["ab", "cd"], ["efg"]]  # "ab\ncd" and "efg": 8 characters
+    stream = np.arange(1, 21, dtype="int32") % VOCAB  # 20 tokens: 0.4 characters each
+    scores = documents_loss(stream, documents, seq_length=8, batch_size=2)(model)
+    assert scores["bits_per_character"] == pytest.approx(scores["loss"] / np.log(2) / 0.4)

@@ -35,11 +35,17 @@ PUBLISHED = {"gpt2_small": 124_439_808, "gpt2_medium": 354_823_168,
 
 def test_registry_names_and_family():
     assert registry.model_names("gpt") == ["gpt2_medium", "gpt2_small", "gpt_mini",
-                                           "gpt_tiny", "smollm2_135m"]
+                                           "gpt_tiny", "llama_mini", "llama_tiny",
+                                           "smollm2_135m"]
     family, config = registry.lookup("smollm2_135m")
     assert family.name == "gpt" and family.tokenizer_kind == "sentencepiece"
     assert family.backbone_class is GptDecoder and isinstance(config, GptConfig)
     assert (config.num_heads, config.num_key_value_heads, config.rope_theta) == (9, 3, 1e5)
+    # The from-scratch Llama sizes: GPT-2's shapes with a SwiGLU net of about the same
+    # weights (8/3 of the width, a multiple of 16) and no dropout.
+    tiny, mini = registry.get("llama_tiny"), registry.get("llama_mini")
+    assert (tiny.intermediate_size, mini.intermediate_size) == (352, 688)
+    assert mini.dropout == mini.attention_dropout == 0.0 and not mini.use_bias
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
