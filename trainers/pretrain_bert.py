@@ -14,7 +14,7 @@ from absl import flags, logging
 from kerasllm.data import bert_pretraining, bert_pretraining_tfrecords
 from kerasllm.errors import DataError
 from kerasllm.export.bert_signatures import bert_signatures
-from kerasllm.models import BertEncoder, BertPretrainer, registry
+from kerasllm.models import BertEncoder, BertPretrainer
 from kerasllm.pretrained.model_dir import describe_model_dir
 from kerasllm.tokenizers import wordpiece_vocab
 from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
@@ -39,9 +39,7 @@ def define_corpus_flags(fv):
 
 
 def define_flags(fv):
-    flags.DEFINE_string("model", "bert_tiny",
-                        f"BERT config name: {', '.join(registry.model_names(FAMILY))}.",
-                        flag_values=fv)
+    shared_flags.define_model_flags(fv, FAMILY, "bert_tiny")
     define_corpus_flags(fv)
     flags.DEFINE_integer("vocab_size", 8000, "Size of a vocabulary learned from the corpus.",
                          lower_bound=100, flag_values=fv)
@@ -72,7 +70,7 @@ def load_or_learn_vocab(fv, documents, model_dir):
 
 
 def run(fv):
-    model_config = registry.get(fv.model)
+    model_config = shared_flags.model_config_from_flags(fv, FAMILY, "pretrain_bert")
     max_seq_length = common.sequence_length(fv, model_config, fv.model)
     export_root = common.export_root(fv, fv.model)
     train_config = shared_flags.train_config_from_flags(fv)

@@ -8,6 +8,8 @@ TensorFlow's.
 """
 from absl import flags
 
+from kerasllm.errors import DataError
+from kerasllm.models import registry
 from kerasllm.pretrained import MINILM, PACKAGED
 from kerasllm.training.config import DECAYS, DEFAULT_WARMUP_FRACTION, PRECISIONS, TrainConfig
 from kerasllm.training.strategy import STRATEGIES
@@ -20,6 +22,32 @@ TRAINING_FLAGS = ("model_dir", "train_steps", "batch_size", "learning_rate", "wa
                   "decay", "weight_decay", "layer_decay", "adam_epsilon", "clip_norm",
                   "ema_momentum", "grad_accum_steps", "mixed_precision", "jit_compile",
                   "checkpoint_every", "keep_checkpoints", "log_every", "seed", "deterministic")
+
+
+def define_model_flags(fv, family, default):
+    """--model, a named config of `family` (e.g. "gpt"), and --model_settings, fields
+    of it to change."""
+    flags.DEFINE_string("model", default,
+                        f"{family} config name: {', '.join(registry.model_names(family))}.",
+                        flag_values=fv)
+    config_class = registry.family(family).config_class.__name__
+    flags.DEFINE_list("model_settings", [],
+                      "Fields of the --model config to change, as name=value pairs, e.g. "
+                      f"dropout=0.1,norm_position=post (the fields of kerasllm's {config_class}).",
+                      flag_values=fv)
+
+
+def model_config_from_flags(fv, family, trainer):
+    """The config --model names with --model_settings applied; DataError if --model
+    is of another family or a setting is wrong."""
+    found, config = registry.lookup(fv.model)
+    if found.name != family:
+        raise DataError(f"--model={fv.model} is a {found.name} model; {trainer} trains "
+                        f"{', '.join(registry.model_names(family))}")
+    try:
+        return config.with_settings(fv.model_settings)
+    except ValueError as error:
+        raise DataError(f"--model_settings: {error}") from None
 
 
 def define_training_flags(fv, *, model_dir=None, train_steps=1000, batch_size=32,

@@ -23,7 +23,7 @@ from kerasllm.errors import DataError
 from kerasllm.evaluation.language_model import documents_loss
 from kerasllm.evaluation.validation import Validation
 from kerasllm.export import gpt_signatures
-from kerasllm.models import GptCausalLM, GptDecoder, registry
+from kerasllm.models import GptCausalLM, GptDecoder
 from kerasllm.pretrained.model_dir import describe_model_dir
 from kerasllm.serving.batching import DECODING
 from kerasllm.training.checkpoints import ensure_writable
@@ -35,9 +35,7 @@ FAMILY = "gpt"
 
 
 def define_flags(fv):
-    flags.DEFINE_string("model", "gpt_tiny",
-                        f"GPT config name: {', '.join(registry.model_names(FAMILY))}.",
-                        flag_values=fv)
+    shared_flags.define_model_flags(fv, FAMILY, "gpt_tiny")
     shared_flags.define_corpus_flags(fv)
     flags.DEFINE_string("tokenizer_file", None,
                         "SentencePiece .model to use. Default: <model_dir>/sentencepiece.model, "
@@ -69,10 +67,7 @@ def unigram_perplexity(train_stream, eval_stream, vocab_size):
 
 
 def run(fv):
-    family, model_config = registry.lookup(fv.model)
-    if family.name != FAMILY:
-        raise DataError(f"--model={fv.model} is a {family.name} model; train_gpt trains "
-                        f"{', '.join(registry.model_names(FAMILY))}")
+    model_config = shared_flags.model_config_from_flags(fv, FAMILY, "train_gpt")
     max_seq_length = common.sequence_length(fv, model_config, fv.model)
     if fv.max_new_tokens >= model_config.max_sequence_length:
         raise DataError(f"--max_new_tokens={fv.max_new_tokens} leaves no room for a prompt in "

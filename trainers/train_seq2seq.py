@@ -36,7 +36,6 @@ from kerasllm.evaluation.translation import (TranslationEvaluator, corpus_qualit
                                              translation_quality)
 from kerasllm.evaluation.validation import Validation, merged
 from kerasllm.export import seq2seq_signatures
-from kerasllm.models import registry
 from kerasllm.models.seq2seq import Seq2SeqLM, Seq2SeqTransformer
 from kerasllm.pretrained.model_dir import describe_model_dir
 from kerasllm.serving.batching import DECODING
@@ -50,9 +49,7 @@ FAMILY = "seq2seq"
 
 
 def define_flags(fv):
-    flags.DEFINE_string("model", "seq2seq_small",
-                        f"seq2seq config name: {', '.join(registry.model_names(FAMILY))}.",
-                        flag_values=fv)
+    shared_flags.define_model_flags(fv, FAMILY, "seq2seq_small")
     for side, language in (("source", "the source language"), ("target", "its translation")):
         flags.DEFINE_string(f"train_{side}", None,
                             f"Plain-text file of training sentences in {language}, one per "
@@ -168,10 +165,7 @@ def quality_on_test_pairs(translate_with_options, test_pairs, fv):
 
 
 def run(fv):
-    family, model_config = registry.lookup(fv.model)
-    if family.name != FAMILY:
-        raise DataError(f"--model={fv.model} is a {family.name} model; train_seq2seq trains "
-                        f"{', '.join(registry.model_names(FAMILY))}")
+    model_config = shared_flags.model_config_from_flags(fv, FAMILY, "train_seq2seq")
     for name in ("max_source_length", "max_target_length"):
         if fv[name].value > model_config.max_sequence_length:
             raise DataError(f"--{name}={fv[name].value} is more than {fv.model}'s "

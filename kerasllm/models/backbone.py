@@ -14,6 +14,39 @@ class ModelConfig:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+    def with_settings(self, assignments):
+        """A copy with fields changed by `assignments`, strings "name=value" (as a
+        command line gives them), each value read as the type the field holds
+        (true/false for a bool).
+
+        Raises:
+          ValueError: an assignment without "=", an unknown field, or a value
+            that is not of the field's type or that the config refuses.
+        """
+        changes = {}
+        for assignment in assignments:
+            name, equals, text = assignment.partition("=")
+            if not equals:
+                raise ValueError(f"{assignment!r} is not name=value")
+            if name not in self.to_dict():
+                raise ValueError(f"{type(self).__name__} has no field {name!r}; its fields: "
+                                 f"{', '.join(self.to_dict())}")
+            changes[name] = _read_as(text, getattr(self, name), name)
+        return self.replace(**changes)
+
+
+def _read_as(text, current, name):
+    """`text` as a value of the type of `current`."""
+    if isinstance(current, bool):
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"{name} is true or false, got {text!r}")
+        return text.lower() == "true"
+    kind = type(current) if current is not None else str
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{name} is a {kind.__name__}, got {text!r}") from None
+
 
 class Backbone(keras.Model):
     """Base of the family backbones (BertEncoder, ...), the part a task model adds

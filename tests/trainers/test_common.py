@@ -42,3 +42,31 @@ def test_export_root_and_an_existing_version(tmp_path):
 def test_flags_set_are_the_ones_given():
     assert common.flags_set(parsed("--max_seq_length=16", "--noexport")) == {
         "export": False, "max_seq_length": 16}
+
+
+def model_flags(*argv):
+    flag_values = flags.FlagValues()
+    shared_flags.define_model_flags(flag_values, "seq2seq", "seq2seq_tiny")
+    flag_values(["trainer", *argv])
+    return flag_values
+
+
+def test_model_settings_change_the_named_config():
+    config = shared_flags.model_config_from_flags(
+        model_flags("--model_settings=norm_position=post,dropout=0.1,tie_embeddings=false"),
+        "seq2seq", "train_seq2seq")
+    assert config == registry.get("seq2seq_tiny").replace(
+        norm_position="post", dropout=0.1, tie_embeddings=False)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model=gpt_tiny"], "--model=gpt_tiny is a gpt model; train_seq2seq trains"),
+    (["--model_settings=dropout"], "--model_settings: 'dropout' is not name=value"),
+    (["--model_settings=drop=0.1"], "Seq2SeqConfig has no field 'drop'; its fields: "),
+    (["--model_settings=dropout=lots"], "dropout is a float, got 'lots'"),
+    (["--model_settings=tie_embeddings=1"], "tie_embeddings is true or false, got '1'"),
+    (["--model_settings=norm_position=middle"], "norm_position must be one of"),
+])
+def test_a_wrong_model_or_setting_is_named(argv, message):
+    with pytest.raises(DataError, match=message.replace("(", r"\(")):
+        shared_flags.model_config_from_flags(model_flags(*argv), "seq2seq", "train_seq2seq")
