@@ -5,7 +5,8 @@ import tensorflow as tf
 
 from kerasllm.training.config import TrainConfig
 from kerasllm.training.errors import TrainingError
-from kerasllm.training.optimizer import WarmupDecay, create_optimizer, layer_biases
+from kerasllm.training.optimizer import create_optimizer, layer_biases
+from kerasllm.training.schedule import WarmupDecay
 
 from tests.training.helpers import task_and_optimizer
 
