@@ -5,7 +5,7 @@ padded no further than a batch's longest example needs.
 Position. A training stream is an endless sequence of epochs of N batches each,
 and epoch e's batches are a pure function of (seed, e): batch k is batch k % N
 of epoch k // N. A resumed run starts at any batch (`start_batch`, see
-kerasllm.training.loop) by computing the order of that batch's epoch, index
+kerasllm.training.input_position) by computing the order of that batch's epoch, index
 arithmetic over n examples, without reading any batch before it.
 
 An epoch (epoch_batches): the examples in the order of a permutation drawn from

@@ -5,13 +5,13 @@ Data flow:
     -> tokenize_documents (once)          list of documents of token-id sentences
     -> make_nsp_pairs (every epoch)       (A, B, is_next) with |A|+|B| <= S-3
     -> shuffle, batch                     ragged [B, (n)]
-    -> join_segments + mask_tokens        fresh 80/10/10 masks for every batch
+    -> make_masking_fn                    fresh 80/10/10 masks for every batch
     -> pad                                fixed-shape batch dict
 The masking step is shared with the TFRecord reader.
 
 Position. The stream is a pure function of (seed, batch number), so a resumed run
 starts at any batch without reading the ones before (`start_batch`, see
-kerasllm.training.loop): epoch e's pairs are drawn from (seed, e) alone, and it
+kerasllm.training.input_position): epoch e's pairs are drawn from (seed, e) alone, and it
 is the first N * B of them in an order also drawn from (seed, e), N the same for
 every epoch: pairs_per_draw // B (a draw's pairs vary in number, never below
 pairs_per_draw). Batch k is batch k % N of epoch k // N, its masks drawn from

@@ -14,7 +14,7 @@ W windows that fit at offset o_e (W the same for every offset), in the order of
 a random permutation of [0, W); both drawn statelessly from (seed, e). Batch k
 holds examples kB .. kB + B - 1 of the endless sequence of epochs, so a resumed
 run starts at any batch without reading the ones before it (`start_batch`, see
-kerasllm.training.loop), and every epoch shows each of its windows exactly once.
+kerasllm.training.input_position), and every epoch shows each of its windows exactly once.
 """
 import functools
 

@@ -4,7 +4,35 @@ backbone built from that config and the kind of tokenizer it reads.
     family, config = registry.lookup("bert_tiny")
     backbone = family.backbone_class(config)
 
-A new family adds one `Family` to FAMILIES; nothing else here changes.
+How to add a config (a new size of a family): one entry in that family's configs
+dict, e.g. GPT_CONFIGS in kerasllm/models/gpt/config.py; every trainer's --model
+and `lookup` know it from there. Test its parameter count beside the others'
+(tests/models/gpt/test_gpt.py for GPT).
+
+How to add a family: one `Family` in FAMILIES below, and these files, each shown
+for GPT (tests/models/test_new_family.py trains a toy family made of the first three):
+
+    config      kerasllm/models/gpt/config.py      GptConfig, a frozen ModelConfig, and
+                                                   GPT_CONFIGS, its named sizes
+    backbone    kerasllm/models/gpt/backbone.py    GptDecoder, a models.backbone.Backbone
+    task        kerasllm/models/gpt/causal_lm.py   GptCausalLM, a models.task.TaskModel
+                                                   (build_for_inputs,
+                                                   compute_loss_and_metrics): what
+                                                   kerasllm.training.loop trains
+    data        kerasllm/data/lm_examples.py       dataset_fn(input_context, start_batch)
+                                                   for the loop, on data/batching.py;
+                                                   text to ids: tokenizers/lm_packing.py
+    evaluation  kerasllm/evaluation/language_model.py
+                                                   held-out scores for the trainer's
+                                                   evaluation.validation.Validation
+    signatures  kerasllm/export/gpt_signatures.py  serving signatures on raw text, inputs
+                                                   checked by export/inputs.py, and
+                                                   the sample inputs of export/warmup.py
+    trainer     trainers/train_gpt.py              its flags (its own, then groups of
+                                                   trainers/shared_flags.py) -> config ->
+                                                   train() -> export
+    tests       tests/models/gpt/test_gpt.py, tests/data/test_lm_examples.py,
+                tests/export/test_generation_signatures.py, tests/trainers/test_train_gpt.py
 """
 import dataclasses
 
