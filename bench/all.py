@@ -3,6 +3,7 @@
     python -m bench.all                          # writes docs/benchmarks.md and .png
     python -m bench.all --models=bert_tiny,gpt_tiny --repeats=2 --output=/tmp/b.md
     python -m bench.all --quick --output=/tmp/b.md   # smoke run: tiny sizes, one of each
+    python -m bench.all --replot                 # the page and plot again from docs/benchmarks.json
 
 Every number is one fresh process (`python -m bench.measure ...`, median of its
 --rounds timed rounds after an untimed warm-up), and the processes of one sweep
@@ -23,6 +24,7 @@ target tokens):
 """
 import datetime
 import json
+import math
 import os
 import platform
 import shlex
@@ -36,6 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench import cases, timing  # noqa: E402
+from bench.tables import markdown_table, speed  # noqa: E402
 from kerasllm.models.registry import UnknownModelError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -43,7 +46,8 @@ MODELS = ["bert_tiny", "bert_small", "gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 GENERATION_MODELS = ["gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 MODEL_GARDEN = "model-garden"
 DEFAULT_MODEL_GARDEN_PYTHON = os.path.join(ROOT, ".venv-model-garden", "bin", "python")
-flags.DEFINE_list("models", MODELS, "Models to train (registry names or gpt_4x512).")
+flags.DEFINE_list("models", MODELS, "Models to train (registry names or bench's own sizes "
+                  "in bench/cases.WIDER, e.g. gpt_4x512).")
 flags.DEFINE_list("generation_models", GENERATION_MODELS, "Models to generate with.")
 flags.DEFINE_integer("repeats", 3, "Sweeps over all measurements (alternating).")
 timing.define_size_flags(batch_size=16, seq_length=128, rounds=3, steps_per_round=5)
@@ -59,10 +63,16 @@ flags.DEFINE_bool("quick", False,
                   "round of one step, batch 2 x 16, 4 new tokens, a 256^3 matmul, XLA "
                   "off only, no Model Garden (flags given explicitly win).")
 flags.DEFINE_bool("xla", True, "Also time training with XLA (--noxla: XLA off only).")
+flags.DEFINE_bool("replot", False,
+                  "Measure nothing: rewrite --output and its plot from the figures recorded "
+                  "beside it (the .json of the same name).")
 QUICK = {"models": ["bert_tiny", "gpt_tiny", "seq2seq_tiny"],
          "generation_models": ["gpt_tiny", "seq2seq_tiny"], "repeats": 1, "rounds": 1,
          "steps_per_round": 1, "batch_size": 2, "seq_length": 16, "new_tokens": 4,
          "matmul_size": 256, "model_garden_python": "", "xla": False}
+SETTINGS = ("repeats", "rounds", "steps_per_round", "batch_size", "seq_length", "new_tokens",
+            "matmul_size")
+PRECISIONS = ("float32", "mixed_bfloat16")
 GOALS = {"bert_tiny": 1.3, "gpt_tiny": 1.3, "bert_small": 1.1, "gpt_4x512": 1.1}
 MFU_GOAL, BF16_GOAL = 0.8, 1.5
 
@@ -78,7 +88,7 @@ def train_spec(model, side, precision="float32", jit_compile=False):
 
 def measurements(model_garden):
     """Every measurement of one sweep, as specs for bench.measure."""
-    specs = [{"kind": "matmul", "precision": p} for p in ("float32", "mixed_bfloat16")]
+    specs = [{"kind": "matmul", "precision": p} for p in PRECISIONS]
     for model in FLAGS.models:
         for jit_compile in (False, True) if FLAGS.xla else (False,):
             specs += [train_spec(model, side, jit_compile=jit_compile)
@@ -154,77 +164,102 @@ def machine():
     return f"{model}, {os.cpu_count()} cores"
 
 
-def rows(medians, parameters, model_garden):
-    """(training rows, generation rows, matmul GFLOP/s by precision) from the medians."""
+def measured(medians, parameters, model_garden, note):
+    """The record of one run: its settings and every median, the figures the report
+    and the plot are made from (bench.all --replot remakes both from it)."""
     get = lambda **spec: medians.get(key(spec))  # noqa: E731
-    matmul = {p: get(kind="matmul", precision=p) for p in ("float32", "mixed_bfloat16")}
+    matmul = {p: get(kind="matmul", precision=p) for p in PRECISIONS}
     train = []
     for model in FLAGS.models:
-        flops = cases.training_flops_per_token(model, FLAGS.seq_length)
-        speed = {(side, precision, jit): get(**train_spec(model, side, precision, jit))
-                 for side in (cases.OURS, cases.THEIRS) for precision in ("float32",)
-                 for jit in (False, True)}
-        bf16 = get(**train_spec(model, cases.OURS, "mixed_bfloat16"))
-        ours, theirs = speed[(cases.OURS, "float32", False)], speed[(cases.THEIRS, "float32", False)]
-        train.append({
-            "model": model, "parameters": parameters.get((model, cases.OURS)),
-            "ours": ours, "theirs": theirs, "ratio": ours / theirs,
-            "ours_xla": speed[(cases.OURS, "float32", True)],
-            "theirs_xla": speed[(cases.THEIRS, "float32", True)],
-            "bf16": bf16, "bf16_ratio": bf16 / ours,
-            "mfu": flops * ours / (matmul["float32"] * 1e9),
-            "mfu_theirs": flops * theirs / (matmul["float32"] * 1e9),
-            "mfu_bf16": flops * bf16 / (matmul["mixed_bfloat16"] * 1e9),
-            "model_garden": get(**train_spec(model, MODEL_GARDEN)) if model_garden else None})
-    generation = [{"model": m, "ours": get(kind="generate", model=m, side=cases.OURS),
-                   "theirs": get(kind="generate", model=m, side=cases.THEIRS)}
-                  for m in FLAGS.generation_models]
-    return train, generation, matmul
+        r = {"model": model, "parameters": parameters.get((model, cases.OURS)),
+             "ours": get(**train_spec(model, cases.OURS)),
+             "theirs": get(**train_spec(model, cases.THEIRS)),
+             "ours_xla": get(**train_spec(model, cases.OURS, jit_compile=True)),
+             "theirs_xla": get(**train_spec(model, cases.THEIRS, jit_compile=True)),
+             "bf16": get(**train_spec(model, cases.OURS, "mixed_bfloat16")),
+             "model_garden": get(**train_spec(model, MODEL_GARDEN)) if model_garden else None}
+        r.update(ratio=quotient(r["ours"], r["theirs"]),
+                 ratio_xla=quotient(r["ours_xla"], r["theirs_xla"]),
+                 bf16_ratio=quotient(r["bf16"], r["ours"]),
+                 mfu=mfu(model, r["ours"], matmul["float32"]),
+                 mfu_theirs=mfu(model, r["theirs"], matmul["float32"]),
+                 mfu_bf16=mfu(model, r["bf16"], matmul["mixed_bfloat16"]))
+        train.append(r)
+    generation = []
+    for m in FLAGS.generation_models:
+        ours, theirs = (get(kind="generate", model=m, side=side)
+                        for side in (cases.OURS, cases.THEIRS))
+        generation.append({"model": m, "ours": ours, "theirs": theirs,
+                           "ratio": quotient(ours, theirs)})
+    return {"command": shlex.join(["python", "-m", "bench.all", *sys.argv[1:]]),
+            "date": datetime.date.today().isoformat(), "machine": machine(),
+            "settings": {name: FLAGS[name].value for name in SETTINGS},
+            "matmul": matmul,
+            "model_garden": note, "train": train, "generation": generation}
 
 
-def ratio(ours, theirs):
-    return "n/a" if ours is None or theirs is None else f"{ours / theirs:.2f}"
+def quotient(a, b):
+    return None if a is None or not b else a / b
 
 
-def report(train, generation, matmul, model_garden_note):
-    f = lambda x: "n/a" if x is None else f"{x:,.0f}"  # noqa: E731
+def mfu(model, tokens_per_second, matmul_gflops):
+    """Model FLOPs utilisation: the model's matmul FLOPs per token x tokens/s over
+    the reference matmul's rate; None where a figure is missing."""
+    if tokens_per_second is None or not matmul_gflops:
+        return None
+    return (cases.training_flops_per_token(model, FLAGS.seq_length) * tokens_per_second
+            / (matmul_gflops * 1e9))
+
+
+def percent(value):
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def times(value):
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def report(record, output):
+    """The markdown page of a record (see `measured`)."""
+    settings, matmul = record["settings"], record["matmul"]
+    wider = cases.describe_wider(sorted({r["model"] for r in record["train"]}
+                                        | {r["model"] for r in record["generation"]}))
     lines = [
         "# Benchmarks", "",
-        f"Made by `{shlex.join(['python', '-m', 'bench.all', *sys.argv[1:]])}` on "
-        f"{datetime.date.today().isoformat()}, {machine()}; bench/all.py says how. Each "
-        f"figure: median over {FLAGS.repeats} alternating sweeps of one fresh process each "
-        f"({FLAGS.rounds} rounds x {FLAGS.steps_per_round} steps); batch {FLAGS.batch_size}, "
-        f"seq {FLAGS.seq_length}. Reference matmul ({FLAGS.matmul_size}^3) in the same "
-        f"sweeps: float32 {matmul['float32']:,.0f} GFLOP/s, bfloat16 "
-        f"{matmul['mixed_bfloat16']:,.0f} GFLOP/s.", "",
-        f"![training tokens/s by config]({os.path.basename(plot_path(FLAGS.output))})", "",
+        f"Made by `{record['command']}` on {record['date']}, {record['machine']}; "
+        f"bench/all.py says how (`python -m bench.all --replot` remakes this page and its "
+        f"plot from {os.path.basename(record_path(output))}). Each figure: median over "
+        f"{settings['repeats']} alternating sweeps of one fresh process each "
+        f"({settings['rounds']} rounds x {settings['steps_per_round']} steps); batch "
+        f"{settings['batch_size']}, seq {settings['seq_length']}. Reference matmul ({settings['matmul_size']}^3) "
+        f"in the same sweeps: float32 {speed(matmul['float32'])} GFLOP/s, bfloat16 "
+        f"{speed(matmul['mixed_bfloat16'])} GFLOP/s. " + " ".join(wider), "",
+        f"![training tokens/s, ratios and generation by model]"
+        f"({os.path.basename(plot_path(output))})", "",
         "## Training tokens/s", "",
         "kerasllm / keras-hub: both through kerasllm's step function (same AdamW, batch "
         "and loss), so only the models differ. MFU: model matmul FLOPs x tokens/s over "
-        "the reference matmul of the same precision. " + model_garden_note, "",
-        "| model | weights | kerasllm | keras-hub | ratio (goal) | XLA on: kerasllm | "
-        "keras-hub | ratio | MFU kerasllm | MFU keras-hub | Model Garden |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in train:
-        goal = f" ({GOALS[r['model']]})" if r["model"] in GOALS else ""
-        lines.append(
-            f"| {r['model']} | {f(r['parameters'])} | {f(r['ours'])} | {f(r['theirs'])} | "
-            f"{r['ratio']:.2f}{goal} | {f(r['ours_xla'])} | {f(r['theirs_xla'])} | "
-            f"{ratio(r['ours_xla'], r['theirs_xla'])} | {r['mfu']:.0%} | {r['mfu_theirs']:.0%} | "
-            f"{f(r['model_garden'])} |")
-    lines += ["", "## mixed_bfloat16 vs float32 (kerasllm, XLA off)", "",
-              f"| model | float32 | mixed_bfloat16 | ratio (goal {BF16_GOAL}) | MFU bf16 |",
-              "|---|---:|---:|---:|---:|"]
-    for r in train:
-        lines.append(f"| {r['model']} | {f(r['ours'])} | {f(r['bf16'])} | "
-                     f"{r['bf16_ratio']:.2f} | {r['mfu_bf16']:.0%} |")
-    lines += ["", f"## Generation, new tokens/s (XLA, random weights, {FLAGS.new_tokens} "
-              "new tokens; GPT: greedy, 4 prompts of 16 tokens; seq2seq: beam 4, 4 "
-              "sources of 16 tokens)", "",
-              "| model | kerasllm | keras-hub | ratio |", "|---|---:|---:|---:|"]
-    for r in generation:
-        lines.append(f"| {r['model']} | {f(r['ours'])} | {f(r['theirs'])} | "
-                     f"{r['ours'] / r['theirs']:.2f} |")
+        "the reference matmul of the same precision. " + record["model_garden"], ""]
+    lines += markdown_table(
+        ["<model", "weights", "kerasllm", "keras-hub", "ratio (goal)", "XLA on: kerasllm",
+         "keras-hub", "ratio", "MFU kerasllm", "MFU keras-hub", "Model Garden"],
+        [[r["model"], speed(r["parameters"]), speed(r["ours"]), speed(r["theirs"]),
+          times(r["ratio"]) + (f" ({GOALS[r['model']]})" if r["model"] in GOALS else ""),
+          speed(r["ours_xla"]), speed(r["theirs_xla"]), times(r["ratio_xla"]),
+          percent(r["mfu"]), percent(r["mfu_theirs"]), speed(r["model_garden"])] for r in record["train"]])
+    lines += ["", "## mixed_bfloat16 vs float32 (kerasllm, XLA off)", ""]
+    lines += markdown_table(
+        ["<model", "float32", "mixed_bfloat16", f"ratio (goal {BF16_GOAL})", "MFU bf16"],
+        [[r["model"], speed(r["ours"]), speed(r["bf16"]), times(r["bf16_ratio"]),
+          percent(r["mfu_bf16"])]
+         for r in record["train"]])
+    lines += ["", f"## Generation, new tokens/s (XLA, random weights, "
+              f"{settings['new_tokens']} new tokens; GPT: greedy, 4 prompts of 16 tokens; "
+              "seq2seq: beam 4, 4 sources of 16 tokens)", ""]
+    lines += markdown_table(
+        ["<model", "kerasllm", "keras-hub", "ratio"],
+        [[r["model"], speed(r["ours"]), speed(r["theirs"]), times(r["ratio"])]
+         for r in record["generation"]])
     return "\n".join(lines) + "\n"
 
 
@@ -232,31 +267,80 @@ def plot_path(output):
     return os.path.splitext(output)[0] + ".png"
 
 
-def plot(train, path):
+def record_path(output):
+    return os.path.splitext(output)[0] + ".json"
+
+
+def plot(record, path):
+    """Three panels, each on an axis that fits its figures, every bar labelled with
+    its value: training tokens/s (log), kerasllm / keras-hub ratios, generation new
+    tokens/s (log)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    series = [("kerasllm float32", "ours"), ("keras-hub float32", "theirs"),
-              ("kerasllm float32 XLA", "ours_xla"), ("kerasllm mixed_bfloat16", "bf16"),
-              ("Model Garden float32", "model_garden")]
-    series = [(label, field) for label, field in series
-              if any(r[field] is not None for r in train)]
-    width = 0.8 / len(series)
-    figure, axes = plt.subplots(figsize=(9, 5))
-    for i, (label, field) in enumerate(series):
-        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(train))]
-        axes.bar(xs, [r[field] or 0 for r in train], width, label=label)
-    axes.set_xticks(range(len(train)), [r["model"] for r in train])
-    axes.set_yscale("log")
-    axes.set_ylabel("training tokens/s (log)")
-    axes.set_title(f"Training throughput, batch {FLAGS.batch_size} x seq {FLAGS.seq_length}, "
-                   f"{machine()}", fontsize=9)
-    # Below the axes: above them it would hide the tallest bars.
-    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08),
-                ncol=len(series))
+    from matplotlib.ticker import FuncFormatter, LogLocator
+    train, generation = record["train"], record["generation"]
+    settings = record["settings"]
+    training = [(label, [r[field] for r in train]) for label, field in (
+        ("kerasllm float32", "ours"), ("keras-hub float32", "theirs"),
+        ("kerasllm float32 XLA", "ours_xla"), ("keras-hub float32 XLA", "theirs_xla"),
+        ("kerasllm mixed_bfloat16", "bf16"), ("Model Garden float32", "model_garden"))]
+    ratios = [(label, [r[field] for r in train])
+              for label, field in (("XLA off", "ratio"), ("XLA on", "ratio_xla"))]
+    generating = [(label, [r[field] for r in generation])
+                  for label, field in (("kerasllm", "ours"), ("keras-hub", "theirs"))]
+    figure, axes = plt.subplots(3, 1, figsize=(10, 12),
+                                gridspec_kw={"height_ratios": [3, 2, 2]})
+    thousands = FuncFormatter(lambda y, _: f"{y:,.0f}")
+    for ax, series, names, title, log, digits in (
+            (axes[0], training, [r["model"] for r in train],
+             f"Training tokens/s (log scale), batch {settings['batch_size']} x seq "
+             f"{settings['seq_length']}", True, 0),
+            (axes[1], ratios, [r["model"] for r in train],
+             "Training speed, kerasllm / keras-hub (above 1: kerasllm faster)", False, 2),
+            (axes[2], generating, [r["model"] for r in generation],
+             f"Generation new tokens/s (log scale, XLA, {settings['new_tokens']} new "
+             "tokens)", True, 0)):
+        series = [(label, values) for label, values in series
+                  if any(v is not None for v in values)]
+        width = 0.8 / max(1, len(series))
+        for i, (label, values) in enumerate(series):
+            xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(names))]
+            bars = ax.bar(xs, [v or 0 for v in values], width, label=label)
+            ax.bar_label(bars, [speed(v, digits) if v else "" for v in values],
+                         rotation=90, padding=2, fontsize=7)
+        ax.set_xticks(range(len(names)), names)
+        ax.set_title(title, fontsize=10)
+        if log:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+            ax.yaxis.set_major_formatter(thousands)
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: ""))
+            # From the power of ten below the smallest bar; room above for the labels.
+            smallest = min(v for _, values in series for v in values if v)
+            ax.set_ylim(10 ** math.floor(math.log10(smallest)), ax.get_ylim()[1] * 3)
+        else:
+            ax.axhline(1.0, color="gray", linewidth=0.8)
+            ax.set_ylim(0, ax.get_ylim()[1] * 1.25)
+        ax.grid(axis="y", which="major", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper right", ncol=min(3, len(series)))
+    figure.suptitle(f"{record['machine']}, {record['date']}", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def write(record, output):
+    """The record (JSON), its report (markdown, returned) and its plot, side by side."""
+    text = report(record, output)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(record_path(output), "w") as out:
+        json.dump(record, out, indent=1)
+        out.write("\n")
+    with open(output, "w") as out:
+        out.write(text)
+    plot(record, plot_path(output))
+    return text
 
 
 def model_garden_python():
@@ -276,6 +360,10 @@ def model_garden_python():
 
 def main(argv):
     del argv
+    if FLAGS.replot:
+        with open(record_path(FLAGS.output)) as f:
+            print(write(json.load(f), FLAGS.output))
+        return
     if FLAGS.quick:
         timing.set_unless_given(QUICK)
     for model in FLAGS.models + FLAGS.generation_models:
@@ -289,13 +377,7 @@ def main(argv):
         medians, parameters = sweep(model_garden)
     except BenchmarkError as error:
         sys.exit(f"bench.all: {error}")
-    train, generation, matmul = rows(medians, parameters, model_garden)
-    text = report(train, generation, matmul, note)
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    with open(FLAGS.output, "w") as out:
-        out.write(text)
-    plot(train, plot_path(FLAGS.output))
-    print(text)
+    print(write(measured(medians, parameters, model_garden, note), FLAGS.output))
 
 
 if __name__ == "__main__":

@@ -22,16 +22,11 @@ flags.adopt_module_key_flags(timing)  # lists them in --help
 flags.DEFINE_integer("num_predictions", cases.NUM_PREDICTIONS, "Masked positions per example.")
 
 
-def case(name):
-    builders, batch = cases.training_case(name, FLAGS.batch_size, FLAGS.seq_length,
-                                          FLAGS.num_predictions)
-    return name, builders, batch
-
-
 def main(argv):
     del argv
-    timing.compare((case(name) for name in FLAGS.models),
-                   f"{FLAGS.num_predictions} predictions")
+    timing.compare_cases(lambda name: cases.training_case(
+        name, FLAGS.batch_size, FLAGS.seq_length, FLAGS.num_predictions),
+        f"{FLAGS.num_predictions} predictions")
 
 
 if __name__ == "__main__":

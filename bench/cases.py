@@ -1,10 +1,12 @@
-"""What the benchmarks run for each model name, flag-free so every script shares it:
-the two sides' task builders and a synthetic batch for training, one side's
-generation runner, and the matmul FLOPs a training step costs (for model FLOPs
-utilisation).
+"""What the benchmarks run on each side (kerasllm, keras-hub) for each model name,
+flag-free so every script shares it: the two sides' task builders and a synthetic
+batch for training, the seq2seq pairs and vocabulary both sides train on, each
+side's generation runner and greedy translator, and the matmul FLOPs a training
+step costs (for model FLOPs utilisation).
 
-Names are registry configs plus gpt_4x512: gpt_tiny widened to 4 layers of 512
-(8 heads, FFN 2048, same vocabulary), a benchmark size with no registry entry.
+Names are registry configs plus bench's own sizes in WIDER, which are no registry
+entries (the trainers do not know them): gpt_4x512 is gpt_tiny widened to 4 layers
+of 512 (8 heads, FFN 2048, same vocabulary).
 """
 import time
 
@@ -12,28 +14,42 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
-from bench.keras_hub_reference import (KerasHubBertPretrainer, KerasHubGptCausalLM,
-                                       keras_hub_gpt2_causal_lm)
-from bench.keras_hub_seq2seq import OURS, THEIRS, build_models, token_table
+from bench.keras_hub_reference import (KerasHubBertClassifier, KerasHubBertPretrainer,
+                                       KerasHubGptCausalLM, keras_hub_gpt2_causal_lm)
+from bench.keras_hub_seq2seq import KerasHubSeq2SeqLM, source_batch, strip
+from kerasllm.datasets import bible_parallel
+from kerasllm.evaluation.translation import greedy_translator
 from kerasllm.generation import Prompts, beam_search, generate, left_pad
 from kerasllm.models import (BertEncoder, BertPretrainer, GptCausalLM, GptDecoder,
                              registry)
+from kerasllm.models.bert.classifier import BertClassifier
+from kerasllm.models.seq2seq import Seq2SeqLM, Seq2SeqTransformer
+from kerasllm.tokenizers import train_sentencepiece
 
+OURS, THEIRS = "kerasllm", "keras-hub"
 # num_key_value_heads too: replace() would keep gpt_tiny's 2, grouped-query attention.
-WIDER = {"gpt_4x512": dict(num_layers=4, hidden_size=512, num_heads=8, num_key_value_heads=8,
-                           intermediate_size=2048)}
+WIDER = {"gpt_4x512": ("gpt_tiny", dict(num_layers=4, hidden_size=512, num_heads=8,
+                                        num_key_value_heads=8, intermediate_size=2048))}
 NUM_PREDICTIONS = 20  # masked positions per BERT example
 
 
 def model_config(name):
     if name in WIDER:
-        return registry.get("gpt_tiny").replace(**WIDER[name])
+        base, changes = WIDER[name]
+        return registry.get(base).replace(**changes)
     return registry.get(name)
 
 
 def family(name):
     """"bert", "gpt" or "seq2seq"; registry.UnknownModelError for an unknown name."""
-    return registry.lookup("gpt_tiny" if name in WIDER else name)[0].name
+    return registry.lookup(WIDER[name][0] if name in WIDER else name)[0].name
+
+
+def describe_wider(names):
+    """One sentence per name of `names` that is bench's own size, not a registry name."""
+    return [f"{name} is bench's own size, not a registry name: {WIDER[name][0]} with "
+            + ", ".join(f"{k}={v}" for k, v in WIDER[name][1].items())
+            + " (bench/cases.py)." for name in names if name in WIDER]
 
 
 def timed(call):
@@ -54,6 +70,12 @@ def text_inputs(vocab_size, rng, batch_size, seq_length):
         "segment_ids": np.repeat([[0] * (s // 2) + [1] * (s - s // 2)], b, 0).astype("int32"),
         "padding_mask": np.ones((b, s), "int32"),
     }
+
+
+def seq2seq_builders(config):
+    """{OURS: Seq2SeqLM, THEIRS: KerasHubSeq2SeqLM} builders at a Seq2SeqConfig."""
+    return {OURS: lambda: Seq2SeqLM(Seq2SeqTransformer(config)),
+            THEIRS: lambda: KerasHubSeq2SeqLM(config)}
 
 
 def training_case(name, batch_size, seq_length, num_predictions=NUM_PREDICTIONS):
@@ -85,7 +107,19 @@ def training_case(name, batch_size, seq_length, num_predictions=NUM_PREDICTIONS)
              "source_padding_mask": np.ones((b, s), "int32"),
              "target_ids": rng.integers(5, v, (b, s)).astype("int32"),
              "target_padding_mask": np.ones((b, s), "int32")}
-    return build_models(name, v)[1], batch
+    return seq2seq_builders(config), batch
+
+
+def classification_case(name, batch_size, seq_length, num_classes):
+    """({OURS: build, THEIRS: build}, batch): BERT sequence classifiers of both sides
+    at config `name` (the [CLS] pooler, dropout, one Dense; no keras-hub
+    preprocessor) and one synthetic batch (seed 0) of `num_classes` labels."""
+    config = registry.get(name)
+    rng = np.random.default_rng(0)
+    batch = text_inputs(config.vocab_size, rng, batch_size, seq_length)
+    batch["labels"] = rng.integers(0, num_classes, (batch_size,)).astype("int32")
+    return {OURS: lambda: BertClassifier(BertEncoder(config), num_classes, pooling="cls"),
+            THEIRS: lambda: KerasHubBertClassifier(config, num_classes)}, batch
 
 
 def _layer_flops(h, kv, ffn_matmuls, i, query_tokens, key_tokens):
@@ -124,6 +158,23 @@ def training_flops_per_token(name, seq_length, num_predictions=NUM_PREDICTIONS):
     return 3 * forward
 
 
+# --- seq2seq data -----------------------------------------------------------------------
+
+def bible_pairs(train_pairs=None):
+    """bible_parallel.splits(), the training pairs cut to the first `train_pairs`."""
+    pairs = bible_parallel.splits()
+    if train_pairs:
+        pairs["train"] = tuple(side[:train_pairs] for side in pairs["train"])
+    return pairs
+
+
+def shared_vocabulary(train, vocab_size):
+    """One SentencePiece model from both sides of the training pairs, as
+    trainers/train_seq2seq.py learns it."""
+    sources, targets = train
+    return train_sentencepiece([*sources, *targets], vocab_size=vocab_size)
+
+
 # --- generation -------------------------------------------------------------------------
 
 def produced(label, count, expected):
@@ -132,9 +183,23 @@ def produced(label, count, expected):
     return count
 
 
-def gpt_generation_runner(name, side, batch_size, prompt_length, new_tokens):
+def random_model(build, eos_id):
+    """A freshly built model of either side and family whose tied </s> embedding row
+    is zero: its logit is then 0, below the best of thousands of random logits, so
+    no decoding ends early."""
+    model = build()
+    model.build_for_inputs()
+    # kerasllm's tasks hold the table in their backbone; keras-hub's seq2seq holds it.
+    table = getattr(model, "backbone", model).token_embedding.embeddings
+    table.assign(tf.tensor_scatter_nd_update(
+        table, [[eos_id]], tf.zeros([1, table.shape[1]], table.dtype)))
+    return model
+
+
+def gpt_generation_runner(name, side, batch_size, prompt_length, new_tokens,
+                          jit_compile=True):
     """A callable -> new tokens/s of one side greedy-continuing the same random prompts
-    (seed 1) with XLA, random weights, traced and compiled by a first untimed call:
+    (seed 1), random weights, traced (and compiled with XLA) by a first untimed call:
     kerasllm.generation.generate given GptCausalLM.decoding_weights(), or keras-hub's
     GPT2CausalLM.generate (greedy sampler, stop_token_ids=None)."""
     config = model_config(name)
@@ -144,7 +209,7 @@ def gpt_generation_runner(name, side, batch_size, prompt_length, new_tokens):
         model = GptCausalLM(GptDecoder(config)).build_for_inputs()
         prompts = left_pad(tf.constant(prompt_ids), tf.fill([b], p))
 
-        @tf.function(jit_compile=True, autograph=False)  # explicit TF control flow
+        @tf.function(jit_compile=jit_compile, autograph=False)  # explicit TF control flow
         def ours_generate(prompts):
             generated = generate(model.generation_step, model.init_cache, prompts, n,
                                  weights=model.decoding_weights())
@@ -155,7 +220,7 @@ def gpt_generation_runner(name, side, batch_size, prompt_length, new_tokens):
             return produced(OURS, int(lengths.sum()), b * n) / seconds
     else:
         model = keras_hub_gpt2_causal_lm(config)
-        model.compile(sampler="greedy", jit_compile=True)
+        model.compile(sampler="greedy", jit_compile=jit_compile)
         # Right-padded to prompt + new tokens: keras-hub fills every padding slot.
         inputs = {"token_ids": tf.constant(np.pad(prompt_ids, [(0, 0), (0, n)])),
                   "padding_mask": tf.constant(np.pad(np.ones_like(prompt_ids),
@@ -172,18 +237,6 @@ def gpt_generation_runner(name, side, batch_size, prompt_length, new_tokens):
     return run
 
 
-def random_seq2seq_model(build, eos_id):
-    """A freshly built seq2seq model of either side whose </s> embedding row is zero
-    (its logit is then 0, below the best of thousands of random logits: no
-    hypothesis ends early)."""
-    model = build()
-    model.build_for_inputs()
-    table = token_table(model)
-    table.assign(tf.tensor_scatter_nd_update(
-        table, [[eos_id]], tf.zeros([1, table.shape[1]], table.dtype)))
-    return model
-
-
 def seq2seq_decode_runner(build, side, source_ids, source_mask, *, bos_id, eos_id, pad_id,
                           new_tokens, beam_size, jit_compile=True, source_in_cache=True):
     """A callable -> sentences/s of one side's beam search over the same sources
@@ -191,7 +244,7 @@ def seq2seq_decode_runner(build, side, source_ids, source_mask, *, bos_id, eos_i
     and compiled by a first untimed call: kerasllm.generation.beam_search over
     Seq2SeqLM's cached step, or keras_hub.samplers.BeamSampler over
     KerasHubSeq2SeqLM's cached decoder (source_in_cache: see its `decode`)."""
-    model = random_seq2seq_model(build, eos_id)
+    model = random_model(build, eos_id)
     rows, n = int(source_ids.shape[0]), new_tokens
     if side == OURS:
         start = Prompts(tf.fill([rows, 1], tf.cast(bos_id, tf.int32)), tf.ones([rows], tf.int32))
@@ -225,3 +278,40 @@ def seq2seq_decode_runner(build, side, source_ids, source_mask, *, bos_id, eos_i
 
     run()
     return run
+
+
+def seq2seq_translator(side, model, tokenizer, max_length):
+    """One side's greedy translator with the interface of the export's
+    `translate_with_options(text [N], beam_size [N], length_penalty [N], max_length
+    [N]) -> {"translation": [N] bytes}`, so kerasllm.evaluation.translation scores
+    both alike (beam_size must be 1 and length_penalty 0: greedy decoding).
+    kerasllm: evaluation.translation.greedy_translator (the export's own signature);
+    keras-hub: keras_hub.samplers.GreedySampler over KerasHubSeq2SeqLM's cached
+    decoder, decoding the batch to its longest max_length and cutting each row to
+    its own (greedy tokens do not depend on how far decoding goes)."""
+    if side == OURS:
+        return greedy_translator(model, tokenizer, max_source_length=max_length,
+                                 max_target_length=max_length)
+    sampler = keras_hub.samplers.GreedySampler()
+
+    @tf.function(autograph=False)
+    def decode(source_ids, source_mask, length):
+        # length + 1: <s> and `length` target tokens.
+        return model.decode(source_ids, source_mask, max_length=length + 1, sampler=sampler,
+                            bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
+                            pad_id=tokenizer.pad_id)
+
+    def translate_with_options(text, beam_size, length_penalty, max_length_per_row):
+        if np.any(beam_size.numpy() != 1) or np.any(length_penalty.numpy() != 0):
+            raise ValueError("the keras-hub translator decodes greedily: beam 1, penalty 0")
+        limits = max_length_per_row.numpy()
+        texts = [t.decode("utf-8") for t in text.numpy()]
+        source_ids, source_mask = source_batch(tokenizer, texts, max_length)
+        rows = strip(decode(source_ids, source_mask, int(limits.max())), tokenizer.eos_id)
+        rows = [row[:limit] for row, limit in zip(rows, limits)]
+        ragged = tf.RaggedTensor.from_row_lengths(
+            tf.constant([t for row in rows for t in row], tf.int32),
+            tf.constant([len(row) for row in rows], tf.int64))
+        return {"translation": tokenizer.detokenize(ragged).numpy()}
+
+    return translate_with_options

@@ -48,13 +48,7 @@ import keras_hub
 import tensorflow as tf
 from keras import ops
 
-from kerasllm.datasets import bible_parallel
-from kerasllm.models import registry
 from kerasllm.models.losses import masked_mean
-from kerasllm.models.seq2seq import Seq2SeqLM, Seq2SeqTransformer
-from kerasllm.tokenizers.sentencepiece import train_sentencepiece
-
-OURS, THEIRS = "kerasllm", "keras-hub"  # as bench/timing.py names them
 
 
 def keras_label_smoothed_cross_entropy(targets, logits, smoothing):
@@ -272,47 +266,7 @@ class KerasHubSeq2SeqLM(keras.Model):
                        mask=prompt_mask, stop_token_ids=(eos_id,), model=self)
 
 
-def strip(token_ids, eos_id):
-    """list of lists of int: each row of decode()'s output without its <s>, cut before
-    its first </s>."""
-    rows = []
-    for row in tf.convert_to_tensor(token_ids).numpy().tolist():
-        row = row[1:]
-        rows.append(row[:row.index(eos_id)] if eos_id in row else row)
-    return rows
-
-
-# --- shared by bench/seq2seq_throughput.py and bench/seq2seq_quality.py ---------------
-
-def load_pairs(train_pairs=None):
-    """bible_parallel.splits(), the training pairs cut to the first `train_pairs`."""
-    pairs = bible_parallel.splits()
-    if train_pairs:
-        pairs["train"] = tuple(side[:train_pairs] for side in pairs["train"])
-    return pairs
-
-
-def learn_tokenizer(train, vocab_size):
-    """One SentencePiece model from both sides of the training pairs, as the trainer
-    learns it."""
-    sources, targets = train
-    return train_sentencepiece([*sources, *targets], vocab_size=vocab_size)
-
-
-def build_models(name, vocab_size):
-    """{OURS: Seq2SeqLM, THEIRS: KerasHubSeq2SeqLM} builders at config `name` with
-    the tokenizer's vocabulary."""
-    config = registry.get(name).replace(vocab_size=vocab_size)
-    return config, {OURS: lambda: Seq2SeqLM(Seq2SeqTransformer(config)),
-                    THEIRS: lambda: KerasHubSeq2SeqLM(config)}
-
-
-def token_table(model):
-    """The tied token table variable [vocab, hidden] of either model."""
-    if isinstance(model, Seq2SeqLM):
-        return model.backbone.token_embedding.embeddings
-    return model.token_embedding.embeddings
-
+# --- decode()'s inputs and outputs -----------------------------------------------------
 
 def source_batch(tokenizer, texts, max_length):
     """(source_ids int32 [N, S], mask int32 [N, S]): "x </s>" as the trainer and the
@@ -322,3 +276,13 @@ def source_batch(tokenizer, texts, max_length):
     dense = ids.to_tensor(tokenizer.pad_id)
     mask = tf.sequence_mask(ids.row_lengths(), tf.shape(dense)[1], tf.int32)
     return dense, mask
+
+
+def strip(token_ids, eos_id):
+    """list of lists of int: each row of decode()'s output without its <s>, cut before
+    its first </s>."""
+    rows = []
+    for row in tf.convert_to_tensor(token_ids).numpy().tolist():
+        row = row[1:]
+        rows.append(row[:row.index(eos_id)] if eos_id in row else row)
+    return rows

@@ -15,10 +15,14 @@ SentencePiece vocabulary learned once from both sides of the training pairs and
 shared by both. Every --eval_every steps each is scored on the same --eval_sentences
 held-out pairs (spread evenly over the validation books, Joshua and Mark) by
 sacrebleu corpus BLEU and chrF of greedy translations (at most --max_length target
-tokens): kerasllm through its `translate_with_options` signature at beam size 1
-(what the trainer's validation does), keras-hub through keras_hub.samplers.
-GreedySampler over its cached decoder. The copy-the-source baseline (the English
-sentence as its own "translation") is scored on the same pairs.
+tokens), at train()'s on_evaluate hook: kerasllm through its export's
+`translate_with_options` at one beam (kerasllm.evaluation.translation.
+greedy_translator, what the trainer's validation runs), keras-hub through
+keras_hub.samplers.GreedySampler over its cached decoder (bench/cases.
+seq2seq_translator). The copy-the-source baseline (the English sentence as its own
+"translation") is scored on the same pairs. The times are the training loop's time
+in training steps (kerasllm.training.progress: the first step's tracing in, set-up
+and evaluation out).
 """
 import json
 import os
@@ -29,17 +33,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import keras_hub  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 import kerasllm  # noqa: E402,F401
-from bench.keras_hub_seq2seq import (build_models, learn_tokenizer, load_pairs,  # noqa: E402
-                                     source_batch, strip)
-from bench.timing import OURS, THEIRS, num_trainable, set_unless_given  # noqa: E402
+from bench import cases  # noqa: E402
+from bench.cases import OURS, THEIRS  # noqa: E402
+from bench.tables import markdown_table  # noqa: E402
+from bench.timing import num_trainable, set_unless_given  # noqa: E402
 from kerasllm.data.parallel_text import parallel_dataset_fn  # noqa: E402
 from kerasllm.evaluation.translation import corpus_quality, translate_all  # noqa: E402
-from kerasllm.export.seq2seq_signatures import seq2seq_signatures  # noqa: E402
 from kerasllm.models import registry  # noqa: E402
 from kerasllm.training.config import TrainConfig  # noqa: E402
 from kerasllm.training.loop import train  # noqa: E402
@@ -77,78 +79,40 @@ def held_out(pairs, count):
     return sources[::stride][:count], targets[::stride][:count]
 
 
-def translator(label, model, tokenizer):
-    """A function list of str -> list of str: greedy translations."""
-    n = FLAGS.max_length
-    if label == OURS:
-        translate = seq2seq_signatures(model, tokenizer, max_source_length=n,
-                                       max_target_length=n, max_beam_size=1,
-                                       beam_size=1)["translate_with_options"]
-        return lambda texts: translate_all(translate, texts, beam_size=1, max_length=n)
-
-    sampler = keras_hub.samplers.GreedySampler()
-
-    @tf.function(autograph=False)
-    def decode(source_ids, source_mask):
-        # n + 1: <s> and n target tokens, as kerasllm may generate n (</s> included).
-        return model.decode(source_ids, source_mask, max_length=n + 1, sampler=sampler,
-                            bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
-                            pad_id=tokenizer.pad_id)
-
-    def translate_texts(texts):
-        out = []
-        for start in range(0, len(texts), 64):  # translate_all's batches
-            source_ids, source_mask = source_batch(tokenizer, texts[start:start + 64], n)
-            rows = strip(decode(source_ids, source_mask), tokenizer.eos_id)
-            ragged = tf.RaggedTensor.from_row_lengths(
-                tf.constant([t for row in rows for t in row], tf.int32),
-                tf.constant([len(row) for row in rows], tf.int64))
-            out += [t.decode("utf-8") for t in tokenizer.detokenize(ragged).numpy()]
-        return out
-
-    return translate_texts
-
-
 def run_side(label, builder, pairs, tokenizer, sentences):
-    """[{"step", "loss", "bleu", "chrf", "seconds"}] at every evaluation of one model."""
+    """[{"step", "train_loss", "train_accuracy", "bleu", "chrf", "training_seconds",
+    "example"}] at every evaluation of one model: train()'s on_evaluate hook, which
+    gets the task, scores its greedy translations (cases.seq2seq_translator)."""
     config = TrainConfig(model_dir=tempfile.mkdtemp(prefix=f"seq2seq_quality_{label}_"),
                          train_steps=FLAGS.train_steps, global_batch_size=FLAGS.batch_size,
                          learning_rate=FLAGS.learning_rate, log_every=FLAGS.eval_every,
-                         checkpoint_every=FLAGS.train_steps, seed=FLAGS.seed)
+                         eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.train_steps,
+                         seed=FLAGS.seed)
     dataset_fn = parallel_dataset_fn(
         *pairs["train"], tokenizer, global_batch_size=FLAGS.batch_size,
         max_source_length=FLAGS.max_length, max_target_length=FLAGS.max_length,
         bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, seed=FLAGS.seed)
-    models, history, translators = [], [], {}
-    started = time.perf_counter()
-    evaluation_seconds = [0.0]
+    history, translators = [], {}
 
-    def build_task():
-        models.append(builder())
-        return models[-1]
-
-    def on_log(step, metrics):
-        if step % FLAGS.eval_every and step != FLAGS.train_steps:
-            return
-        model = models[-1]
-        if id(model) not in translators:
-            translators[id(model)] = translator(label, model, tokenizer)
-        eval_start = time.perf_counter()
-        quality = corpus_quality(translators[id(model)](sentences[0]), sentences[1])
-        evaluation_seconds[0] += time.perf_counter() - eval_start
-        history.append({"step": step, "train_loss": metrics.get("loss"),
-                        "train_accuracy": metrics.get("accuracy"),
+    def on_evaluate(point):
+        if id(point.task) not in translators:  # traced once per task
+            translators[id(point.task)] = cases.seq2seq_translator(
+                label, point.task, tokenizer, FLAGS.max_length)
+        quality = corpus_quality(translate_all(translators[id(point.task)], sentences[0],
+                                               beam_size=1, length_penalty=0.0,
+                                               max_length=FLAGS.max_length), sentences[1])
+        history.append({"step": point.step, "train_loss": point.metrics.get("loss"),
+                        "train_accuracy": point.metrics.get("accuracy"),
                         "bleu": quality.bleu, "chrf": quality.chrf,
-                        "training_seconds": time.perf_counter() - started
-                        - evaluation_seconds[0],
+                        "training_seconds": point.train_seconds,
                         "example": quality.hypotheses[0]})
-        print(f"{label} step {step}: train loss {metrics.get('loss', float('nan')):.3f}  "
-              f"BLEU {quality.bleu:.2f}  chrF {quality.chrf:.2f}  "
-              f"({history[-1]['training_seconds']:.0f} s training)", flush=True)
+        print(f"{label} step {point.step}: train loss "
+              f"{point.metrics.get('loss', float('nan')):.3f}  BLEU {quality.bleu:.2f}  "
+              f"chrF {quality.chrf:.2f}  ({point.train_seconds:.0f} s training)", flush=True)
 
     try:
-        result = train(build_task, dataset_fn, config, create_strategy("one_device"),
-                       on_log=on_log)
+        result = train(builder, dataset_fn, config, create_strategy("one_device"),
+                       on_evaluate=on_evaluate)
     finally:
         shutil.rmtree(config.model_dir, ignore_errors=True)  # its checkpoints
     print(f"{label}: {num_trainable(result.task):,} trainable parameters, "
@@ -161,23 +125,22 @@ def tables(histories, copied, sentences):
     lines = [f"{FLAGS.model}, {n} steps x batch {FLAGS.batch_size}, lr {FLAGS.learning_rate}, "
              f"seed {FLAGS.seed}; greedy decoding; {len(sentences[0])} held-out pairs "
              f"(validation, evenly spread); copy-the-source baseline BLEU {copied.bleu:.2f}, "
-             f"chrF {copied.chrf:.2f}", "",
-             "| step | " + " | ".join(f"{side} train loss | {side} BLEU | {side} chrF"
-                                     for side in histories) + " |",
-             "|---:|" + "---:|---:|---:|" * len(histories)]
+             f"chrF {copied.chrf:.2f}", ""]
     steps = sorted({record["step"] for history in histories.values() for record in history})
+    rows = []
     for step in steps:
-        cells = []
+        rows.append([step])
         for history in histories.values():
             record = next((r for r in history if r["step"] == step), None)
-            cells += (["", "", ""] if record is None else
-                      [f"{record['train_loss']:.3f}", f"{record['bleu']:.2f}",
-                       f"{record['chrf']:.2f}"])
-        lines.append(f"| {step} | " + " | ".join(cells) + " |")
-    lines += ["", "| model | wall s, set-up and training (not evaluation) |", "|---|---:|"]
-    for side, history in histories.items():
-        if history:
-            lines.append(f"| {side} | {history[-1]['training_seconds']:.0f} |")
+            rows[-1] += (["", "", ""] if record is None else
+                         [f"{record['train_loss']:.3f}", f"{record['bleu']:.2f}",
+                          f"{record['chrf']:.2f}"])
+    lines += markdown_table(["step"] + [f"{side} {score}" for side in histories
+                                        for score in ("train loss", "BLEU", "chrF")], rows)
+    lines += [""] + markdown_table(
+        ["<model", "s in training steps (not set-up or evaluation)"],
+        [[side, f"{history[-1]['training_seconds']:.0f}"]
+         for side, history in histories.items() if history])
     return "\n".join(lines)
 
 
@@ -188,14 +151,15 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     started = time.perf_counter()
     set_global_seed(FLAGS.seed)  # before the tokenizer: see kerasllm.training.seeding
-    pairs = load_pairs(FLAGS.train_pairs)
-    tokenizer = learn_tokenizer(pairs["train"],
-                                FLAGS.vocab_size or registry.get(FLAGS.model).vocab_size)
+    pairs = cases.bible_pairs(FLAGS.train_pairs)
+    tokenizer = cases.shared_vocabulary(pairs["train"],
+                                        FLAGS.vocab_size or registry.get(FLAGS.model).vocab_size)
     sentences = held_out(pairs, FLAGS.eval_sentences)
     copied = corpus_quality(*sentences)
     print(f"copy-the-source baseline on {len(sentences[0])} held-out pairs: "
           f"BLEU {copied.bleu:.2f}  chrF {copied.chrf:.2f}", flush=True)
-    _, builders = build_models(FLAGS.model, tokenizer.vocab_size)
+    builders = cases.seq2seq_builders(
+        registry.get(FLAGS.model).replace(vocab_size=tokenizer.vocab_size))
     histories = {side: run_side(side, builders[side], pairs, tokenizer, sentences)
                  for side in FLAGS.sides}
     text = tables(histories, copied, sentences)

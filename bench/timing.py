@@ -5,6 +5,9 @@ same synthetic batch, same loss), so only the model code differs. The two run in
 alternation, several rounds each, after an untimed warm-up call, and the ratio of
 their median tokens/s is reported: on a shared, noisy machine only the side-by-side
 ratio means anything.
+
+    rows = timing.compare(name, timing.same_step(builders, batch))  # one row per XLA setting
+    timing.print_training(rows, "what the batch is")                # as a markdown table
 """
 import statistics
 import tempfile
@@ -14,30 +17,28 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from bench.cases import OURS, THEIRS  # noqa: F401 (the scripts' labels)
+from bench.cases import OURS
+from bench.tables import markdown_table, ratio, speed
 from kerasllm.training.config import TrainConfig
+from kerasllm.training.optimizer import create_optimizer
 from kerasllm.training.state import global_dtype_policy
 from kerasllm.training.step import make_train_function
-from kerasllm.training.optimizer import create_optimizer
 from kerasllm.training.strategy import create_strategy
 
 FLAGS = flags.FLAGS
+JIT_SETTINGS = {"both": [False, True], "on": [True], "off": [False]}
 
 
-def define_flags(models, batch_size, seq_length):
+def define_flags(models, batch_size, seq_length, *, jit_compile="both", rounds=5,
+                 steps_per_round=10):
     """The flags every throughput script takes, with that script's defaults."""
     flags.DEFINE_list("models", models, "Model configs to time.")
-    flags.DEFINE_enum("jit_compile", "both", ["both", "on", "off"],
+    flags.DEFINE_alias("configs", "models")
+    flags.DEFINE_enum("jit_compile", jit_compile, list(JIT_SETTINGS),
                       "XLA for the training step.")
-    define_size_flags(batch_size, seq_length, rounds=5, steps_per_round=10)
-
-
-def set_unless_given(values):
-    """Sets each flag named in `values` ({name: value}) that the command line did not
-    give: what a script's --quick does."""
-    for name, value in values.items():
-        if not FLAGS[name].present:
-            setattr(FLAGS, name, value)
+    define_size_flags(batch_size, seq_length, rounds=rounds, steps_per_round=steps_per_round)
+    flags.DEFINE_alias("repeats", "rounds")
+    flags.DEFINE_alias("steps", "steps_per_round")
 
 
 def define_size_flags(batch_size, seq_length, rounds, steps_per_round):
@@ -49,8 +50,33 @@ def define_size_flags(batch_size, seq_length, rounds, steps_per_round):
                          "Tokens per example (seq2seq: source and target each).")
 
 
+def define_parts(parts):
+    """--parts: which of a script's `parts` to run (all by default); others are a
+    usage error."""
+    flags.DEFINE_list("parts", parts, "Which parts to run.")
+    flags.register_validator("parts", lambda given: set(given) <= set(parts),
+                             f"--parts takes some of {', '.join(parts)}")
+
+
+def set_unless_given(values):
+    """Sets each flag named in `values` ({name: value}) that the command line did not
+    give: what a script's --quick does."""
+    for name, value in values.items():
+        if not FLAGS[name].present:
+            setattr(FLAGS, name, value)
+
+
 def num_trainable(task):
     return int(sum(np.prod(v.shape) for v in task.trainable_variables))
+
+
+def train_config(jit_compile, precision="float32"):
+    """The settings of every timed training run (AdamW, peak 1e-4 after 10 warmup
+    steps, --batch_size); TrainConfig insists on a model_dir, which only the
+    training loop's checkpoints would use: a new temporary directory."""
+    return TrainConfig(model_dir=tempfile.mkdtemp(prefix="bench_"), train_steps=10**6,
+                       global_batch_size=FLAGS.batch_size, learning_rate=1e-4,
+                       warmup_steps=10, jit_compile=jit_compile, mixed_precision=precision)
 
 
 def make_runner(build_task, batch, jit_compile, precision="float32"):
@@ -58,9 +84,7 @@ def make_runner(build_task, batch, jit_compile, precision="float32"):
     `batch` repeated, or on the batches of `batch` when it is a dataset_fn; the task
     built under the dtype policy `precision` as the training loop builds it."""
     strategy = create_strategy("one_device")
-    config = TrainConfig(model_dir=tempfile.mkdtemp(), train_steps=10**6,
-                         global_batch_size=FLAGS.batch_size, learning_rate=1e-4,
-                         warmup_steps=10, jit_compile=jit_compile, mixed_precision=precision)
+    config = train_config(jit_compile, precision)
     with strategy.scope():
         with global_dtype_policy(precision):
             task = build_task()
@@ -83,6 +107,13 @@ def make_runner(build_task, batch, jit_compile, precision="float32"):
     return task, timed_round
 
 
+def same_step(builders, batch):
+    """{label: (jit_compile) -> make_runner(...)} for `compare`: each side's task from
+    `builders` ({label: build}) trained by kerasllm's step function on `batch`."""
+    return {label: (lambda jit_compile, build=build: make_runner(build, batch, jit_compile))
+            for label, build in builders.items()}
+
+
 def alternate(runners, repeats):
     """{label: median speed}: each runner (a callable returning a speed) called in
     turn, `repeats` rounds."""
@@ -93,33 +124,53 @@ def alternate(runners, repeats):
     return {label: statistics.median(values) for label, values in speeds.items()}
 
 
-def compare(cases, description):
-    """Times each case under each --jit_compile setting and prints a table.
-
-    Args:
-      cases: iterable of (name, builders, batch): builders maps OURS and THEIRS to
-        a function building that task; batch is the synthetic batch both train on.
-      description: what the batch is, for the table's heading.
-    """
-    jit_settings = {"both": [False, True], "on": [True], "off": [False]}[FLAGS.jit_compile]
+def compare(name, factories):
+    """[{"model": name, "xla": "on"|"off", label: median tokens/s, ...}], one row per
+    --jit_compile setting, OURS first: each factory ({label: (jit_compile) -> (task,
+    timed round)}, e.g. same_step's) made, then the rounds alternated --rounds times.
+    Prints the trainable-weight counts and each row as it is measured."""
     rows = []
-    for name, builders, batch in cases:
-        for jit_compile in jit_settings:
-            tasks, runners = {}, {}
-            for label, build_task in builders.items():
-                tasks[label], runners[label] = make_runner(build_task, batch, jit_compile)
-            if jit_compile == jit_settings[0]:
-                print(f"{name} trainable parameters: " + ", ".join(
-                    f"{label} {num_trainable(task):,}" for label, task in tasks.items()),
-                    flush=True)
-            medians = alternate(runners, FLAGS.rounds)
-            ratio = medians[OURS] / medians[THEIRS]
-            rows.append((name, "on" if jit_compile else "off", medians[OURS],
-                         medians[THEIRS], ratio))
-            print(f"{name} jit={rows[-1][1]}: {OURS} {medians[OURS]:.0f} tok/s, "
-                  f"{THEIRS} {medians[THEIRS]:.0f} tok/s, ratio {ratio:.2f}", flush=True)
-    print(f"\nbatch {FLAGS.batch_size}, seq {FLAGS.seq_length}, {description}, "
-          f"{FLAGS.rounds} rounds x {FLAGS.steps_per_round} steps, median tokens/s")
-    print(f"{'model':<12}{'xla':<5}{OURS:>12}{THEIRS:>12}{'ratio':>8}")
-    for name, jit, ours, theirs, ratio in rows:
-        print(f"{name:<12}{jit:<5}{ours:>12.0f}{theirs:>12.0f}{ratio:>8.2f}")
+    for jit_compile in JIT_SETTINGS[FLAGS.jit_compile]:
+        tasks, runners = {}, {}
+        for label, factory in factories.items():
+            tasks[label], runners[label] = factory(jit_compile)
+        if not rows:
+            print(f"{name} trainable parameters: " + ", ".join(
+                f"{label} {num_trainable(task):,}" for label, task in tasks.items()),
+                flush=True)
+        rows.append({"model": name, "xla": "on" if jit_compile else "off",
+                     **alternate(runners, FLAGS.rounds)})
+        print(f"{name} xla={rows[-1]['xla']}: " + ", ".join(
+            f"{label} {rows[-1][label]:.0f} tok/s" for label in runners), flush=True)
+    return rows
+
+
+def compare_cases(case, description):
+    """Times each --models name's case(name) -> (builders, batch) as same_step runs
+    it, and prints the table under `description`."""
+    rows = []
+    for name in FLAGS.models:
+        rows += compare(name, same_step(*case(name)))
+    print_training(rows, description)
+
+
+def training_table(rows):
+    """Lines of compare's rows as a table: each side's tokens/s, and OURS / that side
+    for every other."""
+    others = [label for label in rows[0] if label not in ("model", "xla", OURS)]
+    columns = ["<model", "<xla", f"{OURS} tok/s"]
+    for label in others:
+        columns += [f"{label} tok/s", f"{OURS} / {label}"]
+    cells = []
+    for row in rows:
+        cells.append([row["model"], row["xla"], speed(row[OURS])])
+        for label in others:
+            cells[-1] += [speed(row[label]), ratio(row[OURS], row[label])]
+    return markdown_table(columns, cells)
+
+
+def print_training(rows, description):
+    """compare's rows under a heading: batch, sequence, `description`, rounds."""
+    print(f"\ntraining: batch {FLAGS.batch_size}, seq {FLAGS.seq_length}, {description}, "
+          f"{FLAGS.rounds} rounds x {FLAGS.steps_per_round} steps, median tokens/s\n")
+    print("\n".join(training_table(rows)))

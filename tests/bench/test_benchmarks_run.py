@@ -2,6 +2,7 @@
 starts it in (the scripts define absl flags of the same names)."""
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ def test_benchmark_runs_one_step(script):
          "--rounds=1", "--steps_per_round=1", "--batch_size=4", "--seq_length=16"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "bert_tiny   off" in result.stdout and "ratio" in result.stdout
+    assert "| bert_tiny | off |" in result.stdout and "kerasllm / keras-hub" in result.stdout
 
 
 def test_gpt_benchmark_runs_one_step():
@@ -28,14 +29,14 @@ def test_gpt_benchmark_runs_one_step():
     assert result.returncode == 0, result.stderr[-3000:]
     for table in ("training:", "greedy generation in-process", "exported `generate`"):
         assert table in result.stdout
-    assert "gpt_tiny    off" in result.stdout and "ratio" in result.stdout
+    assert "| gpt_tiny | off |" in result.stdout and "kerasllm / keras-hub" in result.stdout
 
 
 def test_benchmark_suite_runs_one_step_of_each_measurement(tmp_path):
     """bench.all: every kind of measurement in its own process, and the report with
-    its plot; bert_tiny trains (both sides, and bfloat16; XLA on is --quick's only
-    omission), seq2seq_tiny
-    translates (GPT generation is bench.gpt_throughput's smoke test)."""
+    its plot and recorded figures; bert_tiny trains (both sides, and bfloat16; XLA on
+    is --quick's only omission), seq2seq_tiny translates (GPT generation is
+    bench.gpt_throughput's smoke test)."""
     output = tmp_path / "benchmarks.md"
     result = subprocess.run(
         [sys.executable, "-m", "bench.all", "--quick", "--models=bert_tiny",
@@ -50,6 +51,19 @@ def test_benchmark_suite_runs_one_step_of_each_measurement(tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert float(cells[4].split()[0]) > 0 and cells[8].endswith("%")  # ratio, MFU
     assert "| seq2seq_tiny |" in report
+    assert (tmp_path / "benchmarks.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "benchmarks.json").read_text())["train"][0]["ours"] > 0
+
+
+def test_the_committed_benchmark_page_is_made_from_its_recorded_figures(tmp_path):
+    """docs/benchmarks.md is what `bench.all --replot` makes of docs/benchmarks.json."""
+    docs = pathlib.Path(ROOT, "docs")
+    shutil.copy(docs / "benchmarks.json", tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.all", "--replot", f"--output={tmp_path}/benchmarks.md"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "benchmarks.md").read_text() == (docs / "benchmarks.md").read_text()
     assert (tmp_path / "benchmarks.png").stat().st_size > 10_000
 
 

@@ -1,0 +1,21 @@
+"""The markdown tables every benchmark prints (and bench.all writes), so a result
+pastes into docs/ as it is."""
+
+
+def markdown_table(columns, rows):
+    """Lines of a markdown table: `columns` are header strings, a leading "<" marks a
+    left-aligned (text) column, the rest are right-aligned; `rows` are sequences of
+    cells, already formatted."""
+    header = [c.lstrip("<") for c in columns]
+    rule = ["---" if c.startswith("<") else "---:" for c in columns]
+    return [f"| {' | '.join(line)} |" for line in (header, rule)] + [
+        f"| {' | '.join(str(cell) for cell in row)} |" for row in rows]
+
+
+def speed(value, digits=0):
+    """A speed cell: thousands separated, "n/a" for None."""
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def ratio(ours, theirs):
+    return "n/a" if ours is None or theirs is None else f"{ours / theirs:.2f}"
