@@ -22,9 +22,10 @@ Three parts, each side by side in this one process (alternating runs, median of
             token-id inputs, stop_token_ids=None), random weights; the tokens each
             side actually produced are counted.
   export    the `generate` signature of a gpt_tiny exported as the GPT trainer exports
-            it (with a SentencePiece tokenizer), run in a fresh process through a TF1
-            session with XLA compilation disabled, as TF Serving runs it
-            (bench/exported.py). keras-hub cannot export generation: no ratio.
+            it (with a SentencePiece tokenizer; only that signature), run in a fresh
+            process through a TF1 session with XLA compilation disabled, as TF
+            Serving runs it (bench/exported.py). keras-hub cannot export
+            generation: no ratio.
 
 --models (or --configs) takes GPT registry names and gpt_4x512, bench's own size
 (bench/cases.WIDER: gpt_tiny widened to 4 layers of 512), which is no registry name.
@@ -172,12 +173,12 @@ def export_row(export_dir):
     config = config.replace(vocab_size=tokenizer.vocab_size)  # as trainers/train_gpt.py does
     model = cases.random_model(lambda: GptCausalLM(GptDecoder(config)), tokenizer.eos_id)
     n = FLAGS.new_tokens
-    path = export_saved_model(
-        export_dir, gpt_signatures.gpt_signatures(
-            model, tokenizer, max_prompt_length=config.max_sequence_length - n,
-            max_new_tokens=n),
-        [model, tokenizer], check=False, warmup_inputs=gpt_signatures.warmup_inputs(),
-        batching=DECODING)
+    signatures = gpt_signatures.gpt_signatures(
+        model, tokenizer, max_prompt_length=config.max_sequence_length - n, max_new_tokens=n)
+    # Only what is timed (the trainer also exports the options, beam and score ones).
+    signatures = {key: signatures[key] for key in ("serving_default", "generate")}
+    path = export_saved_model(export_dir, signatures, [model, tokenizer], check=False,
+                              batching=DECODING)
     prompts = prompt_texts(tokenizer, lines, FLAGS.generate_batch_size, FLAGS.prompt_length)
     seconds, outputs = exported.time_signature(path, "generate", {"prompt": prompts},
                                                FLAGS.rounds)

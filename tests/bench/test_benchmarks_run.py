@@ -1,8 +1,9 @@
-"""Every benchmark runs: one round of one step each, in the fresh process a user
-starts it in (the scripts define absl flags of the same names)."""
+"""Every benchmark script runs: one round of one step each, in the fresh process a
+user starts it in (the scripts define absl flags of the same names). The suite,
+bench.all: tests/bench/test_suite.py; the seq2seq scripts:
+tests/bench/test_seq2seq_benchmarks.py."""
 import json
 import pathlib
-import shutil
 import subprocess
 import sys
 
@@ -11,7 +12,11 @@ import pytest
 from tests.fresh_process import ROOT
 
 
-@pytest.mark.parametrize("script", ["bert_pretraining_throughput", "bert_finetuning_throughput"])
+# Pretraining's case trains in bench.all's smoke test (tests/bench/test_suite.py) and
+# its script is fine-tuning's but for the case: the fast run covers fine-tuning's.
+@pytest.mark.parametrize("script", [
+    pytest.param("bert_pretraining_throughput", marks=pytest.mark.slow),
+    "bert_finetuning_throughput"])
 def test_benchmark_runs_one_step(script):
     result = subprocess.run(
         [sys.executable, f"bench/{script}.py", "--models=bert_tiny", "--jit_compile=off",
@@ -30,47 +35,6 @@ def test_gpt_benchmark_runs_one_step():
     for table in ("training:", "greedy generation in-process", "exported `generate`"):
         assert table in result.stdout
     assert "| gpt_tiny | off |" in result.stdout and "kerasllm / keras-hub" in result.stdout
-
-
-def test_benchmark_suite_runs_one_step_of_each_measurement(tmp_path):
-    """bench.all: every kind of measurement in its own process, and the report with
-    its plot and recorded figures; bert_tiny trains (both sides, and bfloat16; XLA on
-    is --quick's only omission), seq2seq_tiny translates (GPT generation is
-    bench.gpt_throughput's smoke test)."""
-    output = tmp_path / "benchmarks.md"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.all", "--quick", "--models=bert_tiny",
-         "--generation_models=seq2seq_tiny", f"--output={output}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = output.read_text()
-    assert "python -m bench.all --quick" in report and "2 cores" in report
-    for heading in ("## Training tokens/s", "## mixed_bfloat16 vs float32", "## Generation"):
-        assert heading in report
-    row = next(line for line in report.splitlines() if line.startswith("| bert_tiny | 4,"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert float(cells[4].split()[0]) > 0 and cells[8].endswith("%")  # ratio, MFU
-    assert "| seq2seq_tiny |" in report
-    assert (tmp_path / "benchmarks.png").stat().st_size > 10_000
-    assert json.loads((tmp_path / "benchmarks.json").read_text())["train"][0]["ours"] > 0
-
-
-def test_the_committed_benchmark_page_is_made_from_its_recorded_figures(tmp_path):
-    """docs/benchmarks.md is what `bench.all --replot` makes of docs/benchmarks.json."""
-    docs = pathlib.Path(ROOT, "docs")
-    shutil.copy(docs / "benchmarks.json", tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.all", "--replot", f"--output={tmp_path}/benchmarks.md"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "benchmarks.md").read_text() == (docs / "benchmarks.md").read_text()
-    assert (tmp_path / "benchmarks.png").stat().st_size > 10_000
-
-
-def test_benchmark_suite_names_an_unknown_model():
-    result = subprocess.run([sys.executable, "-m", "bench.all", "--models=bert_huge"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0 and "unknown model 'bert_huge'" in result.stderr
 
 
 MODEL_GARDEN_PYTHON = pathlib.Path(ROOT, ".venv-model-garden", "bin", "python")
