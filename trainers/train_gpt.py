@@ -1,7 +1,7 @@
 r"""Trains a GPT (a causal language model) on plain text and exports text generation.
 
-    python -m trainers.train_gpt                   # gpt_tiny on Shakespeare
-    python -m trainers.train_gpt --model=gpt_mini --corpus='books/*.txt' \
+    python -m trainers.train_gpt                   # llama_tiny on Shakespeare
+    python -m trainers.train_gpt --model=llama_mini --corpus='books/*.txt' \
         --strategy=mirrored --train_steps=20000 --batch_size=64
 
 The first run learns a SentencePiece vocabulary of the model's size from the training
@@ -35,7 +35,7 @@ FAMILY = "gpt"
 
 
 def define_flags(fv):
-    shared_flags.define_model_flags(fv, FAMILY, "gpt_tiny")
+    shared_flags.define_model_flags(fv, FAMILY, "llama_tiny")
     shared_flags.define_corpus_flags(fv)
     flags.DEFINE_string("tokenizer_file", None,
                         "SentencePiece .model to use. Default: <model_dir>/sentencepiece.model, "
@@ -53,7 +53,7 @@ def define_flags(fv):
                          "The most tokens one request to the export may generate.",
                          lower_bound=1, flag_values=fv)
     shared_flags.define_export_flags(fv, "<model>")
-    # The defaults train gpt_tiny on Shakespeare in about five minutes on 2 CPU cores.
+    # The defaults train llama_tiny on Shakespeare in about five minutes on 2 CPU cores.
     shared_flags.define_training_flags(fv, model_dir=None, train_steps=600, batch_size=32,
                                        learning_rate=2e-3, checkpoint_every=200)
 

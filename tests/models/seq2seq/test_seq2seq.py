@@ -46,9 +46,9 @@ def test_registry_names_family_and_the_base_models_size():
 
 @pytest.mark.parametrize("config", [
     registry.get("seq2seq_tiny"),
-    registry.get("seq2seq_tiny").replace(norm_position="pre", position_embedding="learned",
+    registry.get("seq2seq_tiny").replace(norm_position="post", position_embedding="learned",
                                          tie_embeddings=False, num_decoder_layers=1),
-], ids=["tiny", "tiny_pre_learned_untied"])
+], ids=["tiny", "tiny_post_learned_untied"])
 def test_the_equations_count_what_is_built(config):
     model = Seq2SeqLM(Seq2SeqTransformer(config)).build_for_inputs()
     assert model.count_params() == parameter_count(config)
