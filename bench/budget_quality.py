@@ -3,7 +3,7 @@ the plainest keras-hub recipe (bench/plain_keras_hub.py: `fit`, Adam at a consta
 rate) on the same data, split and tokens, each run as its users would run it.
 
     python -m bench.budget_quality --family=seq2seq   # 672 steps x 64 verse pairs
-    python -m bench.budget_quality --family=gpt       # 559 steps x 32 x 128 tokens
+    python -m bench.budget_quality --family=gpt       # 560 steps x 32 x 128 tokens
     python -m bench.budget_quality --family=gpt --train_steps=2240 --eval_every=280
 
 seq2seq: `python -m trainers.train_seq2seq` on its default data (English -> Spanish
@@ -22,7 +22,8 @@ model, and reads the same tokens. Each side records (step, training seconds,
 validation scores) every --eval_every steps, the training seconds leaving out
 evaluation and the first (tracing) step. The table gives both sides at equal steps
 (equal tokens) and at equal training time (each side's best figure within the
-other's whole run, and within 5, 15 and 60 minutes where the runs got that far).
+time the other took to its last record, and within 5, 15 and 60 minutes where the
+runs got that far).
 Writes <output>.json, <output>.md and <output>.png.
 """
 import glob
@@ -45,7 +46,7 @@ FAMILIES = {
     # trainer, keras-hub task, steps, evaluation interval, batch, keras-hub's rate,
     # the validation score, larger is better
     "seq2seq": ("train_seq2seq", "translation", 672, 112, 64, 5e-4, "bleu", True),
-    "gpt": ("train_gpt", "language_model", 559, 112, 32, 1e-3, "bits_per_character", False),
+    "gpt": ("train_gpt", "language_model", 560, 112, 32, 1e-3, "bits_per_character", False),
 }
 BUDGET_MINUTES = (5, 15, 60)
 
@@ -57,6 +58,8 @@ flags.DEFINE_string("work_dir", None, "Where the runs go. Default: /tmp/budget_q
 flags.DEFINE_string("output", None, "Path prefix of the records. Default: "
                     "docs/benchmarks/budget_quality_<family>.")
 flags.DEFINE_list("ours_flags", [], "Extra flags for the kerasllm trainer (none: its defaults).")
+flags.DEFINE_boolean("report_only", False, "Run nothing: report the finished runs in --work_dir "
+                     "(e.g. after rerunning one side by hand with the command it printed).")
 
 
 def test_corpus_split(work_dir):
@@ -89,8 +92,9 @@ def wait(processes):
             raise RuntimeError(f"{name} failed (exit {process.returncode}); see its log")
 
 
-def run_both(work_dir, steps, eval_every):
-    """Runs both sides -> (our model_dir, our export dir, keras-hub's history path)."""
+def run_both(work_dir, steps, eval_every, run=True):
+    """Runs both sides (with `run`) -> (our model_dir, our export dir, keras-hub's
+    history path)."""
     trainer, task, _, _, batch_size, rate, _, _ = FAMILIES[FLAGS.family]
     model_dir, export_dir = (os.path.join(work_dir, name) for name in ("kerasllm", "export"))
     history = os.path.join(work_dir, "keras_hub.json")
@@ -103,6 +107,8 @@ def run_both(work_dir, steps, eval_every):
         train_glob, test_glob = test_corpus_split(work_dir)
         ours += [f"--corpus={train_glob}", "--document_per_file"]
         theirs += [f"--corpus={train_glob}", f"--test_corpus={test_glob}"]
+    if not run:
+        return model_dir, export_dir, history
     processes = {OURS: start(OURS, ["-m", f"trainers.{trainer}", *ours],
                              os.path.join(work_dir, "kerasllm.log"))}
     while not os.path.exists(os.path.join(model_dir, "sentencepiece.model")):
@@ -144,7 +150,7 @@ def our_test_scores(model_dir, export_dir):
         "translate_with_options"]
 
     def translate_with_options(text, beam_size, length_penalty, max_length):
-        return signature(source=text, beam_size=beam_size, length_penalty=length_penalty,
+        return signature(text=text, beam_size=beam_size, length_penalty=length_penalty,
                          max_length=max_length)
 
     sources, references = (list(side) for side in bible_parallel.splits()["test"])
@@ -169,13 +175,19 @@ def report(results, metric, larger_is_better):
     """Markdown lines: the curves at each evaluation, then equal-time budgets and
     the test figures."""
     ours, theirs = results[OURS]["records"], results[THEIRS]["records"]
+    by_step = [{r["step"]: r for r in side} for side in (ours, theirs)]
+    cells = []
+    for step in sorted(set(by_step[0]) | set(by_step[1])):
+        cells.append([step])
+        for side in by_step:  # a side stopped early has no record: n/a
+            record = side.get(step)
+            cells[-1] += ([f"{record[metric]:.3f}", f"{record['train_seconds']:.0f}"]
+                          if record else ["n/a", "n/a"])
     lines = [f"### validation {metric} at equal steps (equal tokens)", ""]
     lines += markdown_table(
-        ["step", f"{OURS} {metric}", f"{OURS} s", f"{THEIRS} {metric}", f"{THEIRS} s"],
-        [[o["step"], f"{o[metric]:.3f}", f"{o['train_seconds']:.0f}", f"{t[metric]:.3f}",
-          f"{t['train_seconds']:.0f}"] for o, t in zip(ours, theirs)])
-    budgets = {f"{THEIRS}'s whole run": theirs[-1]["train_seconds"],
-               f"{OURS}'s whole run": ours[-1]["train_seconds"]}
+        ["step", f"{OURS} {metric}", f"{OURS} s", f"{THEIRS} {metric}", f"{THEIRS} s"], cells)
+    budgets = {f"{THEIRS}'s time at step {theirs[-1]['step']}": theirs[-1]["train_seconds"],
+               f"{OURS}'s time at step {ours[-1]['step']}": ours[-1]["train_seconds"]}
     budgets.update({f"{m} min": 60.0 * m for m in BUDGET_MINUTES
                     if 60.0 * m <= max(ours[-1]["train_seconds"], theirs[-1]["train_seconds"])})
     cells = []
@@ -217,13 +229,20 @@ def main(argv):
     _, _, steps, eval_every, _, _, metric, larger_is_better = FAMILIES[FLAGS.family]
     steps = FLAGS.train_steps or steps
     eval_every = FLAGS.eval_every or eval_every
+    if steps % eval_every:
+        raise SystemExit(f"--train_steps={steps} is not a multiple of --eval_every={eval_every}: "
+                         "keras-hub's side evaluates at the end of each fit epoch")
     FLAGS.work_dir = FLAGS.work_dir or f"/tmp/budget_quality_{FLAGS.family}"
     output = FLAGS.output or os.path.join(ROOT, "docs", "benchmarks",
                                           f"budget_quality_{FLAGS.family}")
-    if glob.glob(os.path.join(FLAGS.work_dir, "*")):
+    if FLAGS.report_only:
+        model_dir, export_dir, history = run_both(FLAGS.work_dir, steps, eval_every,
+                                                  run=False)
+    elif glob.glob(os.path.join(FLAGS.work_dir, "*")):
         raise SystemExit(f"--work_dir={FLAGS.work_dir} is not empty: both runs start afresh")
-    os.makedirs(FLAGS.work_dir, exist_ok=True)
-    model_dir, export_dir, history = run_both(FLAGS.work_dir, steps, eval_every)
+    else:
+        os.makedirs(FLAGS.work_dir, exist_ok=True)
+        model_dir, export_dir, history = run_both(FLAGS.work_dir, steps, eval_every)
     with open(os.path.join(model_dir, "validation", "history.json")) as f:
         ours = {"records": json.load(f)["records"]}
     ours["test"] = our_test_scores(model_dir, export_dir)

@@ -87,13 +87,15 @@ def translation_batches(source_ids, target_ids, batch_size, seed):
     return pairs.ragged_batch(batch_size, drop_remainder=True).map(split).prefetch(2)
 
 
-def greedy_translator(model, tokenizer, max_source_length=128, batch_size=64):
+def greedy_translator(model, tokenizer, table_length=128):
     """A greedy translator with the interface of the kerasllm export's
     translate_with_options(text [N], beam_size [N], length_penalty [N], max_length
     [N]) -> {"translation": [N] bytes}, so kerasllm.evaluation.translation scores it
     as it scores kerasllm (beam_size must be 1 and length_penalty 0). It decodes as
     keras.io's guide does: keras-hub's GreedySampler rerunning the whole decoder per
-    token (no cache); row i stops after max_length[i] tokens."""
+    token (no cache); row i stops after max_length[i] tokens, and every row where
+    <s> and its target fill the position tables (`table_length`), which also cut
+    the sources."""
     sampler = keras_hub.samplers.GreedySampler()
     forward = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
     bos_id, eos_id = tokenizer.bos_id, tokenizer.eos_id
@@ -103,8 +105,9 @@ def greedy_translator(model, tokenizer, max_source_length=128, batch_size=64):
             raise ValueError("the plain keras-hub translator decodes greedily: beam 1, "
                              "penalty 0")
         sources = framed(tokenizer, [t.decode("utf-8") for t in np.asarray(text)],
-                         max_source_length).to_tensor(PAD_ID)
-        limits = np.asarray(max_length)
+                         table_length).to_tensor(PAD_ID)
+        # <s> and the target must fit the position table, as kerasllm's must.
+        limits = np.minimum(np.asarray(max_length), table_length - 1)
         rows, length = int(sources.shape[0]), int(limits.max())
         prompt = tf.concat([tf.fill([rows, 1], bos_id), tf.fill([rows, length], PAD_ID)], 1)
 
