@@ -12,7 +12,14 @@ their longest example.
     causal_lm(vocab_size)           GPT2Backbone 4 x 256 + GPT2CausalLM (no preprocessor)
 
 Both read the token ids of the kerasllm side's own SentencePiece vocabulary, so
-the two sides see the same text as the same tokens; pad id 0 (masked).
+the two sides see the same text as the same tokens; pad id 0 (masked). Run as
+bench/budget_quality.py runs it (it prints the command), e.g.
+
+    python -m bench.plain_keras_hub --task=translation --tokenizer_file=RUN/sentencepiece.model \
+        --history=keras_hub.json --train_steps=672 --eval_every=112
+
+it writes {"records": [{"step", "train_seconds", scores...}], "test": {scores}},
+scored by kerasllm's own evaluation code (translation_quality, documents_loss).
 """
 import json
 import time
