@@ -4,6 +4,7 @@
     python -m bench.all --models=bert_tiny,gpt_tiny --repeats=2 --output=/tmp/b.md
     python -m bench.all --quick --output=/tmp/b.md   # smoke run: tiny sizes, one of each
     python -m bench.all --replot                 # the page and plot again from docs/benchmarks.json
+    python -m bench.all --parts=serving          # measure serving only; keep the rest recorded
 
 Every number is one fresh process (`python -m bench.measure ...`, median of its
 --rounds timed rounds after an untimed warm-up), and the processes of one sweep
@@ -21,6 +22,13 @@ target tokens):
   Model Garden  BERT pretraining in tf-models-official (bench/model_garden_bert.py),
              float32, XLA off, run by --model_garden_python (its own virtual
              environment: it pins Keras 2); left out, and said so, without it.
+  serving    (--parts=serving) an exported BERT encoder's latency on a batch of short
+             texts against one of long texts, as TF Serving runs it
+             (bench/bert_serving_latency.py, --serving_model, its own alternating
+             fresh processes, --repeats sweeps of --rounds runs).
+
+--parts picks throughput (everything above serving) and serving; a run of some parts
+keeps the figures of the others from the record beside --output.
 """
 import datetime
 import json
@@ -37,11 +45,12 @@ from absl import app, flags, logging
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench import cases, timing  # noqa: E402
+from bench import bert_serving_latency, cases, timing  # noqa: E402
 from bench.tables import markdown_table, speed  # noqa: E402
 from kerasllm.models.registry import UnknownModelError  # noqa: E402
 
 FLAGS = flags.FLAGS
+PARTS = ["throughput", "serving"]
 MODELS = ["bert_tiny", "bert_small", "gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 GENERATION_MODELS = ["gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 MODEL_GARDEN = "model-garden"
@@ -61,15 +70,21 @@ flags.DEFINE_string("output", os.path.join(ROOT, "docs", "benchmarks.md"),
 flags.DEFINE_bool("quick", False,
                   "Smoke run: bert_tiny, gpt_tiny and seq2seq_tiny, one repeat of one "
                   "round of one step, batch 2 x 16, 4 new tokens, a 256^3 matmul, XLA "
-                  "off only, no Model Garden (flags given explicitly win).")
+                  "off only, no Model Garden, no serving (--parts=serving: bert_tiny's) "
+                  "(flags given explicitly win).")
 flags.DEFINE_bool("xla", True, "Also time training with XLA (--noxla: XLA off only).")
+timing.define_parts(PARTS)
+flags.DEFINE_string("serving_model", bert_serving_latency.MINILM,
+                    "The encoder whose serving latency is measured (see "
+                    "bench/bert_serving_latency.py).")
 flags.DEFINE_bool("replot", False,
                   "Measure nothing: rewrite --output and its plot from the figures recorded "
                   "beside it (the .json of the same name).")
 QUICK = {"models": ["bert_tiny", "gpt_tiny", "seq2seq_tiny"],
          "generation_models": ["gpt_tiny", "seq2seq_tiny"], "repeats": 1, "rounds": 1,
          "steps_per_round": 1, "batch_size": 2, "seq_length": 16, "new_tokens": 4,
-         "matmul_size": 256, "model_garden_python": "", "xla": False}
+         "matmul_size": 256, "model_garden_python": "", "xla": False,
+         "parts": ["throughput"], "serving_model": "bert_tiny"}
 SETTINGS = ("repeats", "rounds", "steps_per_round", "batch_size", "seq_length", "new_tokens",
             "matmul_size")
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -129,13 +144,26 @@ def command(spec, model_garden):
 def run(spec, model_garden):
     """The measuring process's JSON result; BenchmarkError naming the measurement if
     it fails."""
-    result = subprocess.run(command(spec, model_garden), cwd=ROOT, capture_output=True,
-                            text=True)
+    return last_json_line(command(spec, model_garden), spec)
+
+
+def last_json_line(command, what):
+    """The JSON last line `command` prints; BenchmarkError naming `what` if it fails."""
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
-        raise BenchmarkError(f"measuring {spec} failed (exit {result.returncode}):\n"
+        raise BenchmarkError(f"measuring {what} failed (exit {result.returncode}):\n"
                              f"{result.stderr[-3000:]}")
     return json.loads(lines[-1])
+
+
+def serving():
+    """bench/bert_serving_latency.py's figures for --serving_model, and how, when and
+    where they were made."""
+    return {**made_by(), **last_json_line(
+        [sys.executable, "-m", "bench.bert_serving_latency", "--json",
+         f"--model={FLAGS.serving_model}", f"--repeats={FLAGS.repeats}",
+         f"--rounds={FLAGS.rounds}"], f"serving latency of {FLAGS.serving_model}")}
 
 
 def sweep(model_garden):
@@ -191,11 +219,14 @@ def measured(medians, parameters, model_garden, note):
                         for side in (cases.OURS, cases.THEIRS))
         generation.append({"model": m, "ours": ours, "theirs": theirs,
                            "ratio": quotient(ours, theirs)})
-    return {"command": shlex.join(["python", "-m", "bench.all", *sys.argv[1:]]),
-            "date": datetime.date.today().isoformat(), "machine": machine(),
-            "settings": {name: FLAGS[name].value for name in SETTINGS},
+    return {**made_by(), "settings": {name: FLAGS[name].value for name in SETTINGS},
             "matmul": matmul,
             "model_garden": note, "train": train, "generation": generation}
+
+
+def made_by():
+    return {"command": shlex.join(["python", "-m", "bench.all", *sys.argv[1:]]),
+            "date": datetime.date.today().isoformat(), "machine": machine()}
 
 
 def quotient(a, b):
@@ -260,6 +291,15 @@ def report(record, output):
         ["<model", "kerasllm", "keras-hub", "ratio"],
         [[r["model"], speed(r["ours"]), speed(r["theirs"]), times(r["ratio"])]
          for r in record["generation"]])
+    if record.get("serving"):
+        served = record["serving"]
+        lines += ["", "## BERT serving latency: short texts vs long", "",
+                  f"Made by `{served['command']}` on {served['date']}, {served['machine']}: "
+                  f"{bert_serving_latency.description(served)}. Padding to the longest "
+                  "text is what the exports do; to max_seq_length is "
+                  "`pad_to_max_length=True`, the fixed shape (for accelerators) every export "
+                  "had before. S: the columns the encoder ran on.", ""]
+        lines += bert_serving_latency.table(served)
     return "\n".join(lines) + "\n"
 
 
@@ -366,6 +406,15 @@ def main(argv):
         return
     if FLAGS.quick:
         timing.set_unless_given(QUICK)
+    # The parts this run does not measure keep their figures from the earlier record.
+    earlier = {}
+    if set(FLAGS.parts) != set(PARTS) and os.path.exists(record_path(FLAGS.output)):
+        with open(record_path(FLAGS.output)) as f:
+            earlier = json.load(f)
+    if "throughput" not in FLAGS.parts and "train" not in earlier:
+        raise app.UsageError(f"--parts={','.join(FLAGS.parts)} adds to the record at "
+                             f"{record_path(FLAGS.output)}, which a throughput run writes "
+                             "first")
     for model in FLAGS.models + FLAGS.generation_models:
         try:
             cases.family(model)
@@ -373,11 +422,17 @@ def main(argv):
             raise app.UsageError(str(error)) from None
     model_garden, note = model_garden_python()
     logging.set_verbosity(logging.INFO)
+    record = earlier
     try:
-        medians, parameters = sweep(model_garden)
+        if "throughput" in FLAGS.parts:
+            record = measured(*sweep(model_garden), model_garden, note)
+            if "serving" in earlier:
+                record["serving"] = earlier["serving"]
+        if "serving" in FLAGS.parts:
+            record["serving"] = serving()
     except BenchmarkError as error:
         sys.exit(f"bench.all: {error}")
-    print(write(measured(medians, parameters, model_garden, note), FLAGS.output))
+    print(write(record, FLAGS.output))
 
 
 if __name__ == "__main__":

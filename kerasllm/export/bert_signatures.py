@@ -5,7 +5,8 @@ from kerasllm.export.inputs import TEXT, TEXT_B, signature
 from kerasllm.layers.mean_pooling import sentence_embedding
 
 
-def bert_signatures(encoder, tokenizer, max_seq_length, mlm_head=None, top_k=5):
+def bert_signatures(encoder, tokenizer, max_seq_length, mlm_head=None, top_k=5,
+                    pad_to_max_length=False):
     """{signature name: tf.function} for a BERT encoder and its WordPiece tokenizer.
 
     serving_default(text [N]) and encode_pair(text [N], text_b [N]) return
@@ -13,9 +14,13 @@ def bert_signatures(encoder, tokenizer, max_seq_length, mlm_head=None, top_k=5):
         sentence_embedding float32 [N, H] (mean of the real tokens, unit length: the
         way sentence-transformers models are used), token_ids int32 [N, S],
         padding_mask int32 [N, S]
-    where S = max_seq_length; longer input is truncated, empty strings give
-    "[CLS] [SEP]". A SignatureDef has no optional inputs, so pairs get their own
-    signature; an empty `text_b` row there is encoded as a single sentence.
+    where S is the longest packed text of the batch the model runs (at most
+    max_seq_length; with server-side batching, the batch may hold other requests'
+    texts too), or S = max_seq_length for every batch with pad_to_max_length=True
+    (a fixed shape, for accelerators); the outputs at real positions (padding_mask
+    1) are the same either way. Longer input is truncated to max_seq_length, empty
+    strings give "[CLS] [SEP]". A SignatureDef has no optional inputs, so pairs get
+    their own signature; an empty `text_b` row there is encoded as a single sentence.
 
     fill_mask(text [N]) (when `mlm_head` is given) returns, for each "[MASK]" in
     each text (M = most masks in any text of the batch):
@@ -25,7 +30,8 @@ def bert_signatures(encoder, tokenizer, max_seq_length, mlm_head=None, top_k=5):
     """
 
     def pack(*texts):
-        return tokenizer.pack([tokenizer.tokenize(text) for text in texts], max_seq_length)
+        return tokenizer.pack([tokenizer.tokenize(text) for text in texts], max_seq_length,
+                              pad_to_max_length)
 
     def encode(inputs):
         outputs = encoder(inputs, training=False)

@@ -7,7 +7,7 @@ from kerasllm.tokenizers.segment_packing import pad_to_length
 from kerasllm.tokenizers.word_offsets import tokenize_words_with_offsets
 
 
-def qa_signatures(span_qa, tokenizer, max_seq_length):
+def qa_signatures(span_qa, tokenizer, max_seq_length, pad_to_max_length=False):
     """{"serving_default", "answer": tf.function} for a BertSpanQA and its tokenizer.
 
     answer(question [N], context [N]) packs "[CLS] question [SEP] context [SEP]"
@@ -17,6 +17,9 @@ def qa_signatures(span_qa, tokenizer, max_seq_length):
         start_offset, end_offset int64 [N], byte offsets into the UTF-8 context;
         score float32 [N], p(start) * p(end) of the best span (see best_spans).
     A row whose context is empty or trimmed away gets "", offsets 0 and score 0.
+    The model runs on the batch padded to its longest packed pair, or to
+    max_seq_length with pad_to_max_length=True (a fixed shape, for accelerators):
+    the same outputs.
     """
 
     @signature(QUESTION, CONTEXT)
@@ -24,7 +27,8 @@ def qa_signatures(span_qa, tokenizer, max_seq_length):
         aligned = tokenize_words_with_offsets(tokenizer, context)
         token_ids, segment_ids = tokenizer.join(
             [tokenizer.tokenize(question), aligned.piece_ids()], max_seq_length)
-        inputs = pad_to_length(token_ids, segment_ids, max_seq_length, tokenizer.pad_id)
+        inputs = pad_to_length(token_ids, segment_ids, max_seq_length, tokenizer.pad_id,
+                               pad_to_max_length)
         outputs = span_qa(inputs, training=False)
         starts, ends, scores = best_spans(
             outputs["start_logits"], outputs["end_logits"],

@@ -6,7 +6,8 @@ from kerasllm.tokenizers.segment_packing import pad_to_length
 from kerasllm.tokenizers.word_offsets import tokenize_words_with_offsets
 
 
-def tagging_signatures(classifier, tokenizer, label_names, max_seq_length):
+def tagging_signatures(classifier, tokenizer, label_names, max_seq_length,
+                       pad_to_max_length=False):
     """{"serving_default", "tag": tf.function} for a BertTokenClassifier and its tokenizer.
 
     tag(text [N]) returns, per word of each text (W = most words in any text of
@@ -15,6 +16,9 @@ def tagging_signatures(classifier, tokenizer, label_names, max_seq_length):
         start_offsets, end_offsets int64 [N, W], byte offsets into the UTF-8 text;
         labels string [N, W], `label_names[label]` predicted at the word's first
             piece; "" for words cut off by truncation to `max_seq_length` tokens.
+    The model runs on the batch padded to its longest packed text, or to
+    max_seq_length with pad_to_max_length=True (a fixed shape, for accelerators):
+    the same outputs.
     """
     if len(label_names) != classifier.num_labels:
         raise ValueError(f"{len(label_names)} label names for a classifier of "
@@ -25,14 +29,16 @@ def tagging_signatures(classifier, tokenizer, label_names, max_seq_length):
     def tag(text):
         aligned = tokenize_words_with_offsets(tokenizer, text)
         token_ids, segment_ids = tokenizer.join([aligned.piece_ids()], max_seq_length)
-        inputs = pad_to_length(token_ids, segment_ids, max_seq_length, tokenizer.pad_id)
+        inputs = pad_to_length(token_ids, segment_ids, max_seq_length, tokenizer.pad_id,
+                               pad_to_max_length)
         predicted = tf.argmax(classifier(inputs, training=False)["logits"], axis=-1)
         positions = (aligned.first_pieces() + 1).to_tensor()  # + 1 for [CLS]
         is_word = tf.sequence_mask(aligned.words.row_lengths(), tf.shape(positions)[1])
         # A word whose first piece did not fit before the final [SEP] is not tagged.
         kept = is_word & (positions < token_ids.row_lengths()[:, None] - 1)
-        label_ids = tf.gather(predicted, tf.minimum(positions, max_seq_length - 1),
-                              batch_dims=1)
+        # Untagged words read the last column instead (any would do).
+        last = tf.cast(tf.shape(predicted)[1] - 1, positions.dtype)
+        label_ids = tf.gather(predicted, tf.minimum(positions, last), batch_dims=1)
         return {
             "labels": tf.where(kept, tf.gather(names, label_ids), ""),
             "words": aligned.words.to_tensor(""),

@@ -1,4 +1,5 @@
-"""Packs one or two token segments into fixed-length BERT inputs.
+"""Packs one or two token segments into BERT inputs, padded to max_seq_length or
+to the batch's longest row.
 
     single: [CLS] a [SEP] [PAD] ...          segment ids 0 0 0 ...
     pair:   [CLS] a [SEP] b [SEP] [PAD] ...  segment ids 0 0 0 1 1 ...
@@ -63,26 +64,33 @@ def join_segments(segments, max_seq_length, cls_id, sep_id):
     return token_ids, segment_ids
 
 
-def pad_to_length(token_ids, segment_ids, max_seq_length, pad_id):
-    """Ragged [batch, (n)] -> the dense model-input dict (see pack_segments)."""
+def pad_to_length(token_ids, segment_ids, max_seq_length, pad_id, pad_to_max_length=True):
+    """Ragged [batch, (n)] rows of at most max_seq_length tokens (as join_segments
+    returns them) -> the dense model-input dict (see pack_segments): S is
+    max_seq_length, or with pad_to_max_length=False the longest row of the batch (at
+    least 1), which spares a serving signature the work on padding; a model's
+    outputs at the real positions are the same either way."""
+    if not pad_to_max_length:
+        # The longest row, but no [N, 0] for an empty batch: models read position 0.
+        max_seq_length = tf.maximum(tf.reduce_max(token_ids.row_lengths()), 1)
     padded_ids, padding_mask = tf_text.pad_model_inputs(token_ids, max_seq_length, pad_id)
     padded_segment_ids, _ = tf_text.pad_model_inputs(segment_ids, max_seq_length, 0)
-    return {
-        "token_ids": tf.ensure_shape(tf.cast(padded_ids, tf.int32), [None, max_seq_length]),
-        "segment_ids": tf.ensure_shape(tf.cast(padded_segment_ids, tf.int32),
-                                       [None, max_seq_length]),
-        "padding_mask": tf.ensure_shape(tf.cast(padding_mask, tf.int32),
-                                        [None, max_seq_length]),
-    }
+    shape = [None, max_seq_length if pad_to_max_length else None]
+    return {name: tf.ensure_shape(tf.cast(value, tf.int32), shape) for name, value in (
+        ("token_ids", padded_ids), ("segment_ids", padded_segment_ids),
+        ("padding_mask", padding_mask))}
 
 
-def pack_segments(segments, max_seq_length, cls_id, sep_id, pad_id):
-    """Packs 1 or 2 ragged segments into fixed-length BERT inputs.
+def pack_segments(segments, max_seq_length, cls_id, sep_id, pad_id, pad_to_max_length=True):
+    """Packs 1 or 2 ragged segments into BERT inputs.
 
     Args:
       segments: list of 1 or 2 int RaggedTensors [batch, (tokens)].
-      max_seq_length: python int S.
+      max_seq_length: python int, the longest row after packing.
       cls_id, sep_id, pad_id: python ints.
+      pad_to_max_length: True pads every row to S = max_seq_length (a fixed shape,
+        as training batches and accelerators want it); False to S = the longest
+        packed row of the batch (<= max_seq_length; a serving signature's choice).
 
     Returns:
       {"token_ids": int32 [batch, S], "segment_ids": int32 [batch, S],
@@ -90,4 +98,4 @@ def pack_segments(segments, max_seq_length, cls_id, sep_id, pad_id):
       Never fails on long input: see join_segments for the truncation rule.
     """
     token_ids, segment_ids = join_segments(segments, max_seq_length, cls_id, sep_id)
-    return pad_to_length(token_ids, segment_ids, max_seq_length, pad_id)
+    return pad_to_length(token_ids, segment_ids, max_seq_length, pad_id, pad_to_max_length)

@@ -149,10 +149,12 @@ class WordPieceTokenizer(Tokenizer):
         """"[CLS] a [SEP] (b [SEP])", unpadded: see segment_packing.join_segments."""
         return join_segments(segments, max_seq_length, self.cls_id, self.sep_id)
 
-    def pack(self, segments, max_seq_length):
-        """{"token_ids", "segment_ids", "padding_mask"} int32 [batch, max_seq_length]
-        for "[CLS] a [SEP] (b [SEP])": see segment_packing.pack_segments."""
-        return pack_segments(segments, max_seq_length, self.cls_id, self.sep_id, self.pad_id)
+    def pack(self, segments, max_seq_length, pad_to_max_length=True):
+        """{"token_ids", "segment_ids", "padding_mask"} int32 [batch, S] for "[CLS] a
+        [SEP] (b [SEP])", S = max_seq_length, or the batch's longest row with
+        pad_to_max_length=False: see segment_packing.pack_segments."""
+        return pack_segments(segments, max_seq_length, self.cls_id, self.sep_id, self.pad_id,
+                             pad_to_max_length)
 
     def split_words(self, text):
         """Basic (pre-WordPiece) tokenization: string [batch] -> string [batch, (words)]."""

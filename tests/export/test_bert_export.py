@@ -10,12 +10,13 @@ import tensorflow as tf
 
 from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
 from kerasllm.export.bert_signatures import bert_signatures
+from kerasllm.export.classifier_signatures import classifier_signatures
 from kerasllm.export.errors import ExportError
 from kerasllm.export.saved_model import METADATA_FILE, export_saved_model
 from kerasllm.export.check import check_saved_model
 from kerasllm.export.warmup import (BATCH_SIZES, SAMPLE_TEXTS, predict_logs,
                                     read_warmup_requests, write_warmup_requests)
-from kerasllm.models import BertPretrainer
+from kerasllm.models import BertClassifier, BertPretrainer
 from kerasllm.serving.batching import PER_VERSION_FILE, parse_batching
 from tests.fresh_process import serve_in_fresh_process
 
@@ -83,6 +84,54 @@ def test_fill_mask_returns_top_tokens_per_mask(exported, tmp_path):
     assert tokens.shape == scores.shape == (3, 2, 3)
     assert all(t.decode() in VOCAB for t in tokens[0, 0])
     assert np.all(np.diff(scores[0, 0]) <= 0) and 0 < scores[0, 0, 0] <= 1
+
+
+SHORT_TEXTS = ["the king", "", "long live the queen"]  # 6 tokens at most, with [CLS] [SEP]
+
+
+def real_positions_equal(longest, fixed):
+    """Outputs of a signature padded to the batch's longest row equal its fixed-shape
+    outputs: within 1e-5, at the real tokens where outputs are per token."""
+    mask = longest["padding_mask"].numpy().astype(bool) if "padding_mask" in longest else None
+    for name, value in longest.items():
+        value, expected = value.numpy(), fixed[name].numpy()
+        if value.shape != expected.shape:  # [N, S, ...]: S is the longest row here
+            assert expected.shape[1] == MAX_SEQ_LENGTH > value.shape[1] == mask.shape[1]
+            assert not fixed["padding_mask"].numpy()[:, mask.shape[1]:].any()
+            value, expected = value[mask], expected[:, :mask.shape[1]][mask]
+        if value.dtype.kind in "iuSO":
+            np.testing.assert_array_equal(value, expected, err_msg=name)
+        else:
+            assert np.max(np.abs(value - expected), initial=0) <= 1e-5, name
+
+
+def test_padding_to_the_longest_row_gives_the_fixed_shape_outputs(exported):
+    _, model, tokenizer, longest = exported
+    fixed = bert_signatures(model.backbone, tokenizer, MAX_SEQ_LENGTH,
+                            mlm_head=model.mlm_head, top_k=3, pad_to_max_length=True)
+    short = tf.constant(SHORT_TEXTS)
+    assert longest["serving_default"](short)["sequence_output"].shape[1] == 6
+    assert fixed["serving_default"](short)["sequence_output"].shape[1] == MAX_SEQ_LENGTH
+    for texts in (short, tf.constant(TEXTS)):
+        real_positions_equal(longest["serving_default"](texts),
+                             fixed["serving_default"](texts))
+        pairs = tf.constant(["a", "long live", "the king is dead"] + ["be"] * (len(texts) - 3))
+        real_positions_equal(longest["encode_pair"](texts, pairs),
+                             fixed["encode_pair"](texts, pairs))
+    masked = tf.constant(["the [MASK] is dead", "[MASK] [MASK]"])
+    real_positions_equal(longest["fill_mask"](masked), fixed["fill_mask"](masked))
+
+
+def test_classifier_padding_to_the_longest_row_gives_the_fixed_shape_outputs(exported):
+    _, model, tokenizer, _ = exported
+    classifier = BertClassifier(model.backbone, 2, dropout=0.0)
+    longest, fixed = (classifier_signatures(classifier, tokenizer, ["a", "b"], MAX_SEQ_LENGTH,
+                                            pad_to_max_length=pad) for pad in (False, True))
+    for texts in (SHORT_TEXTS, TEXTS):
+        texts = tf.constant(texts)
+        real_positions_equal(longest["classify"](texts), fixed["classify"](texts))
+        real_positions_equal(longest["classify_pair"](texts, texts),
+                             fixed["classify_pair"](texts, texts))
 
 
 def test_existing_version_is_never_overwritten(exported):

@@ -102,3 +102,32 @@ def test_served_answers_equal_in_process_answers(answerer, tmp_path):
     # that many words ("##mark is" becomes "Denmark is", four pieces but two words).
     words = tokenize_words_with_offsets(WordPieceTokenizer(VOCAB), answers).words
     assert max(words.row_lengths()) <= 3
+
+
+def assert_same_outputs(longest, fixed):
+    for name, value in longest.items():
+        if value.dtype.is_floating:
+            np.testing.assert_allclose(value, fixed[name], atol=1e-5, err_msg=name)
+        else:
+            np.testing.assert_array_equal(value, fixed[name], err_msg=name)
+
+
+def test_tags_padded_to_the_longest_row_equal_fixed_shape_tags():
+    tokenizer = WordPieceTokenizer(VOCAB)
+    classifier = BertTokenClassifier(tiny_encoder(), len(LABELS)).build_for_inputs()
+    longest, fixed = (tagging_signatures(classifier, tokenizer, LABELS, MAX_SEQ_LENGTH,
+                                         pad_to_max_length=pad)["tag"] for pad in (False, True))
+    # Short texts (the model sees 11 columns, not 16), then with a truncated one.
+    for texts in (TEXTS[:2] + TEXTS[3:], TEXTS):
+        assert_same_outputs(longest(tf.constant(texts)), fixed(tf.constant(texts)))
+
+
+def test_answers_padded_to_the_longest_row_equal_fixed_shape_answers():
+    tokenizer = WordPieceTokenizer(VOCAB)
+    span_qa = BertSpanQA(tiny_encoder(), max_answer_length=3).build_for_inputs()
+    longest, fixed = (qa_signatures(span_qa, tokenizer, MAX_SEQ_LENGTH,
+                                    pad_to_max_length=pad)["answer"] for pad in (False, True))
+    short = (["who?", "", "anna"], ["", "École de Anna", "the king is anna"])  # 8 columns
+    for questions, contexts in (short, (QUESTIONS, CONTEXTS)):
+        assert_same_outputs(longest(tf.constant(questions), tf.constant(contexts)),
+                            fixed(tf.constant(questions), tf.constant(contexts)))

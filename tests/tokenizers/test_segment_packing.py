@@ -49,6 +49,25 @@ def test_works_in_a_tf_function_with_unknown_batch():
     assert packed["padding_mask"].numpy().sum() == 16
 
 
+def test_pad_to_max_length_false_pads_to_the_longest_row():
+    a = tf.ragged.constant([[5, 6, 7], [11]])
+    b = tf.ragged.constant([[20], []])
+    fixed = pack_segments([a, b], 8, CLS, SEP, PAD)
+    longest = pack_segments([a, b], 8, CLS, SEP, PAD, pad_to_max_length=False)
+    assert longest["token_ids"].numpy().tolist() == [[CLS, 5, 6, 7, SEP, 20, SEP],
+                                                     [CLS, 11, SEP, PAD, PAD, PAD, PAD]]
+    for name, values in longest.items():
+        assert values.shape == (2, 7) and values.dtype == tf.int32
+        assert values.numpy().tolist() == fixed[name][:, :7].numpy().tolist()
+    # Still capped at max_seq_length, and an empty batch is [0, 1], not [0, 0].
+    capped = pack_segments([tf.ragged.constant([[7] * 40])], 8, CLS, SEP, PAD,
+                           pad_to_max_length=False)
+    assert capped["token_ids"].shape == (1, 8) and capped["padding_mask"].numpy().sum() == 8
+    empty = tf.ragged.constant([], tf.int32, ragged_rank=1)
+    assert pack_segments([empty], 8, CLS, SEP, PAD,
+                         pad_to_max_length=False)["token_ids"].shape == (0, 1)
+
+
 def test_bad_arguments():
     a = tf.ragged.constant([[5]])
     with pytest.raises(DataError):
