@@ -21,32 +21,22 @@ import os
 from absl import flags
 
 from kerasllm.convert.errors import ConversionError
-from kerasllm.convert.gguf_file import GgufFile
-from kerasllm.convert.gguf_llama import load_gguf_llama
-from kerasllm.convert.gguf_tokenizer import byte_bpe_from_gguf, chat_template
-from kerasllm.convert.hf_bert import load_hf_bert
-from kerasllm.convert.hf_gpt import load_hf_gpt
 from kerasllm.convert.hf_model_type import supported_model_type
-from kerasllm.convert.smollm2 import smollm2_gguf_path
 from kerasllm.export import gpt_signatures
 from kerasllm.export.bert_signatures import bert_signatures
-from kerasllm.pretrained import PACKAGED, pretrained_name
+from kerasllm.pretrained import PACKAGED, load_preset, pretrained_name
 from kerasllm.pretrained.model_dir import is_model_dir, read_model_dir
 from kerasllm.serving.batching import DECODING
-from kerasllm.tokenizers.byte_bpe import ByteLevelBpeTokenizer
-from kerasllm.tokenizers.byte_hf_json import (TOKENIZER_FILE, byte_bpe_from_tokenizer_json,
-                                              tokenizer_config)
 from trainers import common, shared_flags
 
-PACKAGED_GGUF = {"smollm2": smollm2_gguf_path}
-ACCEPTED = (f"--input takes a packaged name ({', '.join([*PACKAGED, *PACKAGED_GGUF])}), a "
+ACCEPTED = (f"--input takes a packaged name ({', '.join(PACKAGED)}), a "
             "Hugging Face BERT, GPT-2 or Llama directory or a Llama GGUF file")
 
 
 def define_flags(fv):
     flags.DEFINE_string("input", None,
                         "A Hugging Face BERT, GPT-2 or Llama directory, a Llama GGUF file, or "
-                        f"{', '.join([*PACKAGED, *PACKAGED_GGUF])}.", required=True,
+                        f"{', '.join(PACKAGED)}.", required=True,
                         flag_values=fv)
     flags.DEFINE_integer("max_seq_length", 128,
                          "Tokens per input in the serving signatures (for a GPT, prompt and "
@@ -66,8 +56,8 @@ def input_family(source):
         directory of a model kerasllm does not convert, or of no known kind.
     """
     if source in PACKAGED:
-        return "bert"
-    if source in PACKAGED_GGUF or os.path.isfile(source):
+        return PACKAGED[source][0]
+    if os.path.isfile(source):
         return "gpt"  # a GGUF file, or GgufFile names what else it is
     if not os.path.isdir(source):
         raise ConversionError(f"{source} does not exist; {ACCEPTED}")
@@ -85,21 +75,8 @@ def input_family(source):
 def load_gpt(source):
     """(GptCausalLM, tokenizer, report, what it came from, chat template or None) of a
     GGUF file, a packaged GGUF name, or a Hugging Face GPT-2/Llama directory."""
-    if source in PACKAGED_GGUF or os.path.isfile(source):
-        gguf = GgufFile(PACKAGED_GGUF[source]() if source in PACKAGED_GGUF else source)
-        model, report = load_gguf_llama(gguf)
-        return model, byte_bpe_from_gguf(gguf), report, gguf.path, chat_template(gguf)
-    model, report = load_hf_gpt(source)
-    vocab, merges = (os.path.join(source, name) for name in ("vocab.json", "merges.txt"))
-    template = tokenizer_config(source).get("chat_template")
-    if os.path.isfile(vocab) and os.path.isfile(merges):
-        tokenizer = ByteLevelBpeTokenizer.from_gpt2_files(vocab, merges)
-    elif os.path.isfile(os.path.join(source, TOKENIZER_FILE)):
-        tokenizer = byte_bpe_from_tokenizer_json(source)
-    else:
-        raise ConversionError(f"{source} has neither vocab.json and merges.txt nor "
-                              f"{TOKENIZER_FILE}: the export needs the byte-level BPE tokenizer")
-    return model, tokenizer, report, source, template
+    preset = load_preset(source)
+    return preset.task, preset.tokenizer, preset.report, preset.source, preset.chat_template
 
 
 def run(fv):
@@ -121,9 +98,9 @@ def run(fv):
         export_options = {"warmup_inputs": gpt_signatures.warmup_inputs(),
                           "batching": DECODING}
     else:
-        source = PACKAGED[fv.input]() if fv.input in PACKAGED else fv.input
-        model, tokenizer, report = load_hf_bert(source)
-        print(report)
+        preset = load_preset(fv.input)
+        model, tokenizer, source = preset.backbone, preset.tokenizer, preset.source
+        print(preset.report)
         config = model.config
         max_seq_length = common.sequence_length(fv, config, "the checkpoint")
         signatures = bert_signatures(model, tokenizer, max_seq_length)

@@ -57,7 +57,7 @@ from kerasllm.evaluation.validation import Validation, format_scores, scores_of
 from kerasllm.finetuning.tasks import ClassificationTask, SpanQATask, TaggingTask
 from kerasllm.models import BertEncoder
 from kerasllm.models.bert.classifier import POOLINGS
-from kerasllm.pretrained import PACKAGED, load_pretrained, pretrained_name
+from kerasllm.pretrained import PACKAGED, load_pretrained, packaged_names, pretrained_name
 from kerasllm.pretrained.model_dir import check_model_dir, is_model_dir
 from kerasllm.training.checkpoints import ensure_writable
 from kerasllm.training.epochs import EpochSchedule
@@ -176,7 +176,8 @@ def run(fv):
     if fv.init_checkpoint not in PACKAGED and is_model_dir(fv.init_checkpoint):
         check_model_dir(fv.init_checkpoint, "bert",
                         "finetune_bert --init_checkpoint needs a BERT: a pretrain_bert "
-                        f"--model_dir, a Hugging Face BERT directory, or {', '.join(PACKAGED)}")
+                        f"--model_dir, a Hugging Face BERT directory, or "
+                        f"{', '.join(packaged_names('bert'))}")
     run_name = f"{pretrained_name(fv.init_checkpoint)}_{data_name(fv)}"
     export_root = common.export_root(fv, run_name)
     model_dir = fv.model_dir or os.path.join("model_dirs", run_name)

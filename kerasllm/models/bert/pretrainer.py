@@ -2,14 +2,16 @@
 import keras
 from keras import ops
 
+from kerasllm.export.bert_signatures import bert_signatures
 from kerasllm.layers import MaskedLMHead, NextSentencePredictionHead
 from kerasllm.models.bert.backbone import BertEncoder
+from kerasllm.models.bert.text_task import BertTextTask
 from kerasllm.models.losses import masked_mean, sparse_cross_entropy
-from kerasllm.models.task import TaskModel
+from kerasllm.raw_text import text_batch
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
-class BertPretrainer(TaskModel):
+class BertPretrainer(BertTextTask):
     """BERT pretraining: masked-language-model + next-sentence-prediction heads.
 
     Inputs: a batch dict as built by `kerasllm.data.bert_pretraining`:
@@ -21,6 +23,12 @@ class BertPretrainer(TaskModel):
         nsp_logits float32 [batch, 2].
 
     Loss = mean MLM cross-entropy over real predictions + mean NSP cross-entropy.
+
+    With a tokenizer, on raw text, through its export's functions
+    (kerasllm.export.bert_signatures): `embed(texts)` (sentence embeddings, or every
+    encoder output with return_details) and `fill_mask(texts)` (the MLM head's
+    best tokens for each [MASK]: meaningful once the head is trained, e.g. loaded
+    from a pretrain_bert run; an imported encoder such as MiniLM brings none).
     """
 
     def __init__(self, backbone: BertEncoder, **kwargs):
@@ -41,6 +49,30 @@ class BertPretrainer(TaskModel):
         """A fresh pretrainer for a registered config, e.g. `from_name("bert_tiny")`."""
         from kerasllm.models import registry  # the registry imports this family
         return cls(BertEncoder(registry.get(name).replace(**overrides)))
+
+    def serving_signatures(self, top_k=5):
+        """bert_signatures of the encoder and MLM head (fill_mask's best `top_k`)."""
+        return bert_signatures(self.backbone, self.needs_tokenizer("embed"),
+                               self.sequence_length, mlm_head=self.mlm_head, top_k=top_k)
+
+    def embed(self, texts, text_b=None, return_details=False):
+        """Sentence embeddings float32 [N, H] (unit length, the mean of the real
+        tokens' outputs) of texts (a string, or a list; [H] for one string), or of
+        (text, text_b) pairs; with return_details every output of the signature
+        (sequence_output, pooled_output, sentence_embedding, token_ids,
+        padding_mask)."""
+        texts, single = text_batch(texts)
+        inputs, name = {"text": texts}, "serving_default"
+        if text_b is not None:
+            inputs["text_b"], name = text_batch(text_b, "text_b")[0], "encode_pair"
+        outputs = self.run_text_function(name, inputs, single)
+        return outputs if return_details else outputs["sentence_embedding"]
+
+    def fill_mask(self, texts, top_k=5):
+        """For each [MASK] of each text (a string, or a list): {"mask_positions",
+        "top_tokens", "top_ids", "top_scores"} as the fill_mask signature returns them."""
+        texts, single = text_batch(texts)
+        return self.run_text_function("fill_mask", {"text": texts}, single, top_k=top_k)
 
     def dummy_inputs(self, seq_length):
         # Two masked positions: the MLM head needs some to create its weights.

@@ -7,12 +7,14 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from kerasllm.errors import DataError
 from kerasllm.models.bert.backbone import BertEncoder
-from kerasllm.models.task import TaskModel
+from kerasllm.models.bert.text_task import BertTextTask
+from kerasllm.raw_text import text_batch
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
-class BertSpanQA(TaskModel):
+class BertSpanQA(BertTextTask):
     """A BERT encoder and one Dense(2) layer giving start and end logits per token.
 
     Inputs: a batch dict with token_ids, segment_ids, padding_mask: int [batch, seq];
@@ -55,8 +57,23 @@ class BertSpanQA(TaskModel):
         }
         return (losses[0] + losses[1]) / 2.0, metrics
 
+    def serving_signatures(self):
+        """qa_signatures of this model."""
+        from kerasllm.export.qa_signatures import qa_signatures  # it imports this module
+        return qa_signatures(self, self.needs_tokenizer("answer"), self.sequence_length)
+
+    def answer(self, questions, contexts):
+        """{"answer", "start_offset", "end_offset", "score"} of each question (a string,
+        or a list) about its context (see qa_signatures)."""
+        questions, single = text_batch(questions, "questions")
+        contexts = text_batch(contexts, "contexts")[0]
+        if questions.shape != contexts.shape:
+            raise DataError(f"{questions.shape[0]} questions but {contexts.shape[0]} contexts")
+        return self.run_text_function("answer", {"question": questions, "context": contexts},
+                                      single)
+
     def task_config(self):
-        return {"max_answer_length": self.max_answer_length}
+        return {**super().task_config(), "max_answer_length": self.max_answer_length}
 
 
 def context_mask(inputs, sep_id):

@@ -3,12 +3,13 @@ import keras
 from keras import ops
 
 from kerasllm.models.bert.backbone import BertEncoder
+from kerasllm.models.bert.text_task import BertTextTask
 from kerasllm.models.losses import masked_mean
-from kerasllm.models.task import TaskModel
+from kerasllm.raw_text import text_batch
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
-class BertTokenClassifier(TaskModel):
+class BertTokenClassifier(BertTextTask):
     """A BERT encoder, dropout and one Dense layer scoring `num_labels` labels per token.
 
     Inputs: a batch dict with token_ids, segment_ids, padding_mask: int [batch, seq];
@@ -20,10 +21,12 @@ class BertTokenClassifier(TaskModel):
     Loss = cross-entropy averaged over the weighted positions.
     """
 
-    def __init__(self, backbone: BertEncoder, num_labels, dropout=0.1, **kwargs):
+    def __init__(self, backbone: BertEncoder, num_labels, dropout=0.1, label_names=None,
+                 **kwargs):
         super().__init__(backbone, **kwargs)
         backbone.pooler.trainable = False  # unused: see BertClassifier
         self.num_labels = int(num_labels)
+        self.label_names = [str(name) for name in (label_names or range(self.num_labels))]
         self.dropout_rate = float(dropout)
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy,
                                             name="dropout")
@@ -44,5 +47,18 @@ class BertTokenClassifier(TaskModel):
         correct = ops.equal(ops.argmax(logits, -1), ops.cast(batch["labels"], "int64"))
         return masked_mean(losses, weights), {"accuracy": masked_mean(correct, weights)}
 
+    def serving_signatures(self):
+        """tagging_signatures of this tagger and its label names."""
+        from kerasllm.export.tagging_signatures import tagging_signatures
+        return tagging_signatures(self, self.needs_tokenizer("tag"), self.label_names,
+                                  self.sequence_length)
+
+    def tag(self, texts):
+        """{"words", "labels", "start_offsets", "end_offsets"} of each text (a string,
+        or a list), one entry per word (see tagging_signatures)."""
+        texts, single = text_batch(texts)
+        return self.run_text_function("tag", {"text": texts}, single)
+
     def task_config(self):
-        return {"num_labels": self.num_labels, "dropout": self.dropout_rate}
+        return {**super().task_config(), "num_labels": self.num_labels,
+                "dropout": self.dropout_rate, "label_names": self.label_names}

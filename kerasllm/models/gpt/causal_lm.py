@@ -1,10 +1,20 @@
 """A GPT decoder as a causal language model: next-token logits, loss and decoding steps."""
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
+from kerasllm.data.batching import trim_padding
+from kerasllm.errors import DataError
+from kerasllm.export import gpt_signatures
 from kerasllm.models.gpt.backbone import GptDecoder
 from kerasllm.models.language_model import LanguageModelTask
 from kerasllm.models.losses import masked_mean, sparse_cross_entropy
+from kerasllm.raw_text import per_row, text_batch, unbatched
+from kerasllm.serving.batching import DECODING
+
+# New tokens per call of generate/chat, and the most one export's requests may ask.
+DEFAULT_NEW_TOKENS = 64
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
@@ -28,9 +38,131 @@ class GptCausalLM(LanguageModelTask):
                                               positions, key_mask, weights=weights)
     e.g. generate(model.generation_step, model.init_cache, prompts, n,
                   weights=model.decoding_weights()).
+
+    With a tokenizer (from_preset gives one), on raw text, through the functions its
+    export serves (kerasllm.export.gpt_signatures; decoding compiled with XLA
+    in-process where that is faster):
+        model.generate("To be, or", max_new_tokens=20, temperature=0.8, seed=1)
+        model.score(["a text", ...]); model.chat("What is 2 + 2?")
+        model.fit(["a document", ...])   # "<s> text </s>", sequence_length tokens at most
+        model.export("saved_models/my_gpt")
     """
 
     backbone_class = GptDecoder
+
+    def __init__(self, backbone, tokenizer=None, sequence_length=None, **kwargs):
+        super().__init__(backbone, tokenizer=tokenizer, **kwargs)
+        self.sequence_length = int(sequence_length or backbone.config.max_sequence_length)
+
+    def task_config(self):
+        return {"sequence_length": self.sequence_length}
+
+    def preprocess(self, x, y=None):
+        """Documents string [B] -> token_ids, padding_mask [B, L]: "<s> text </s>" (no
+        <s> for a tokenizer without one), the first sequence_length tokens, padded to
+        the batch's longest."""
+        if y is not None:
+            raise DataError("a language model trains on texts alone; pass no targets")
+        tokenizer = self.needs_tokenizer("fit")
+        ids = tokenizer.tokenize(x)
+        ends = tf.fill([ids.nrows(), 1], tf.cast(tokenizer.eos_id, ids.dtype))
+        return trim_padding(tokenizer.pack([tf.concat([ids, ends], axis=1)],
+                                           self.sequence_length), length_multiple=1)
+
+    def serving_signatures(self, max_new_tokens=None, num_beams=4, stop_token_ids=(),
+                           compiled=False):
+        """gpt_signatures of this model: prompts of up to the position table less
+        `max_new_tokens` tokens (default DEFAULT_NEW_TOKENS, at most half the table)."""
+        tokenizer = self.needs_tokenizer("generate")
+        limit = self.backbone.config.max_sequence_length
+        max_new_tokens = self.new_tokens_cap(max_new_tokens)
+        if not 1 <= max_new_tokens < limit:
+            raise DataError(f"max_new_tokens={max_new_tokens} must be in [1, {limit}): the "
+                            f"model has {limit} positions for prompt and answer")
+        return gpt_signatures.gpt_signatures(
+            self, tokenizer, max_prompt_length=limit - max_new_tokens,
+            max_new_tokens=max_new_tokens, num_beams=num_beams,
+            stop_token_ids=tuple(stop_token_ids), compiled=compiled)
+
+    def export_options(self):
+        return {"warmup_inputs": gpt_signatures.warmup_inputs(), "batching": DECODING}
+
+    def new_tokens_cap(self, max_new_tokens=None):
+        """The most new tokens a call asks for (one value, or the largest of per-row
+        values); None: DEFAULT_NEW_TOKENS, at most half the position table."""
+        if max_new_tokens is None:
+            return min(DEFAULT_NEW_TOKENS, self.backbone.config.max_sequence_length // 2)
+        return int(np.max(max_new_tokens))
+
+    def generate(self, prompts, max_new_tokens=None, temperature=0.0, top_k=0,
+                 top_p=1.0, seed=0, stop="", num_beams=1, length_penalty=0.6,
+                 return_details=False, jit_compile=None):
+        """Continues each prompt (a string, or a list) with up to `max_new_tokens` tokens
+        (default DEFAULT_NEW_TOKENS, at most half the position table).
+
+        Settings are one value for every prompt or one per prompt: temperature (0 =
+        greedy), top_k (0 = off), top_p (1 = off), seed (sampling is a function of
+        it), stop (a string that ends the text). num_beams > 1 runs beam search
+        instead (GNMT `length_penalty`; sampling settings unused). Prompts longer
+        than the position table less max_new_tokens keep their last tokens.
+        jit_compile: compile the decoding loop with XLA (None: where it is faster,
+        see decoding_compiled); the first call of each batch and prompt-width
+        bucket compiles, later ones reuse it.
+
+        Returns the continuation text (a list for a list); with return_details, a
+        dict: text, token_ids, num_tokens, finish_reason ("length", "stop_token",
+        "stop") for sampling, texts and scores (n-best, best first) for beam search.
+        """
+        texts, single = text_batch(prompts, "prompts")
+        rows = int(texts.shape[0])
+        if not rows:
+            return {} if return_details else []
+        cap = self.new_tokens_cap(max_new_tokens)
+        if num_beams > 1:
+            outputs = self.run_text_function(
+                "generate_beam", {"prompt": texts, "length_penalty": per_row(
+                    length_penalty, rows, tf.float32, "length_penalty")}, False,
+                max_new_tokens=cap, num_beams=num_beams,
+                compiled=self.decoding_compiled(jit_compile))
+            outputs["text"] = [nbest[0] for nbest in outputs["texts"]]
+        else:
+            settings = {"max_new_tokens": (cap if max_new_tokens is None else max_new_tokens,
+                                           tf.int32),
+                        "temperature": (temperature, tf.float32), "top_k": (top_k, tf.int32),
+                        "top_p": (top_p, tf.float32), "seed": (seed, tf.int32),
+                        "stop": (stop, tf.string)}
+            outputs = self.run_text_function(
+                "generate_with_options",
+                {"prompt": texts, **{name: per_row(value, rows, dtype, name)
+                                     for name, (value, dtype) in settings.items()}},
+                False, max_new_tokens=cap, compiled=self.decoding_compiled(jit_compile))
+        return unbatched(outputs if return_details else outputs["text"], single)
+
+    def chat(self, messages, **settings):
+        """The assistant's answer to a conversation, rendered in ChatML (the template
+        of SmolLM2 and other chat models whose tokenizer has <|im_start|> and
+        <|im_end|>): `messages` is a user message (a string) or a list of
+        {"role": "system"|"user"|"assistant", "content": ...}; a list of such
+        conversations answers each. `settings` are generate's."""
+        tokenizer = self.needs_tokenizer("chat")
+        if not {gpt_signatures.CHATML_START,
+                gpt_signatures.CHATML_END} <= set(tokenizer.special_ids()):
+            raise DataError("this model's tokenizer has no ChatML tokens (<|im_start|>, "
+                            "<|im_end|>): it was not trained to chat; use generate")
+        single = isinstance(messages, str) or (
+            bool(messages) and isinstance(messages[0], dict))
+        conversations = [messages] if single else list(messages)
+        prompts = [gpt_signatures.chatml_prompt(
+            [{"role": "user", "content": c}] if isinstance(c, str) else c)
+            for c in conversations]
+        return unbatched(self.generate(prompts, **settings), single)
+
+    def score(self, texts):
+        """log p(text) of each text (a string, or a list): {"log_probability",
+        "num_tokens"} (how many tokens the sum covers: all but the first of the
+        text's last max_sequence_length tokens, <s> included where there is one)."""
+        texts, single = text_batch(texts)
+        return self.run_text_function("score", {"text": texts}, single, max_new_tokens=1)
 
     def call(self, inputs, training=None):
         sequence = self.backbone(inputs, training=training)["sequence_output"]

@@ -1,11 +1,20 @@
 """An encoder-decoder Transformer as a conditional language model (e.g. a translator):
 next-target-token logits, the label-smoothed loss and decoding steps."""
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
-from kerasllm.models.losses import masked_mean, sparse_cross_entropy
+from kerasllm.errors import DataError
+from kerasllm.export import seq2seq_signatures
 from kerasllm.models.language_model import LanguageModelTask
+from kerasllm.models.losses import masked_mean, sparse_cross_entropy
+from kerasllm.raw_text import per_row, text_batch, unbatched
 from kerasllm.models.seq2seq.backbone import Seq2SeqTransformer
+from kerasllm.serving.batching import DECODING
+
+# Tokens of a source or target, end tokens included (train_seq2seq's default).
+DEFAULT_MAX_LENGTH = 128
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
@@ -32,9 +41,97 @@ class Seq2SeqLM(LanguageModelTask):
         cache = model.init_cache(batch_size, max_length)
         logits, cache = model.generation_step(token_ids, cache, cache_index,
                                               positions, key_mask, context=context)
+
+    With a tokenizer, on raw text, through the functions its export serves
+    (kerasllm.export.seq2seq_signatures; beam search compiled with XLA in-process
+    where that is faster):
+        model.translate("In the beginning", beam_size=4)
+        model.score(sources, targets)
+        model.fit((sources, targets))   # "x </s>" -> "<s> y </s>"
+        model.export("saved_models/my_translator")
+    Sources and targets keep their first max_source_length / max_target_length
+    tokens, end tokens included.
     """
 
     backbone_class = Seq2SeqTransformer
+
+    def __init__(self, backbone, tokenizer=None, max_source_length=DEFAULT_MAX_LENGTH,
+                 max_target_length=DEFAULT_MAX_LENGTH, **kwargs):
+        super().__init__(backbone, tokenizer=tokenizer, **kwargs)
+        self.max_source_length = int(max_source_length)
+        self.max_target_length = int(max_target_length)
+
+    def task_config(self):
+        return {"max_source_length": self.max_source_length,
+                "max_target_length": self.max_target_length}
+
+    def preprocess(self, x, y=None):
+        """(sources string [B], targets string [B]) -> the training batch: source_ids
+        "x </s>", target_ids "<s> y </s>" and their padding masks, each padded to
+        the batch's longest (see the class docstring)."""
+        if y is None:
+            raise DataError("a translator trains on (sources, targets) pairs; pass both")
+        tokenizer = self.needs_tokenizer("fit")
+
+        def framed(texts, most, start):
+            ids = tf.cast(tokenizer.tokenize(texts)[:, :most], tf.int32)
+            columns = [ids, tf.fill([ids.nrows(), 1], tokenizer.eos_id)]
+            if start:
+                columns.insert(0, tf.fill([ids.nrows(), 1], tokenizer.bos_id))
+            ids = tf.concat(columns, axis=1)
+            dense = ids.to_tensor(tokenizer.pad_id)
+            return dense, tf.sequence_mask(ids.row_lengths(), tf.shape(dense)[1], tf.int32)
+
+        source_ids, source_mask = framed(x, self.max_source_length - 1, start=False)
+        target_ids, target_mask = framed(y, self.max_target_length - 2, start=True)
+        return {"source_ids": source_ids, "source_padding_mask": source_mask,
+                "target_ids": target_ids, "target_padding_mask": target_mask}
+
+    def serving_signatures(self, max_beam_size=4, beam_size=4, length_penalty_alpha=0.6,
+                           compiled=False):
+        """seq2seq_signatures of this model at its length limits."""
+        return seq2seq_signatures.seq2seq_signatures(
+            self, self.needs_tokenizer("translate"), max_source_length=self.max_source_length,
+            max_target_length=self.max_target_length, max_beam_size=max_beam_size,
+            beam_size=beam_size, length_penalty_alpha=length_penalty_alpha,
+            compiled=compiled)
+
+    def export_options(self):
+        return {"warmup_inputs": seq2seq_signatures.warmup_inputs(), "batching": DECODING}
+
+    def translate(self, texts, beam_size=4, length_penalty=0.6, max_length=0,
+                  return_details=False, jit_compile=None):
+        """The best translation of each text (a string, or a list), by beam search.
+
+        beam_size, length_penalty (GNMT alpha) and max_length (target tokens, 0 = twice
+        the source's plus 10) are one value for every text or one per text. With
+        return_details, a dict: translation, score, and the n-best translations
+        and scores (best first; "" and -inf past a text's own beam size).
+        jit_compile: compile the beam search with XLA (None: where it is faster, see
+        decoding_compiled).
+        """
+        texts, single = text_batch(texts)
+        rows = int(texts.shape[0])
+        if not rows:
+            return {} if return_details else []
+        outputs = self.run_text_function(
+            "translate_with_options",
+            {"text": texts, "beam_size": per_row(beam_size, rows, tf.int32, "beam_size"),
+             "length_penalty": per_row(length_penalty, rows, tf.float32, "length_penalty"),
+             "max_length": per_row(max_length, rows, tf.int32, "max_length")}, False,
+            max_beam_size=max(int(np.max(beam_size)), 1),
+            compiled=self.decoding_compiled(jit_compile))
+        return unbatched(outputs if return_details else outputs["translation"], single)
+
+    def score(self, sources, targets):
+        """log p(target | source) of each pair (strings, or lists): {"log_probability",
+        "num_tokens"} (the target's tokens and </s>)."""
+        sources, single = text_batch(sources, "sources")
+        targets, _ = text_batch(targets, "targets")
+        if sources.shape != targets.shape:
+            raise DataError(f"{sources.shape[0]} sources but {targets.shape[0]} targets")
+        return self.run_text_function("score", {"source": sources, "target": targets},
+                                      single)
 
     def call(self, inputs, training=None):
         sequence = self.backbone(inputs, training=training)["sequence_output"]
