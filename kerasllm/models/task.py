@@ -39,10 +39,17 @@ class TaskModel(keras.Model):
     `model.save("x.keras")` keeps the tokenizer: its settings go into the config
     and its files into the archive's assets.
 
+    `fit` on a task never compiled compiles it first with
+    Adam(default_learning_rate), a fine-tuning rate.
+
     Subclasses create their heads with `head_dense`, put their own constructor
     arguments in `task_config()`, turn raw text into batches in `preprocess` and,
     when their inputs need more than the backbone's, extend `dummy_inputs`.
     """
+
+    # The rate `fit` uses on a task never compiled: a fine-tuning rate (keras-hub's
+    # defaults); compile yourself to train from scratch.
+    default_learning_rate = 2e-5
 
     def __init__(self, backbone, tokenizer=None, **kwargs):
         super().__init__(**kwargs)
@@ -271,7 +278,12 @@ class TaskModel(keras.Model):
             # Gradients are summed over replicas: each contributes its share of the mean.
             scaled = self.optimizer.scale_loss(loss / replicas)
         variables = self.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        # Embedding gradients arrive as IndexedSlices: made dense once here, as the
+        # training loop does, so the norm clipping sees is the loop's (rows of a
+        # repeated token summed first) and the optimizer densifies no table again.
+        grads = [None if g is None else tf.convert_to_tensor(g)
+                 for g in tape.gradient(scaled, variables)]
+        self.optimizer.apply_gradients(zip(grads, variables))
         return self._update_metrics(loss, metrics, batch)
 
     def test_step(self, data):
@@ -300,7 +312,7 @@ class TaskModel(keras.Model):
         strings for a language model, (sources, targets) for seq2seq, texts and
         labels for a classifier. Not under MultiWorkerMirroredStrategy: use
         kerasllm.training.loop.train there."""
-        _check_strategy(self.distribute_strategy)
+        self._ready_to_run()
         dataset = self.text_dataset(x, y, batch_size, shuffle=shuffle)
         if validation_data is not None:
             validation_data = self.text_dataset(
@@ -310,9 +322,14 @@ class TaskModel(keras.Model):
         return super().fit(dataset, epochs=epochs, validation_data=validation_data,
                            shuffle=False, **kwargs)
 
+    def _ready_to_run(self):
+        _check_strategy(self.distribute_strategy)
+        if not self.compiled:
+            self.compile(optimizer=keras.optimizers.Adam(self.default_learning_rate))
+
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         """Keras' evaluate on batches of model inputs or raw text (see `fit`)."""
-        _check_strategy(self.distribute_strategy)
+        self._ready_to_run()
         dataset = self.text_dataset(x, y, batch_size)
         self._ensure_metrics(dataset)
         return super().evaluate(dataset, **kwargs)

@@ -1,6 +1,10 @@
 """The tasks' Python methods on raw text equal what their exports serve (they run the
 same functions, decoding compiled with XLA in-process), and take bad input as the
 signatures do: a named error or a defined result."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -117,3 +121,18 @@ def test_seeding_keeps_tokenizers_built_before_alive():
     set_global_seed(12345)  # what kerasllm.training.loop.train does first
     kerasllm.set_random_seed(777)
     assert tokenizer.tokenize(tf.constant(["the king"])).to_list() == before
+
+
+ASK_SMOLLM2 = """
+from kerasllm.models import GptCausalLM
+print("ANSWER:", GptCausalLM.from_preset("smollm2").chat("What is the capital of France?"))
+"""
+
+
+@pytest.mark.slow
+def test_smollm2_from_its_preset_answers_a_chat_question_in_a_fresh_process():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", ASK_SMOLLM2], cwd=root,
+                            capture_output=True, text=True, timeout=900)
+    answers = [line for line in result.stdout.splitlines() if line.startswith("ANSWER:")]
+    assert answers and "Paris" in answers[0], result.stderr[-3000:]

@@ -14,6 +14,7 @@ class BertTextTask(TaskModel):
     encoder's position table), as in its serving signatures."""
 
     backbone_class = BertEncoder
+    default_learning_rate = 5e-5
 
     def __init__(self, backbone, tokenizer=None, sequence_length=DEFAULT_SEQUENCE_LENGTH,
                  **kwargs):
