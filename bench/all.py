@@ -5,6 +5,7 @@
     python -m bench.all --quick --output=/tmp/b.md   # smoke run: tiny sizes, one of each
     python -m bench.all --replot                 # the page and plot again from docs/benchmarks.json
     python -m bench.all --parts=serving          # measure serving only; keep the rest recorded
+    python -m bench.all --parts=fit              # Keras fit vs the loop and keras-hub's fit
 
 Every number is one fresh process (`python -m bench.measure ...`, median of its
 --rounds timed rounds after an untimed warm-up), and the processes of one sweep
@@ -26,9 +27,13 @@ target tokens):
              texts against one of long texts, as TF Serving runs it
              (bench/bert_serving_latency.py, --serving_model, its own alternating
              fresh processes, --repeats sweeps of --rounds runs).
+  fit        (--parts=fit) Keras `fit` on kerasllm's tasks against the library's own
+             training loop and keras-hub's `fit` at --fit_models
+             (bench/fit_throughput.py: one process, the three alternating,
+             --repeats x --rounds rounds, XLA off and on as above).
 
---parts picks throughput (everything above serving) and serving; a run of some parts
-keeps the figures of the others from the record beside --output.
+--parts picks throughput (everything above serving), serving and fit; a run of some
+parts keeps the figures of the others from the record beside --output.
 """
 import datetime
 import json
@@ -45,12 +50,12 @@ from absl import app, flags, logging
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench import bert_serving_latency, cases, timing  # noqa: E402
+from bench import bert_serving_latency, cases, fit_throughput, timing  # noqa: E402
 from bench.tables import markdown_table, speed  # noqa: E402
 from kerasllm.models.registry import UnknownModelError  # noqa: E402
 
 FLAGS = flags.FLAGS
-PARTS = ["throughput", "serving"]
+PARTS = ["throughput", "serving", "fit"]
 MODELS = ["bert_tiny", "bert_small", "gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 GENERATION_MODELS = ["gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 MODEL_GARDEN = "model-garden"
@@ -58,6 +63,8 @@ DEFAULT_MODEL_GARDEN_PYTHON = os.path.join(ROOT, ".venv-model-garden", "bin", "p
 flags.DEFINE_list("models", MODELS, "Models to train (registry names or bench's own sizes "
                   "in bench/cases.WIDER, e.g. gpt_4x512).")
 flags.DEFINE_list("generation_models", GENERATION_MODELS, "Models to generate with.")
+flags.DEFINE_list("fit_models", fit_throughput.MODELS, "Models trained by Keras' fit "
+                  "(--parts=fit).")
 flags.DEFINE_integer("repeats", 3, "Sweeps over all measurements (alternating).")
 timing.define_size_flags(batch_size=16, seq_length=128, rounds=3, steps_per_round=5)
 flags.DEFINE_integer("new_tokens", 64, "Tokens each generation produces.")
@@ -84,7 +91,8 @@ QUICK = {"models": ["bert_tiny", "gpt_tiny", "seq2seq_tiny"],
          "generation_models": ["gpt_tiny", "seq2seq_tiny"], "repeats": 1, "rounds": 1,
          "steps_per_round": 1, "batch_size": 2, "seq_length": 16, "new_tokens": 4,
          "matmul_size": 256, "model_garden_python": "", "xla": False,
-         "parts": ["throughput"], "serving_model": "bert_tiny"}
+         "parts": ["throughput"], "serving_model": "bert_tiny",
+         "fit_models": fit_throughput.QUICK["models"]}
 SETTINGS = ("repeats", "rounds", "steps_per_round", "batch_size", "seq_length", "new_tokens",
             "matmul_size")
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -164,6 +172,18 @@ def serving():
         [sys.executable, "-m", "bench.bert_serving_latency", "--json",
          f"--model={FLAGS.serving_model}", f"--repeats={FLAGS.repeats}",
          f"--rounds={FLAGS.rounds}"], f"serving latency of {FLAGS.serving_model}")}
+
+
+def fit():
+    """bench/fit_throughput.py's figures for --fit_models at this run's sizes, and
+    how, when and where they were made."""
+    return {**made_by(), **last_json_line(
+        [sys.executable, "-m", "bench.fit_throughput", "--json",
+         f"--models={','.join(FLAGS.fit_models)}",
+         f"--jit_compile={'both' if FLAGS.xla else 'off'}",
+         f"--rounds={FLAGS.repeats * FLAGS.rounds}",
+         f"--steps_per_round={FLAGS.steps_per_round}", f"--batch_size={FLAGS.batch_size}",
+         f"--seq_length={FLAGS.seq_length}"], f"fit throughput of {FLAGS.fit_models}")}
 
 
 def sweep(model_garden):
@@ -300,6 +320,12 @@ def report(record, output):
                   "`pad_to_max_length=True`, the fixed shape (for accelerators) every export "
                   "had before. S: the columns the encoder ran on.", ""]
         lines += bert_serving_latency.table(served)
+    if record.get("fit"):
+        fitted = record["fit"]
+        lines += ["", "## Keras fit vs the training loop and keras-hub's fit", "",
+                  f"Made by `{fitted['command']}` on {fitted['date']}, {fitted['machine']}: "
+                  f"{fit_throughput.description(fitted)}.", ""]
+        lines += fit_throughput.table(fitted)
     return "\n".join(lines) + "\n"
 
 
@@ -426,10 +452,12 @@ def main(argv):
     try:
         if "throughput" in FLAGS.parts:
             record = measured(*sweep(model_garden), model_garden, note)
-            if "serving" in earlier:
-                record["serving"] = earlier["serving"]
+            record.update({part: earlier[part] for part in ("serving", "fit")
+                           if part in earlier})
         if "serving" in FLAGS.parts:
             record["serving"] = serving()
+        if "fit" in FLAGS.parts:
+            record["fit"] = fit()
     except BenchmarkError as error:
         sys.exit(f"bench.all: {error}")
     print(write(record, FLAGS.output))

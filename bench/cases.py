@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from bench.keras_hub_reference import (KerasHubBertClassifier, KerasHubBertPretrainer,
-                                       KerasHubGptCausalLM, keras_hub_gpt2_causal_lm)
+                                       KerasHubGptCausalLM, keras_hub_backbone,
+                                       keras_hub_gpt2_causal_lm, text_inputs as bert_inputs)
 from bench.keras_hub_seq2seq import KerasHubSeq2SeqLM, source_batch, strip
 from kerasllm.datasets import bible_parallel
 from kerasllm.evaluation.translation import greedy_translator
@@ -108,6 +109,30 @@ def training_case(name, batch_size, seq_length, num_predictions=NUM_PREDICTIONS)
              "target_ids": rng.integers(5, v, (b, s)).astype("int32"),
              "target_padding_mask": np.ones((b, s), "int32")}
     return seq2seq_builders(config), batch
+
+
+def keras_hub_fit_case(name, batch):
+    """(build, element): keras-hub's own task at config `name`, as its `fit` trains it
+    (compiled with its default loss and weighted metrics), and training_case's
+    `batch` as the (x, y, sample_weight) element it takes. GPT: GPT2CausalLM on the
+    token ids, each row continued by its own first token (keras-hub's batches hold
+    the S targets apart). BERT: BertMaskedLM on the same masked positions, ids and
+    weights; it has no next-sentence head (keras-hub has no BERT pretraining task
+    with one), which costs one [CLS] pooler and a Dense(2) per example."""
+    config = model_config(name)
+    kind = family(name)
+    if kind == "gpt":
+        token_ids = batch["token_ids"]
+        targets = np.concatenate([token_ids[:, 1:], token_ids[:, :1]], 1)
+        features = {"token_ids": token_ids, "padding_mask": batch["padding_mask"]}
+        return (lambda: keras_hub_gpt2_causal_lm(config),
+                (features, targets, np.ones_like(targets, "float32")))
+    if kind == "bert":
+        features = bert_inputs(batch) | {"mask_positions": batch["masked_positions"]}
+        return (lambda: keras_hub.models.BertMaskedLM(keras_hub_backbone(config),
+                                                      preprocessor=None),
+                (features, batch["masked_ids"], batch["masked_weights"]))
+    raise ValueError(f"no keras-hub fit case for {name}, a {kind} model")
 
 
 def classification_case(name, batch_size, seq_length, num_classes):

@@ -34,7 +34,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -45,14 +44,12 @@ from absl import app, flags  # noqa: E402
 import kerasllm  # noqa: E402,F401
 from bench import cases, exported, timing  # noqa: E402
 from bench.cases import OURS, THEIRS  # noqa: E402
-from bench.keras_hub_reference import keras_hub_gpt2_causal_lm  # noqa: E402
 from bench.tables import markdown_table, ratio, speed  # noqa: E402
 from kerasllm.export import gpt_signatures  # noqa: E402
 from kerasllm.export.saved_model import export_saved_model  # noqa: E402
 from kerasllm.models import GptCausalLM, GptDecoder, registry  # noqa: E402
 from kerasllm.serving.batching import DECODING  # noqa: E402
 from kerasllm.tokenizers import train_sentencepiece  # noqa: E402
-from kerasllm.training.optimizer import create_optimizer  # noqa: E402
 
 FLAGS = flags.FLAGS
 timing.define_flags(models=["gpt_tiny", "gpt_4x512"], batch_size=16, seq_length=128,
@@ -85,42 +82,15 @@ GOALS = {"train": 1.2, "generate": 2.0}  # kerasllm / keras-hub tokens/s to reac
 
 def train_factories(name):
     """compare's factories: kerasllm's task and keras-hub's in kerasllm's step
-    (timing.same_step), and keras-hub's in Keras' own train function."""
+    (timing.same_step), and keras-hub's GPT2CausalLM compiled as keras-hub compiles
+    it (its default loss and weighted accuracy) in Keras' own train function
+    (timing.make_fit_runner, cases.keras_hub_fit_case)."""
     builders, batch = cases.training_case(name, FLAGS.batch_size, FLAGS.seq_length)
     factories = timing.same_step({OURS: builders[OURS], IN_OUR_LOOP: builders[THEIRS]},
                                  batch)
-    factories[THEIRS] = lambda jit_compile: keras_hub_training_runner(
-        cases.model_config(name), batch["token_ids"], jit_compile)
+    factories[THEIRS] = lambda jit_compile: timing.make_fit_runner(
+        *cases.keras_hub_fit_case(name, batch), jit_compile)
     return {label: factories[label] for label in (OURS, THEIRS, IN_OUR_LOOP)}
-
-
-def keras_hub_training_runner(config, token_ids, jit_compile):
-    """(model, a callable running --steps_per_round steps of keras-hub's own training
-    and returning tokens/s): GPT2CausalLM compiled as keras-hub compiles it (its
-    default loss and weighted accuracy), trained by Keras' compiled train function,
-    --steps_per_round steps per call as `fit` runs them, with timing.make_runner's
-    AdamW, on `token_ids` [B, S], each row continued by its own first token (keras-hub's
-    batches hold the S targets apart)."""
-    model = keras_hub_gpt2_causal_lm(config)
-    model.compile(optimizer=create_optimizer(timing.train_config(jit_compile), model),
-                  jit_compile=jit_compile, steps_per_execution=FLAGS.steps_per_round)
-    targets = np.concatenate([token_ids[:, 1:], token_ids[:, :1]], 1)
-    features = {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids)}
-    dataset = tf.data.Dataset.from_tensors(
-        (features, targets, np.ones_like(targets, "float32"))).repeat()
-    # fit builds the optimizer and metrics and traces (compiles) the train function;
-    # the timed rounds then make the very call fit makes for each execution.
-    model.fit(dataset, steps_per_epoch=FLAGS.steps_per_round, epochs=1, verbose=0,
-              shuffle=False)
-    iterator = iter(dataset)
-    tokens = FLAGS.steps_per_round * token_ids.size
-
-    def timed_round():
-        start = time.perf_counter()
-        float(model.train_function(iterator)["loss"])  # fetching it waits for the steps
-        return tokens / (time.perf_counter() - start)
-
-    return model, timed_round
 
 
 # --- in-process generation -----------------------------------------------------------

@@ -107,6 +107,36 @@ def make_runner(build_task, batch, jit_compile, precision="float32"):
     return task, timed_round
 
 
+def make_fit_runner(build, element, jit_compile):
+    """(model, a callable running `steps_per_round` steps of Keras' own training and
+    returning tokens/s): the model `build` makes, compiled with make_runner's AdamW,
+    `jit_compile` and steps_per_execution=--steps_per_round (as one call of the
+    training loop's function runs them; keras-hub's tasks keep their default loss and
+    weighted metrics, kerasllm's train with their own), on `element` repeated (a
+    batch dict or keras' (x, y, sample_weight)). A first `fit` of one execution
+    builds the optimizer and metrics and traces (compiles) the train function; each
+    round then makes the very call `fit` makes for each execution. Tokens: every id
+    of the element's token_ids."""
+    model = build()
+    if hasattr(model, "build_for_inputs"):  # kerasllm's tasks; keras-hub's are built
+        model.build_for_inputs()
+    model.compile(optimizer=create_optimizer(train_config(jit_compile), model),
+                  jit_compile=jit_compile, steps_per_execution=FLAGS.steps_per_round)
+    dataset = tf.data.Dataset.from_tensors(element).repeat()
+    model.fit(dataset, steps_per_epoch=FLAGS.steps_per_round, epochs=1, verbose=0,
+              shuffle=False)
+    iterator = iter(dataset)
+    features = element[0] if isinstance(element, tuple) else element
+    tokens = FLAGS.steps_per_round * features["token_ids"].size
+
+    def timed_round():
+        start = time.perf_counter()
+        float(model.train_function(iterator)["loss"])  # fetching it waits for the steps
+        return tokens / (time.perf_counter() - start)
+
+    return model, timed_round
+
+
 def same_step(builders, batch):
     """{label: (jit_compile) -> make_runner(...)} for `compare`: each side's task from
     `builders` ({label: build}) trained by kerasllm's step function on `batch`."""

@@ -56,6 +56,10 @@ class PreReducedAdamW(keras.optimizers.AdamW):
         present = [g for g in grads if g is not None]
         norm = tf.linalg.global_norm(present)
         scale = self.global_clipnorm / norm
+        # Sparse (embedding) gradients made dense: in a graph, tf.cond cannot return
+        # IndexedSlices from one branch and their product from the other (a Keras
+        # model's fit hands them over as they come; the training loop densifies).
+        present = [tf.convert_to_tensor(g) for g in present]
         clipped = iter(tf.cond(norm > self.global_clipnorm,
                                lambda: [g * tf.cast(scale, g.dtype) for g in present],
                                lambda: present))

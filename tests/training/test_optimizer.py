@@ -144,3 +144,17 @@ def test_fused_steps_equal_keras_adamw(gradient_scale):
     for got, want in zip(runs[0], runs[1]):
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_clipping_takes_sparse_gradients_in_a_graph():
+    """A Keras model's fit hands an embedding's gradient over as IndexedSlices inside
+    a tf.function, where clipping's tf.cond returns one type from both branches."""
+    optimizer = create_optimizer(TrainConfig(model_dir="unused", train_steps=10,
+                                             global_batch_size=8, learning_rate=0.01,
+                                             warmup_steps=0, clip_norm=1.0))
+    table = keras.Variable(np.zeros((6, 4), "float32"))
+    optimizer.build([table])
+    rows = tf.IndexedSlices(tf.fill([2, 4], 10.0), tf.constant([1, 4]), tf.constant([6, 4]))
+    tf.function(lambda: optimizer.apply([rows], [table]))()
+    assert (np.abs(table.numpy()).sum(1) > 0).tolist() == [False, True, False, False, True,
+                                                             False]
