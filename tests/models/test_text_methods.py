@@ -14,6 +14,8 @@ from kerasllm.errors import DataError
 from kerasllm.models import registry
 from kerasllm.models.bert.backbone import BertEncoder
 from kerasllm.models.bert.pretrainer import BertPretrainer
+from kerasllm.models.bert.span_qa import BertSpanQA
+from kerasllm.models.bert.token_classifier import BertTokenClassifier
 from kerasllm.tokenizers import train_sentencepiece
 from kerasllm.training.seeding import set_global_seed
 from tests.models import text_tasks
@@ -136,3 +138,20 @@ def test_smollm2_from_its_preset_answers_a_chat_question_in_a_fresh_process():
                             capture_output=True, text=True, timeout=900)
     answers = [line for line in result.stdout.splitlines() if line.startswith("ANSWER:")]
     assert answers and "Paris" in answers[0], result.stderr[-3000:]
+
+
+def test_tag_and_answer_on_raw_text_and_empty_batches():
+    tokenizer = text_tasks.wordpiece()
+    config = registry.get("bert_tiny").replace(vocab_size=tokenizer.vocab_size)
+    tagger = BertTokenClassifier(BertEncoder(config), num_labels=3, tokenizer=tokenizer,
+                                 label_names=["O", "B", "I"]).build_for_inputs()
+    tagged = tagger.tag("the king and queen")
+    assert tagged["words"] == ["the", "king", "and", "queen"]
+    assert set(tagged["labels"]) <= {"O", "B", "I"}
+    assert tagger.tag([])["words"] == []
+    # A batch padded to its longest input is shorter than the longest answer allowed
+    # (30 tokens): the span search must still run.
+    qa = BertSpanQA(BertEncoder(config), tokenizer=tokenizer).build_for_inputs()
+    answered = qa.answer("who lived", "the king lived in a castle")
+    assert answered["answer"] in "the king lived in a castle" and answered["score"] > 0
+    assert text_tasks.classifier().classify([])["label"] == []

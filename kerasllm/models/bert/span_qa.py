@@ -105,8 +105,11 @@ def best_spans(start_logits, end_logits, allowed, max_answer_length):
 
     seq_length = tf.shape(start_logits)[1]
     span_scores = log_probs(start_logits)[:, :, None] + log_probs(end_logits)[:, None, :]
+    # band_part refuses a band wider than the matrix: a batch padded only to its
+    # longest input may be shorter than the longest answer allowed.
     within_length = tf.cast(tf.linalg.band_part(
-        tf.ones([seq_length, seq_length]), 0, max_answer_length - 1), tf.bool)
+        tf.ones([seq_length, seq_length]), 0,
+        tf.minimum(max_answer_length - 1, seq_length - 1)), tf.bool)
     valid = within_length[None] & allowed[:, :, None] & allowed[:, None, :]
     flat = tf.reshape(tf.where(valid, span_scores, -float("inf")), [-1, seq_length ** 2])
     best = tf.argmax(flat, axis=-1, output_type=tf.int32)
