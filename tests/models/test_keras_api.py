@@ -18,7 +18,12 @@ FAMILIES = {
     "gpt": (text_tasks.gpt, lambda: (list(text_tasks.lines()), None)),
     "seq2seq": (text_tasks.seq2seq, lambda: (tuple(text_tasks.pairs()), None)),
     "classifier": (text_tasks.classifier, lambda: text_tasks.labeled()),
+    "bert_pretrainer": (text_tasks.pretrainer, lambda: (list(text_tasks.lines()), None)),
 }
+# The loss after two epochs, at most, as a share of the loss before: the lines are
+# random words, so masked words (and which half follows which) are unpredictable
+# past their frequencies, which is all MLM + NSP can learn here.
+LOSS_AFTER_FIT = {"gpt": 0.8, "seq2seq": 0.8, "classifier": 0.8, "bert_pretrainer": 0.97}
 
 
 def fit_data(family):
@@ -34,10 +39,11 @@ def test_fit_on_raw_text_lowers_the_task_loss(family):
     before = model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
     history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
     after = model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
-    assert after["loss"] < 0.8 * before["loss"], (before, after)
+    assert after["loss"] < LOSS_AFTER_FIT[family] * before["loss"], (before, after)
     assert history.history["loss"][1] < history.history["loss"][0]
     # The task's own metrics, not Keras' compiled ones.
-    assert set(after) >= {"loss", "accuracy"}
+    assert len(after) > 1 and all("accuracy" in name or "loss" in name or
+                                  name == "perplexity" for name in after)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -50,7 +56,8 @@ def test_keras_reports_the_loss_the_training_loop_computes(family):
     assert float(model.compute_loss(batch)) == pytest.approx(float(loop_loss), rel=1e-6)
     logs = model.train_on_batch(batch, return_dict=True)
     assert logs["loss"] == pytest.approx(float(loop_loss), rel=1e-5)
-    assert logs["accuracy"] == pytest.approx(float(loop_metrics["accuracy"]), rel=1e-5)
+    for name, value in loop_metrics.items():
+        assert logs[name] == pytest.approx(float(value), rel=1e-5), name
 
 
 def test_fit_takes_datasets_of_model_inputs_and_of_raw_text():

@@ -8,6 +8,7 @@ import kerasllm
 
 from kerasllm.models import registry
 from kerasllm.models.bert.classifier import BertClassifier
+from kerasllm.models.bert.pretrainer import BertPretrainer
 from kerasllm.models.gpt.causal_lm import GptCausalLM
 from kerasllm.models.seq2seq.seq2seq_lm import Seq2SeqLM
 from kerasllm.tokenizers import WordPieceTokenizer, train_sentencepiece
@@ -54,6 +55,15 @@ def classifier():
                                                attention_dropout=0.0)
     return BertClassifier(registry.family("bert").backbone_class(config), num_classes=2,
                           dropout=0.0, tokenizer=tokenizer, label_names=["no", "yes"],
+                          sequence_length=32).build_for_inputs()
+
+
+def pretrainer():
+    kerasllm.set_random_seed(1)
+    tokenizer = wordpiece()
+    config = registry.get("bert_tiny").replace(vocab_size=tokenizer.vocab_size, dropout=0.0,
+                                               attention_dropout=0.0)
+    return BertPretrainer(registry.family("bert").backbone_class(config), tokenizer=tokenizer,
                           sequence_length=32).build_for_inputs()
 
 

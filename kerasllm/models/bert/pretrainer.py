@@ -1,7 +1,11 @@
 """BERT pretraining: the masked-language-model and next-sentence-prediction heads."""
 import keras
+import tensorflow as tf
 from keras import ops
 
+from kerasllm.data.batching import trim_padding
+from kerasllm.data.bert_pretraining import make_masking_fn
+from kerasllm.errors import DataError
 from kerasllm.export.bert_signatures import bert_signatures
 from kerasllm.layers import MaskedLMHead, NextSentencePredictionHead
 from kerasllm.models.bert.backbone import BertEncoder
@@ -49,6 +53,29 @@ class BertPretrainer(BertTextTask):
         """A fresh pretrainer for a registered config, e.g. `from_name("bert_tiny")`."""
         from kerasllm.models import registry  # the registry imports this family
         return cls(BertEncoder(registry.get(name).replace(**overrides)))
+
+    def preprocess(self, x, y=None):
+        """Texts string [B] -> a masked pretraining batch: each text split in half at
+        its middle token, A = the first half and B = the second (is-next) for even
+        rows, B = the next row's second half (not next) for odd ones; 15% of the
+        tokens masked as in kerasllm.data.bert_pretraining, masks drawn anew each
+        batch; padded to the batch's longest."""
+        if y is not None:
+            raise DataError("BERT pretraining reads texts alone; pass no labels")
+        tokenizer = self.needs_tokenizer("fit")
+        ids = tf.cast(tokenizer.tokenize(x), tf.int32)
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        positions = tf.ragged.range(lengths)
+        halves = tf.expand_dims(lengths // 2, 1)
+        first, second = (tf.ragged.boolean_mask(ids, test(positions, halves))
+                         for test in (tf.less, tf.greater_equal))
+        rows = tf.range(tf.size(lengths))
+        is_next = tf.cast(rows % 2 == 0, tf.int32)
+        partner = tf.where(is_next == 1, rows, (rows + 1) % tf.maximum(tf.size(lengths), 1))
+        masks = make_masking_fn(tokenizer, max_seq_length=self.sequence_length)
+        seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int64)
+        batch = masks(first, tf.gather(second, partner), is_next, seed)
+        return trim_padding(batch, length_multiple=1)
 
     def serving_signatures(self, top_k=5):
         """bert_signatures of the encoder and MLM head (fill_mask's best `top_k`)."""
