@@ -22,10 +22,8 @@ from kerasllm.data.lm_examples import lm_dataset_fn, token_stream
 from kerasllm.errors import DataError
 from kerasllm.evaluation.language_model import documents_loss
 from kerasllm.evaluation.validation import Validation
-from kerasllm.export import gpt_signatures
 from kerasllm.models import GptCausalLM, GptDecoder
 from kerasllm.pretrained.model_dir import describe_model_dir
-from kerasllm.serving.batching import DECODING
 from kerasllm.training.checkpoints import ensure_writable
 from kerasllm.training.loop import train
 from kerasllm.training.strategy import create_strategy, is_chief
@@ -113,18 +111,15 @@ def run(fv):
     if not common.export_wanted(fv, result, strategy):
         return
     run_metadata = common.prepare_export(validation, result)
+    result.task.tokenizer = tokenizer
     common.export(
-        fv, export_root,
-        gpt_signatures.gpt_signatures(
-            result.task, tokenizer,
-            max_prompt_length=model_config.max_sequence_length - fv.max_new_tokens,
-            max_new_tokens=fv.max_new_tokens),
+        fv, export_root, result.task.serving_signatures(max_new_tokens=fv.max_new_tokens),
         [result.task, tokenizer],
         {"family": FAMILY, "model": fv.model, "config": model_config.to_dict(),
          "tokenizer": tokenizer.settings(), "max_seq_length": max_seq_length,
          "max_new_tokens": fv.max_new_tokens, "unigram_perplexity": baseline,
          **run_metadata},
-        warmup_inputs=gpt_signatures.warmup_inputs(), batching=DECODING)
+        **result.task.export_options())
 
 
 if __name__ == "__main__":

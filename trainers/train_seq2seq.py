@@ -35,10 +35,8 @@ from kerasllm.evaluation.language_model import HeldOutLoss
 from kerasllm.evaluation.translation import (TranslationEvaluator, corpus_quality,
                                              translation_quality)
 from kerasllm.evaluation.validation import Validation, merged
-from kerasllm.export import seq2seq_signatures
 from kerasllm.models.seq2seq import Seq2SeqLM, Seq2SeqTransformer
 from kerasllm.pretrained.model_dir import describe_model_dir
-from kerasllm.serving.batching import DECODING
 from kerasllm.training.checkpoints import ensure_writable
 from kerasllm.training.loop import train
 from kerasllm.training.seeding import set_global_seed
@@ -119,11 +117,13 @@ def read_pairs(fv):
 
 
 def export_signatures(model, tokenizer, fv):
-    """The translation signatures with the flags' limits and defaults."""
-    return seq2seq_signatures.seq2seq_signatures(
-        model, tokenizer, max_source_length=fv.max_source_length,
-        max_target_length=fv.max_target_length, max_beam_size=fv.max_beam_size,
-        beam_size=fv.beam_size, length_penalty_alpha=fv.length_penalty)
+    """The translation signatures with the flags' limits and defaults: the task's own
+    (what its Python translate() runs)."""
+    model.tokenizer = tokenizer
+    model.max_source_length, model.max_target_length = (fv.max_source_length,
+                                                        fv.max_target_length)
+    return model.serving_signatures(max_beam_size=fv.max_beam_size, beam_size=fv.beam_size,
+                                    length_penalty_alpha=fv.length_penalty)
 
 
 def validation_of(pairs, tokenizer, fv, model_dir, data_settings):
@@ -216,7 +216,7 @@ def run(fv):
          "defaults": {"beam_size": fv.beam_size, "length_penalty": fv.length_penalty,
                       "max_beam_size": fv.max_beam_size},
          **run_metadata, "test": test},
-        warmup_inputs=seq2seq_signatures.warmup_inputs(), batching=DECODING)
+        **result.task.export_options())
 
 
 if __name__ == "__main__":
