@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from kerasllm.errors import KerasLLMError
 from kerasllm.raw_text import python_value, unbatched
+from kerasllm.training.optimizer import PreReducedAdamW
 
 # {task: {settings: its serving functions}}: outside the model, so neither Keras
 # nor tf.Module tracking (checkpoints, SavedModels) sees them.
@@ -283,6 +284,11 @@ class TaskModel(keras.Model):
         # repeated token summed first) and the optimizer densifies no table again.
         grads = [None if g is None else tf.convert_to_tensor(g)
                  for g in tape.gradient(scaled, variables)]
+        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        if replicas > 1 and isinstance(inner, PreReducedAdamW):
+            # kerasllm's optimizer leaves the cross-replica sum to its caller.
+            grads = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, grads)
         self.optimizer.apply_gradients(zip(grads, variables))
         return self._update_metrics(loss, metrics, batch)
 
