@@ -37,5 +37,9 @@ def load_pretrained(source, family="bert"):
     if preset.tokenizer is None:
         raise PresetError(f"{source} is a registry name: a model with random weights and no "
                           "tokenizer; pass a trained one")
-    logging.info("loaded %s%s", preset.source, f":\n{preset.report}" if preset.report else "")
+    if preset.restore is not None:  # a training run's model_dir
+        logging.info("loading the backbone trained in %s", preset.source)
+    else:
+        logging.info("loaded %s%s", preset.source,
+                     f":\n{preset.report}" if preset.report else "")
     return preset.backbone, preset.tokenizer
