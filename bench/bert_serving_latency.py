@@ -33,7 +33,7 @@ from absl import app, flags  # noqa: E402
 
 import kerasllm  # noqa: E402,F401
 from bench import exported, timing  # noqa: E402
-from bench.tables import markdown_table, ratio, speed  # noqa: E402
+from bench.tables import against_goal, markdown_table, ratio, speed  # noqa: E402
 from kerasllm.export.bert_signatures import bert_signatures  # noqa: E402
 from kerasllm.export.saved_model import export_saved_model  # noqa: E402
 from kerasllm.models import BertEncoder, registry  # noqa: E402
@@ -148,8 +148,8 @@ def main(argv):
                      FLAGS.max_seq_length, FLAGS.repeats, FLAGS.rounds)
     print(f"\n{description(record)}\n")
     print("\n".join(table(record)))
-    print(f"\nlong / short, padding to the longest text: {record['rows'][0]['ratio']:.2f}x "
-          f"(goal {GOAL}x: {'met' if record['rows'][0]['ratio'] >= GOAL else 'missed'})")
+    print("\nlong / short, padding to the longest text: "
+          f"{against_goal(record['rows'][0]['ratio'], GOAL)}")
     if FLAGS.json:
         print(json.dumps(record))
 

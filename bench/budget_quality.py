@@ -33,7 +33,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 from absl import app, flags
 
 from bench.tables import markdown_table

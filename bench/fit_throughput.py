@@ -32,7 +32,7 @@ from absl import app, flags  # noqa: E402
 
 import kerasllm  # noqa: E402,F401
 from bench import cases, timing  # noqa: E402
-from bench.tables import markdown_table, ratio, speed  # noqa: E402
+from bench.tables import against_goal, markdown_table, ratio, speed  # noqa: E402
 
 FLAGS = flags.FLAGS
 LOOP, FIT, HUB_FIT = "loop", "fit", "keras-hub fit"
@@ -111,8 +111,7 @@ def main(argv):
         for label, value, goal in (("fit / loop", row["fit_over_loop"], LOOP_GOAL),
                                    ("fit / keras-hub fit", row["fit_over_keras_hub"],
                                     HUB_GOAL)):
-            print(f"{row['model']} xla {row['xla']}: {label} {value:.2f}x (goal {goal}x: "
-                  f"{'met' if value >= goal else 'missed'})")
+            print(f"{row['model']} xla {row['xla']}: {label} {against_goal(value, goal)}")
     if FLAGS.json:
         print(json.dumps(record))
 

@@ -44,7 +44,7 @@ from absl import app, flags  # noqa: E402
 import kerasllm  # noqa: E402,F401
 from bench import cases, exported, timing  # noqa: E402
 from bench.cases import OURS, THEIRS  # noqa: E402
-from bench.tables import markdown_table, ratio, speed  # noqa: E402
+from bench.tables import against_goal, markdown_table, ratio, speed  # noqa: E402
 from kerasllm.export import gpt_signatures  # noqa: E402
 from kerasllm.export.saved_model import export_saved_model  # noqa: E402
 from kerasllm.models import GptCausalLM, GptDecoder, registry  # noqa: E402
@@ -188,8 +188,7 @@ def report(train, generation, export):
     if goals:
         print(f"\nratios ({OURS} / {THEIRS} tokens/s):")
         for label, value, goal in goals:
-            print(f"  {label:<26}{value:6.2f}x  (goal {goal}x: "
-                  f"{'met' if value >= goal else 'missed'})")
+            print(f"  {label:<26}{against_goal(value, goal)}")
 
 
 def main(argv):

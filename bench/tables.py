@@ -17,5 +17,10 @@ def speed(value, digits=0):
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def against_goal(value, goal):
+    """A measured ratio beside its goal: "1.23x (goal 1.1x: met)"."""
+    return f"{value:.2f}x (goal {goal}x: {'met' if value >= goal else 'missed'})"
+
+
 def ratio(ours, theirs):
     return "n/a" if ours is None or theirs is None else f"{ours / theirs:.2f}"

@@ -285,20 +285,28 @@ def parallel_dataset(sources, targets, tokenizer, *, max_source_length, max_targ
 
 def _framed_pairs(sources, targets, tokenizer, max_source_length, max_target_length,
                   bos_id, eos_id):
-    """PackedExamples of source_ids, target_ids: int32 [n, (tokens)], "x </s>" and
-    "<s> y </s>" cut to the limits."""
+    """PackedExamples of source_ids, target_ids (see framed_pair_ids)."""
     source_tokens, target_tokens = (_token_ids(list(texts), tokenizer)
                                     for texts in (sources, targets))
+    return PackedExamples(framed_pair_ids(source_tokens, target_tokens, max_source_length,
+                                          max_target_length, bos_id, eos_id))
+
+
+def framed_pair_ids(source_tokens, target_tokens, max_source_length, max_target_length,
+                    bos_id, eos_id):
+    """{"source_ids", "target_ids"}: int32 ragged [n, (tokens)], "x </s>" and
+    "<s> y </s>" of the tokenized pairs, cut to the limits (end tokens included)."""
     rows = source_tokens.nrows()
 
     def column(token_id):
         return tf.RaggedTensor.from_tensor(tf.fill([rows, 1], tf.cast(token_id, tf.int32)))
 
-    return PackedExamples({
-        "source_ids": tf.concat([source_tokens[:, :max_source_length - 1], column(eos_id)],
-                                axis=1),
-        "target_ids": tf.concat([column(bos_id), target_tokens[:, :max_target_length - 2],
-                                 column(eos_id)], axis=1)})
+    source_tokens, target_tokens = (tf.cast(t, tf.int32) for t in (source_tokens,
+                                                                   target_tokens))
+    return {"source_ids": tf.concat([source_tokens[:, :max_source_length - 1],
+                                     column(eos_id)], axis=1),
+            "target_ids": tf.concat([column(bos_id), target_tokens[:, :max_target_length - 2],
+                                     column(eos_id)], axis=1)}
 
 
 def _batches(pairs, *, pad_id, max_source_length, max_target_length, batch_size, training,

@@ -1,6 +1,5 @@
 """The base of the BERT task models: WordPiece-packed text of at most `sequence_length`
 tokens in, through the tokenizer the task carries."""
-from kerasllm.data.batching import trim_padding
 from kerasllm.models.bert.backbone import BertEncoder
 from kerasllm.models.task import TaskModel
 
@@ -28,5 +27,5 @@ class BertTextTask(TaskModel):
         """token_ids, segment_ids, padding_mask int32 [B, S'] of one or two string
         tensors [B] (segments a and b), S' the batch's longest (<= sequence_length)."""
         tokenizer = self.needs_tokenizer("fit")
-        return trim_padding(tokenizer.pack([tokenizer.tokenize(text) for text in texts],
-                                           self.sequence_length), length_multiple=1)
+        return tokenizer.pack([tokenizer.tokenize(text) for text in texts],
+                              self.sequence_length, pad_to_max_length=False)

@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from kerasllm.data.parallel_text import framed_pair_ids
 from kerasllm.errors import DataError
 from kerasllm.export import seq2seq_signatures
 from kerasllm.models.language_model import LanguageModelTask
@@ -72,20 +73,16 @@ class Seq2SeqLM(LanguageModelTask):
         if y is None:
             raise DataError("a translator trains on (sources, targets) pairs; pass both")
         tokenizer = self.needs_tokenizer("fit")
-
-        def framed(texts, most, start):
-            ids = tf.cast(tokenizer.tokenize(texts)[:, :most], tf.int32)
-            columns = [ids, tf.fill([ids.nrows(), 1], tokenizer.eos_id)]
-            if start:
-                columns.insert(0, tf.fill([ids.nrows(), 1], tokenizer.bos_id))
-            ids = tf.concat(columns, axis=1)
-            dense = ids.to_tensor(tokenizer.pad_id)
-            return dense, tf.sequence_mask(ids.row_lengths(), tf.shape(dense)[1], tf.int32)
-
-        source_ids, source_mask = framed(x, self.max_source_length - 1, start=False)
-        target_ids, target_mask = framed(y, self.max_target_length - 2, start=True)
-        return {"source_ids": source_ids, "source_padding_mask": source_mask,
-                "target_ids": target_ids, "target_padding_mask": target_mask}
+        framed = framed_pair_ids(tokenizer.tokenize(x), tokenizer.tokenize(y),
+                                 self.max_source_length, self.max_target_length,
+                                 tokenizer.bos_id, tokenizer.eos_id)
+        batch = {}
+        for side in ("source", "target"):
+            ids = framed[f"{side}_ids"]
+            batch[f"{side}_ids"] = ids.to_tensor(tokenizer.pad_id)
+            batch[f"{side}_padding_mask"] = tf.sequence_mask(
+                ids.row_lengths(), tf.shape(batch[f"{side}_ids"])[1], tf.int32)
+        return batch
 
     def serving_signatures(self, max_beam_size=4, beam_size=4, length_penalty_alpha=0.6,
                            compiled=False):
