@@ -1,9 +1,11 @@
-"""A task's weights at chosen steps, kept in one directory in TensorFlow's checkpoint
+"""A task's weights (under LoRA its adapters) at chosen steps, kept in one directory in TensorFlow's checkpoint
 format (what the training checkpoints use): `step-<N>.index` and `.data-*`."""
 import os
 import re
 
 import tensorflow as tf
+
+from kerasllm.training.checkpoints import checkpointed_task
 
 _FILE = re.compile(r"step-(\d+)\.(index|data-\d+-of-\d+)$")
 
@@ -18,11 +20,11 @@ class WeightStore:
         return os.path.join(self.directory, f"step-{step}")
 
     def write(self, step, task):
-        tf.train.Checkpoint(task=task).write(self._prefix(step))
+        tf.train.Checkpoint(task=checkpointed_task(task)).write(self._prefix(step))
 
     def read(self, step, task):
         """Loads the weights of `step` into `task`, every one of them."""
-        tf.train.Checkpoint(task=task).read(
+        tf.train.Checkpoint(task=checkpointed_task(task)).read(
             self._prefix(step)).assert_existing_objects_matched()
 
     def keep_only(self, steps):

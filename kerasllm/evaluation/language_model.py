@@ -17,8 +17,8 @@ class HeldOutLoss:
     `dataset` yields batches for `task.compute_loss_and_metrics`, whose loss is a
     mean over a batch's predictions; a prediction is a token after a real token of
     the sequence `mask` names (int [B, S], 1 = real: "padding_mask" for a GPT,
-    "target_padding_mask" for seq2seq), so batches are weighted by how many they
-    hold.
+    "target_padding_mask" for seq2seq) and, where the batch has a target_mask, a
+    target token, so batches are weighted by how many they hold.
     """
 
     def __init__(self, dataset, mask, characters_per_token=None):
@@ -33,7 +33,10 @@ class HeldOutLoss:
         total = count = 0.0
         for batch in self.dataset:
             real = tf.cast(batch[self.mask], tf.float32)
-            predictions = float(tf.reduce_sum(real[:, 1:] * real[:, :-1]))
+            predicted = real[:, 1:] * real[:, :-1]
+            if "target_mask" in batch:  # fine-tuning data: the responses' tokens alone
+                predicted *= tf.cast(batch["target_mask"][:, 1:], tf.float32)
+            predictions = float(tf.reduce_sum(predicted))
             total += float(self._loss(batch)) * predictions
             count += predictions
         loss = total / count

@@ -11,6 +11,7 @@ import functools
 
 import tensorflow as tf
 
+from kerasllm.data.chat_template import IM_END
 from kerasllm.export.inputs import LENGTH_PENALTY_RANGE, TEXT, clamped, signature
 from kerasllm.generation.beam_search import beam_search
 from kerasllm.generation.compiled import compiled_decoding
@@ -20,7 +21,6 @@ from kerasllm.generation.prompts import left_pad
 PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
 MESSAGE = tf.TensorSpec([None], tf.string, name="message")
 # The ChatML turn format (SmolLM2 and others): a user turn, then the assistant's.
-CHATML_START, CHATML_END = "<|im_start|>", "<|im_end|>"
 SETTINGS = {
     "max_new_tokens": tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
     "temperature": tf.TensorSpec([None], tf.float32, name="temperature"),
@@ -34,7 +34,8 @@ FINISH_REASONS = {LENGTH: "length", STOP_TOKEN: "stop_token", STOP_SEQUENCE: "st
 
 
 def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
-                   default_new_tokens=None, stop_token_ids=(), num_beams=4, compiled=False):
+                   default_new_tokens=None, stop_token_ids=(), num_beams=4, compiled=False,
+                   chat_frame=None):
     """{signature name: tf.function} for a GptCausalLM and its tokenizer; the same
     functions are GptCausalLM's Python methods (generate, score, chat), which pass
     `compiled`: the decoding loop compiled with XLA inside them (never in an export).
@@ -60,8 +61,10 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
     tokens of log p(token | the tokens before it), and num_tokens int32 [N], how
     many were scored (all but the first when the tokenizer has no <s>; the last
     max_prompt_length + max_new_tokens tokens of a longer text): for reranking.
-    With a tokenizer that knows ChatML's <|im_start|> and <|im_end|>, chat(message
-    [N]) answers each message as one user turn (greedy), returning what generate
+    With a `chat_frame` (prefix, suffix): the text the model's chat template
+    renders before and after one user message, up to the start of the reply (see
+    kerasllm.data.chat_template.ChatTemplate.user_message_frame), chat(message [N])
+    answers each message as that one user turn (greedy), returning what generate
     returns.
 
     A prompt is its tokens after the tokenizer's <s> (if it has one), its last
@@ -82,8 +85,13 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
         "generate_beam": signature(PROMPT, LENGTH_PENALTY)(gpt.generate_beam),
         "score": signature(TEXT)(gpt.score),
     }
-    if {CHATML_START, CHATML_END} <= set(tokenizer.special_ids()):
-        signatures["chat"] = signature(MESSAGE)(gpt.chat)
+    if chat_frame is not None:
+        prefix, suffix = chat_frame
+
+        def chat(message):
+            return gpt.chat(message, prefix, suffix)
+
+        signatures["chat"] = signature(MESSAGE)(chat)
     return signatures
 
 
@@ -104,7 +112,7 @@ class _GptServing:
         self.default_new_tokens, self.num_beams = default_new_tokens, num_beams
         self.eos = getattr(tokenizer, "eos_id", None)
         self.bos = getattr(tokenizer, "bos_id", None)
-        chat_end = tokenizer.special_ids().get(CHATML_END)
+        chat_end = tokenizer.special_ids().get(IM_END)
         self.stops = sorted({*stop_token_ids,
                              *(t for t in (self.eos, chat_end) if t is not None)}) or [-1]
 
@@ -174,10 +182,9 @@ class _GptServing:
             tf.zeros(rows, tf.int32), tf.ones(rows), tf.zeros(rows, tf.int32),
             tf.fill(rows, ""))
 
-    def chat(self, message):
-        """greedy() of each message as one ChatML user turn."""
-        before, after = chatml_prompt([{"role": "user", "content": "\0"}]).split("\0")
-        return self.greedy(tf.strings.join([before, message, after]))
+    def chat(self, message, prefix, suffix):
+        """greedy() of each message between the chat template's `prefix` and `suffix`."""
+        return self.greedy(tf.strings.join([prefix, message, suffix]))
 
     def generate_beam(self, prompt, length_penalty):
         """texts [N, num_beams] and their scores, best first, of prompt [N]."""
@@ -206,14 +213,6 @@ class _GptServing:
         scored = tf.cast(mask[:, 1:], tf.float32)
         return {"log_probability": tf.reduce_sum(picked * scored, axis=1),
                 "num_tokens": tf.reduce_sum(mask[:, 1:], axis=1)}
-
-
-def chatml_prompt(messages):
-    """The ChatML text of `messages` ([{"role", "content"}], in order) followed by the
-    start of the assistant's turn, which a chat model continues."""
-    turns = "".join(f"{CHATML_START}{m['role']}\n{m['content']}{CHATML_END}\n"
-                    for m in messages)
-    return f"{turns}{CHATML_START}assistant\n"
 
 
 def warmup_inputs(num_rows=3):

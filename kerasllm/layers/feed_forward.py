@@ -2,6 +2,8 @@
 and the gated SwiGLU of Llama-style models."""
 import keras
 
+from kerasllm.layers.matmul_einsum_dense import dense
+
 
 def activation_function(name):
     """The activation function called `name`: Keras' own names, plus "gelu_tanh",
@@ -10,13 +12,6 @@ def activation_function(name):
     if name == "gelu_tanh":
         return lambda x: keras.activations.gelu(x, approximate=True)
     return keras.activations.get(name)
-
-
-def _dense(units, use_bias, initializer_range, dtype, name, **kwargs):
-    return keras.layers.Dense(
-        units, use_bias=use_bias,
-        kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range),
-        dtype=dtype, name=name, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
@@ -40,12 +35,14 @@ class FeedForward(keras.layers.Layer):
 
     def build(self, input_shape):
         hidden = input_shape[-1]
-        self.intermediate_dense = _dense(
-            self.intermediate_size, self.use_bias, self.initializer_range,
-            self.dtype_policy, "intermediate", activation=activation_function(self.activation))
+        self.intermediate_dense = dense(
+            self.intermediate_size, activation=activation_function(self.activation),
+            use_bias=self.use_bias, initializer_range=self.initializer_range,
+            dtype=self.dtype_policy, name="intermediate")
         self.intermediate_dense.build(input_shape)
-        self.output_dense = _dense(hidden, self.use_bias, self.initializer_range,
-                                   self.dtype_policy, "output")
+        self.output_dense = dense(hidden, use_bias=self.use_bias,
+                                  initializer_range=self.initializer_range,
+                                  dtype=self.dtype_policy, name="output")
         self.output_dense.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
         self.built = True
 
@@ -88,15 +85,18 @@ class GatedFeedForward(keras.layers.Layer):
 
     def build(self, input_shape):
         hidden = input_shape[-1]
-        self.gate_dense = _dense(self.intermediate_size, self.use_bias,
-                                 self.initializer_range, self.dtype_policy, "gate",
-                                 activation=activation_function(self.activation))
+        self.gate_dense = dense(self.intermediate_size,
+                                activation=activation_function(self.activation),
+                                use_bias=self.use_bias, initializer_range=self.initializer_range,
+                                dtype=self.dtype_policy, name="gate")
         self.gate_dense.build(input_shape)
-        self.up_dense = _dense(self.intermediate_size, self.use_bias,
-                               self.initializer_range, self.dtype_policy, "up")
+        self.up_dense = dense(self.intermediate_size, use_bias=self.use_bias,
+                              initializer_range=self.initializer_range,
+                              dtype=self.dtype_policy, name="up")
         self.up_dense.build(input_shape)
-        self.down_dense = _dense(hidden, self.use_bias, self.initializer_range,
-                                 self.dtype_policy, "down")
+        self.down_dense = dense(hidden, use_bias=self.use_bias,
+                                initializer_range=self.initializer_range,
+                                dtype=self.dtype_policy, name="down")
         self.down_dense.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
         self.built = True
 

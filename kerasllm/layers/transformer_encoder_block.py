@@ -3,6 +3,7 @@ import keras
 from keras import ops
 
 from kerasllm.layers.attention import MultiHeadAttention
+from kerasllm.layers.matmul_einsum_dense import dense
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
@@ -41,7 +42,6 @@ class TransformerEncoderBlock(keras.layers.Layer):
             raise ValueError(
                 f"hidden size {hidden} is not divisible by num_heads {self.num_heads}")
         dtype = self.dtype_policy
-        init = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
         self.attention = MultiHeadAttention(
             self.num_heads, hidden // self.num_heads, dropout=self.attention_dropout,
             initializer_range=self.initializer_range, dtype=dtype, name="attention")
@@ -49,12 +49,12 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.attention_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=dtype, name="attention_norm")
         self.attention_norm.build(input_shape)
-        self.intermediate_dense = keras.layers.Dense(
-            self.intermediate_size, activation=self.activation, kernel_initializer=init,
-            dtype=dtype, name="intermediate")
+        self.intermediate_dense = dense(
+            self.intermediate_size, activation=self.activation,
+            initializer_range=self.initializer_range, dtype=dtype, name="intermediate")
         self.intermediate_dense.build(input_shape)
-        self.output_dense = keras.layers.Dense(
-            hidden, kernel_initializer=init, dtype=dtype, name="output")
+        self.output_dense = dense(hidden, initializer_range=self.initializer_range,
+                                  dtype=dtype, name="output")
         self.output_dense.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
         self.output_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=dtype, name="output_norm")

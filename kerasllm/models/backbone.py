@@ -4,6 +4,8 @@ import dataclasses
 
 import keras
 
+from kerasllm.models import lora
+
 
 class ModelConfig:
     """Methods shared by the families' configs, which are frozen dataclasses."""
@@ -63,6 +65,7 @@ class Backbone(keras.Model):
         if isinstance(config, dict):
             config = self.config_class(**config)
         self.config = config
+        object.__setattr__(self, "lora_settings", None)
 
     @property
     def num_layers(self):
@@ -92,6 +95,23 @@ class Backbone(keras.Model):
         self(self.dummy_inputs(seq_length))
         return self
 
+    def enable_lora(self, rank, alpha=None, dropout=0.0, targets=lora.ATTENTION,
+                    train_norms=False, keep_trainable=()):
+        """Adds LoRA adapters of `rank` to the `targets` layers (default: attention's
+        query/key/value/output; "all" adds the feed-forward layers) and freezes every
+        other weight: see kerasllm.models.lora. Returns the LoraSettings."""
+        if not self.built:
+            self.build_for_inputs()
+        object.__setattr__(self, "lora_settings", lora.enable_lora(
+            self, rank, alpha=alpha, dropout=dropout, targets=targets,
+            train_norms=train_norms, keep_trainable=keep_trainable))
+        return self.lora_settings
+
+    def merge_lora(self):
+        """Folds the adapters into the weights: plain layers, the same outputs."""
+        lora.merge_lora(self)
+        object.__setattr__(self, "lora_settings", None)
+
     @classmethod
     def from_preset(cls, preset):
         """This backbone with the weights of a preset (see
@@ -109,8 +129,14 @@ class Backbone(keras.Model):
 
     def get_config(self):
         return {"config": self.config.to_dict(), "name": self.name,
+                "lora": self.lora_settings.to_dict() if self.lora_settings else None,
                 "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        settings = config.pop("lora", None)
+        backbone = cls(**config)
+        if settings:  # the adapters' weights are loaded next
+            backbone.enable_lora(**settings)
+        return backbone

@@ -43,6 +43,9 @@ class LanguageModelTask(TaskModel):
         return (bool(tf.config.list_logical_devices("GPU"))
                 or self.count_params() <= XLA_ON_CPU_MAX_PARAMETERS)
 
+    def pretrained_head_weights(self):
+        return [] if self.lm_head is None else list(self.lm_head.weights)
+
     def logits(self, sequence_output, decoding_weights=None):
         """float32 [batch, seq, vocab] from the backbone's float [batch, seq, hidden]
         (the same with `decoding_weights()`)."""

@@ -129,6 +129,7 @@ class TaskModel(keras.Model):
         presets.check_family(loaded, cls)
         tokenizer = kwargs.pop("tokenizer", None) or loaded.tokenizer
         loaded = presets.with_vocabulary_of(loaded, tokenizer)
+        kwargs = {**cls.preset_arguments(loaded), **kwargs}
         if isinstance(loaded.task, cls):
             task = cls(loaded.backbone, **{**loaded.task.task_config(), **kwargs,
                                            "tokenizer": None}).build_for_inputs()
@@ -142,11 +143,45 @@ class TaskModel(keras.Model):
         task.tokenizer = tokenizer
         return task
 
+    @classmethod
+    def preset_arguments(cls, preset):
+        """Constructor arguments this task takes from a loaded Preset besides its
+        weights and tokenizer (a GPT's chat template); the caller's win."""
+        return {}
+
     def save_to_preset(self, directory):
         """Writes this task, its weights and tokenizer as a preset directory that
         from_preset reads back (see kerasllm.pretrained.presets.save_preset)."""
         from kerasllm.pretrained import presets
         return presets.save_preset(self, directory)
+
+    # --- LoRA -----------------------------------------------------------------------------
+
+    def enable_lora(self, rank, alpha=None, dropout=0.0, targets="attention",
+                    train_norms=False):
+        """LoRA on the backbone (see kerasllm.models.lora): adapters of `rank` on the
+        `targets` layers; every other backbone weight is frozen, and so are the
+        task's pretrained heads, while heads a fine-tuning run adds (a classifier's)
+        train in full. Returns the LoraSettings."""
+        if not self.built:
+            self.build_for_inputs()
+        settings = self.backbone.enable_lora(rank, alpha=alpha, dropout=dropout,
+                                             targets=targets, train_norms=train_norms)
+        for weight in self.pretrained_head_weights():
+            weight.trainable = False
+        return settings
+
+    def merge_lora(self):
+        """Folds the adapters into the weights (see Backbone.merge_lora); what an
+        export of a LoRA-tuned task serves: no extra matmuls, the same outputs."""
+        self.backbone.merge_lora()
+        for weight in self.pretrained_head_weights():
+            weight.trainable = True
+
+    def pretrained_head_weights(self):
+        """The weights of heads a pretrained checkpoint holds (frozen under LoRA):
+        none here; a language model's vocabulary projection."""
+        return []
 
     # --- raw text in, text out: the serving signatures ---------------------------------
 

@@ -250,7 +250,8 @@ def save_preset(model, directory, tokenizer=None, chat_template=None):
             "task": keras.saving.serialize_keras_object(model) if is_task else None,
             "tokenizer": tokenizer.save(os.path.join(scratch, TOKENIZER_FOLDER))
             if tokenizer is not None else None,
-            "chat_template": chat_template, "kerasllm_version": kerasllm.__version__}
+            "chat_template": chat_template or getattr(model, "chat_template", None),
+            "kerasllm_version": kerasllm.__version__}
         model.save_weights(os.path.join(scratch, TASK_WEIGHTS if is_task
                                         else BACKBONE_WEIGHTS))
         with open(os.path.join(scratch, PRESET_FILE), "w") as f:

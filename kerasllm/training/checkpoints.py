@@ -1,6 +1,7 @@
 """A run's checkpoints in its model_dir: the newest few, restored exactly on resume.
 
-A checkpoint holds the weights, the optimizer (Adam's moments and `iterations`,
+A checkpoint holds the weights (under LoRA only the trainable ones, see
+checkpointed_task), the optimizer (Adam's moments and `iterations`,
 hence the learning-rate schedule's position, any weight average or loss scale),
 the Keras RNG states (dropout) and the step; the input position follows from the
 step (see input_position). Under MultiWorkerMirroredStrategy every worker takes
@@ -53,6 +54,15 @@ def checkpoint_paths(model_dir):
     chief's CheckpointManager alone writes and deletes them)."""
     state = tf.train.get_checkpoint_state(model_dir)
     return list(state.all_model_checkpoint_paths) if state else []
+
+
+def checkpointed_task(task):
+    """What a checkpoint keeps of `task`: all of it; or, under LoRA (a backbone with
+    lora_settings), its trainable variables alone by path, since every run loads
+    the frozen base afresh: SmolLM2's adapters take megabytes, the base 540 MB."""
+    if getattr(getattr(task, "backbone", None), "lora_settings", None) is None:
+        return task
+    return {variable.path: variable for variable in task.trainable_variables}
 
 
 def rng_states(task):
@@ -144,7 +154,8 @@ class Checkpoints:
 
     def __init__(self, state, model_dir, strategy, keep):
         self.state, self.model_dir, self.strategy = state, model_dir, strategy
-        saved = {"task": state.task, "optimizer": state.optimizer, "step": state.step}
+        saved = {"task": checkpointed_task(state.task), "optimizer": state.optimizer,
+                 "step": state.step}
         states = rng_states(state.task)
         self._checkpoint = tf.train.Checkpoint(**saved, **({RNG: states} if states else {}))
         self._without_rng = saved if states else None

@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from kerasllm.data.batching import trim_padding
+from kerasllm.data.chat_template import IM_END, IM_START, ChatTemplate
 from kerasllm.errors import DataError
 from kerasllm.export import gpt_signatures
 from kerasllm.models.gpt.backbone import GptDecoder
@@ -28,7 +29,9 @@ class GptCausalLM(LanguageModelTask):
         score the token at t + 1.
 
     Loss = next-token cross-entropy averaged over the predictions whose target and
-    input tokens are both real (padding_mask 1 at t + 1 and at t); metrics accuracy
+    input tokens are both real (padding_mask 1 at t + 1 and at t) and, when the batch
+    has a target_mask int [batch, seq] (supervised fine-tuning: 1 on the responses'
+    tokens, see kerasllm.data.chat_examples), whose target is one; metrics accuracy
     (the target's logit is the largest, same positions) and perplexity = exp(loss).
 
     Decoding (the step function kerasllm.generation drives):
@@ -50,12 +53,29 @@ class GptCausalLM(LanguageModelTask):
 
     backbone_class = GptDecoder
 
-    def __init__(self, backbone, tokenizer=None, sequence_length=None, **kwargs):
+    def __init__(self, backbone, tokenizer=None, sequence_length=None, chat_template=None,
+                 **kwargs):
         super().__init__(backbone, tokenizer=tokenizer, **kwargs)
         self.sequence_length = int(sequence_length or backbone.config.max_sequence_length)
+        self.chat_template = chat_template
 
     def task_config(self):
-        return {"sequence_length": self.sequence_length}
+        return {"sequence_length": self.sequence_length, "chat_template": self.chat_template}
+
+    @classmethod
+    def preset_arguments(cls, preset):
+        return {"chat_template": preset.chat_template} if preset.chat_template else {}
+
+    def chat_renderer(self):
+        """The ChatTemplate chat() and the export's chat signature render with: the
+        model's `chat_template` (Jinja text, as its preset ships it or fine-tuning
+        set it), else ChatML where the tokenizer has ChatML's tokens; None when the
+        model has neither (it was not trained to chat)."""
+        tokenizer = self.needs_tokenizer("chat")
+        if self.chat_template is None and not {IM_START, IM_END} <= set(
+                tokenizer.special_ids()):
+            return None
+        return ChatTemplate.for_model(self.chat_template, tokenizer)
 
     def preprocess(self, x, y=None):
         """Documents string [B] -> token_ids, padding_mask [B, L]: "<s> text </s>" (no
@@ -79,10 +99,12 @@ class GptCausalLM(LanguageModelTask):
         if not 1 <= max_new_tokens < limit:
             raise DataError(f"max_new_tokens={max_new_tokens} must be in [1, {limit}): the "
                             f"model has {limit} positions for prompt and answer")
+        renderer = self.chat_renderer()
         return gpt_signatures.gpt_signatures(
             self, tokenizer, max_prompt_length=limit - max_new_tokens,
             max_new_tokens=max_new_tokens, num_beams=num_beams,
-            stop_token_ids=tuple(stop_token_ids), compiled=compiled)
+            stop_token_ids=tuple(stop_token_ids), compiled=compiled,
+            chat_frame=renderer.user_message_frame() if renderer else None)
 
     def export_options(self):
         return {"warmup_inputs": gpt_signatures.warmup_inputs(), "batching": DECODING}
@@ -139,22 +161,22 @@ class GptCausalLM(LanguageModelTask):
         return unbatched(outputs if return_details else outputs["text"], single)
 
     def chat(self, messages, **settings):
-        """The assistant's answer to a conversation, rendered in ChatML (the template
-        of SmolLM2 and other chat models whose tokenizer has <|im_start|> and
-        <|im_end|>): `messages` is a user message (a string) or a list of
+        """The assistant's answer to a conversation, rendered with the model's chat
+        template (see chat_renderer; SmolLM2's own, with its default system prompt):
+        `messages` is a user message (a string) or a list of
         {"role": "system"|"user"|"assistant", "content": ...}; a list of such
         conversations answers each. `settings` are generate's."""
-        tokenizer = self.needs_tokenizer("chat")
-        if not {gpt_signatures.CHATML_START,
-                gpt_signatures.CHATML_END} <= set(tokenizer.special_ids()):
-            raise DataError("this model's tokenizer has no ChatML tokens (<|im_start|>, "
-                            "<|im_end|>): it was not trained to chat; use generate")
+        renderer = self.chat_renderer()
+        if renderer is None:
+            raise DataError("this model has no chat template and its tokenizer no ChatML "
+                            "tokens (<|im_start|>, <|im_end|>): it was not trained to chat; "
+                            "use generate, or fine-tune it on chat data (finetune_gpt)")
         single = isinstance(messages, str) or (
             bool(messages) and isinstance(messages[0], dict))
         conversations = [messages] if single else list(messages)
-        prompts = [gpt_signatures.chatml_prompt(
-            [{"role": "user", "content": c}] if isinstance(c, str) else c)
-            for c in conversations]
+        prompts = [renderer.render([{"role": "user", "content": c}] if isinstance(c, str)
+                                   else c, add_generation_prompt=True)
+                   for c in conversations]
         return unbatched(self.generate(prompts, **settings), single)
 
     def score(self, texts):
@@ -180,7 +202,10 @@ class GptCausalLM(LanguageModelTask):
         real = ops.cast(batch["padding_mask"], "float32")
         # A target needs a real token before it: a left-padded row's first token
         # has nothing to be predicted from.
-        weights = ops.concatenate([real[:, 1:] * real[:, :-1], ops.zeros_like(real[:, :1])], 1)
+        predicted = real[:, 1:] * real[:, :-1]
+        if "target_mask" in batch:  # fine-tuning: only the responses' tokens are targets
+            predicted = predicted * ops.cast(batch["target_mask"][:, 1:], "float32")
+        weights = ops.concatenate([predicted, ops.zeros_like(real[:, :1])], 1)
         token = sparse_cross_entropy(targets, logits)
         loss = masked_mean(token.loss, weights)
         return loss, {"accuracy": masked_mean(token.correct, weights),
