@@ -22,31 +22,79 @@ best BLEU are kept in <model_dir>/best and are what gets exported. With
 take a sentence and return its translation, beam search inside the graph, with
 beam size, length penalty and length limit per sentence (see
 kerasllm.export.seq2seq_signatures).
-"""
-import os
 
+--init_checkpoint continues a trained translator (a train_seq2seq --model_dir or
+a Seq2SeqLM.save_to_preset directory) on new pairs: its config, its
+SentencePiece vocabulary (never a new one: pairs the vocabulary does not cover
+are refused, see check_vocabulary_covers) and every weight; the optimizer and
+the step start afresh in a --model_dir of the new run's own (default
+model_dirs/<checkpoint>_<data>), which a rerun resumes.
+
+    python -m trainers.train_seq2seq --init_checkpoint=model_dirs/seq2seq_small \
+        --train_source=psalms.en --train_target=psalms.es --train_steps=500
+"""
+import collections
+import dataclasses
+import json
+import os
+import re
+
+import tensorflow as tf
 from absl import flags, logging
 
+from kerasllm.atomic_files import write_atomically
 from kerasllm.data.parallel_text import (parallel_dataset, parallel_dataset_fn,
                                          read_parallel_files, read_parallel_tsv)
 from kerasllm.datasets import bible_parallel
-from kerasllm.errors import DataError
+from kerasllm.errors import CheckpointError, DataError
 from kerasllm.evaluation.language_model import HeldOutLoss
 from kerasllm.evaluation.translation import (TranslationEvaluator, corpus_quality,
                                              translation_quality)
 from kerasllm.evaluation.validation import Validation, merged
+from kerasllm.models import registry
 from kerasllm.models.seq2seq import Seq2SeqLM, Seq2SeqTransformer
-from kerasllm.pretrained.model_dir import describe_model_dir
-from kerasllm.training.checkpoints import ensure_writable
+from kerasllm.pretrained import PACKAGED, pretrained_name
+from kerasllm.pretrained.model_dir import check_model_dir, describe_model_dir, is_model_dir
+from kerasllm.pretrained.presets import PresetError
+from kerasllm.training.checkpoints import checkpointed_step, ensure_writable
 from kerasllm.training.loop import train
 from kerasllm.training.seeding import set_global_seed
 from kerasllm.training.strategy import create_strategy, is_chief
 from trainers import common, shared_flags
 
 FAMILY = "seq2seq"
+# What describes a new model; a run continuing an --init_checkpoint takes all of it
+# from the checkpoint, so these are refused with it rather than quietly ignored.
+NEW_MODEL_FLAGS = ("model", "model_settings", "vocab_size", "tokenizer_file")
+CONTINUES = ("train_seq2seq --init_checkpoint continues a seq2seq model: pass a "
+             "train_seq2seq --model_dir or a Seq2SeqLM.save_to_preset directory")
+# Where a continued run's model_dir records the checkpoint it started from.
+INIT_RECORD = "init_checkpoint.json"
+# With byte fallback a character the vocabulary lacks is spelled as UTF-8 byte
+# pieces (as <unk> without it), which the checkpoint has barely or never trained
+# on. In text of its own languages few words hold one: 0.3% of the held-out
+# English and 0.3-0.6% of the Spanish verses' words against 8000- and 2000-piece
+# vocabularies learned from the training verses (rare capitals and brackets,
+# names such as "Achân"). A language of the same script with letters of its own
+# puts more past it (Genesis 1:1-10 in German 3.5-10%, in French 13-14%), and
+# another script nearly every word. Above 1% of a side's running words the data
+# needs another vocabulary.
+MAX_UNKNOWN_WORD_SHARE = 0.01
+_BYTE_PIECE = re.compile(rb"<0x[0-9A-F]{2}>")
 
 
 def define_flags(fv):
+    flags.DEFINE_string(
+        "init_checkpoint", None,
+        "Continue a trained translator on new pairs: the --model_dir of a train_seq2seq "
+        "run or a Seq2SeqLM.save_to_preset directory. Its config, SentencePiece "
+        "vocabulary and every weight are kept (pairs the vocabulary does not cover are "
+        "refused); the optimizer and the step start afresh in a new --model_dir "
+        "(default model_dirs/<checkpoint>_<data>, never the checkpoint's own). "
+        "--model, --model_settings, --vocab_size and --tokenizer_file describe a new "
+        "model and are an error with it. Default: train from scratch.", flag_values=fv)
+    # Adapter flags (LoRA's --lora_rank, ...) join here, from a shared_flags function,
+    # and act in task_builder.
     shared_flags.define_model_flags(fv, FAMILY, "seq2seq_small")
     for side, language in (("source", "the source language"), ("target", "its translation")):
         flags.DEFINE_string(f"train_{side}", None,
@@ -61,11 +109,13 @@ def define_flags(fv):
                         "names a `source` and a `target` column.", flag_values=fv)
     flags.DEFINE_string("tokenizer_file", None,
                         "SentencePiece .model to use. Default: <model_dir>/sentencepiece.model, "
-                        "learned from both sides of the training pairs on the first run.",
+                        "learned from both sides of the training pairs on the first run. "
+                        "Not with --init_checkpoint (its vocabulary is kept).",
                         flag_values=fv)
     flags.DEFINE_integer("vocab_size", None,
                          "Size of the joint vocabulary learned from the training pairs. "
-                         "Default: the model's.", lower_bound=300, flag_values=fv)
+                         "Default: the model's. Not with --init_checkpoint.", lower_bound=300,
+                         flag_values=fv)
     flags.DEFINE_integer("max_source_length", 128,
                          "Source tokens (</s> included); longer sentences are cut.",
                          lower_bound=2, flag_values=fv)
@@ -91,7 +141,8 @@ def define_flags(fv):
     flags.DEFINE_float("length_penalty", 0.6,
                        "The export's default GNMT length penalty alpha.", lower_bound=0.0,
                        flag_values=fv)
-    shared_flags.define_export_flags(fv, "<model>")
+    shared_flags.define_export_flags(fv, "<model>, or <checkpoint>_<data> with "
+                                         "--init_checkpoint")
     shared_flags.define_training_flags(fv, model_dir=None, train_steps=3000, batch_size=64,
                                        learning_rate=1e-3, checkpoint_every=500)
 
@@ -114,6 +165,146 @@ def read_pairs(fv):
     if fv.eval_source:
         pairs["validation"] = read_parallel_files(fv.eval_source, fv.eval_target)
     return pairs
+
+
+def data_name(fv):
+    """The training data's name in a continued run's directory names."""
+    path = fv.train_tsv or fv.train_source
+    return os.path.splitext(os.path.basename(path))[0] if path else "bible"
+
+
+def side_names(fv):
+    """How the messages name the source and the target side of the training pairs."""
+    if fv.train_tsv:
+        return tuple(f"the {side} column of --train_tsv={fv.train_tsv}"
+                     for side in ("source", "target"))
+    if fv.train_source:
+        return f"--train_source={fv.train_source}", f"--train_target={fv.train_target}"
+    return "the default task's English side", "its Spanish side"
+
+
+@dataclasses.dataclass(frozen=True)
+class InitCheckpoint:
+    """The trained translator a run continues: its config, every weight of its
+    Seq2SeqLM (encoder, decoder, embeddings, output projection), its tokenizer, and
+    the step it was trained to (None for a preset directory, which keeps none)."""
+
+    path: str
+    config: object
+    weights: list
+    tokenizer: object
+    step: object
+
+    def record(self):
+        """What a continued run's model_dir and export record of where it started."""
+        return {"path": os.path.abspath(self.path), "step": self.step}
+
+
+def check_init_flags(fv):
+    """Refuses the flags that describe a new model next to --init_checkpoint."""
+    for name in NEW_MODEL_FLAGS:
+        if fv[name].present:
+            raise DataError(f"--{name} does not go with --init_checkpoint: a continued run "
+                            f"keeps the checkpoint's config and vocabulary; drop --{name}, "
+                            "or drop --init_checkpoint to train a new model")
+
+
+def check_init_checkpoint(source, model_dir):
+    """Refuses, before any slow work, an --init_checkpoint that shows cheaply (by its
+    name or config.json) that it is no trained seq2seq model, and a --model_dir that
+    is the checkpoint itself: training there would resume it (its optimizer, its
+    step, its directory written to) instead of continuing it."""
+    if source in PACKAGED:
+        raise PresetError(f"--init_checkpoint={source} is a {PACKAGED[source][0]} model; "
+                          f"{CONTINUES}")
+    if not os.path.exists(source) and source in registry.model_names():
+        family = registry.lookup(source)[0].name
+        raise PresetError(f"--init_checkpoint={source} is a registry name: a {family} config "
+                          "with random weights and no vocabulary; "
+                          + (f"train it from scratch with --model={source}"
+                             if family == FAMILY else CONTINUES))
+    if is_model_dir(source):
+        check_model_dir(source, FAMILY, CONTINUES)
+    if os.path.realpath(model_dir) == os.path.realpath(source):
+        raise CheckpointError(f"--model_dir={model_dir} is the --init_checkpoint itself, "
+                              "where training would resume it instead of continuing it; "
+                              "pass a new --model_dir (unset: model_dirs/<checkpoint>_<data>)")
+
+
+def load_init_checkpoint(source):
+    """The InitCheckpoint of `source` (see Seq2SeqLM.from_preset, which refuses a
+    preset of another family)."""
+    task = Seq2SeqLM.from_preset(source)
+    return InitCheckpoint(source, task.backbone.config, task.get_weights(), task.tokenizer,
+                          checkpointed_step(source) if is_model_dir(source) else None)
+
+
+def started_from(model_dir, init, chief):
+    """The record of the checkpoint the run in model_dir continues: read back when a
+    rerun resumes it, else written there now (by the chief). Refuses a model_dir
+    holding checkpoints of a run that did not start from `init`: they would be
+    resumed in its place."""
+    path = os.path.join(model_dir, INIT_RECORD)
+    if os.path.exists(path):
+        with open(path) as f:
+            record = json.load(f)
+        if os.path.realpath(record["path"]) != os.path.realpath(init.path):
+            raise CheckpointError(f"{model_dir} continues {record['path']}, not "
+                                  f"{init.path}; pass a new --model_dir")
+        return record
+    if tf.train.latest_checkpoint(model_dir):
+        raise CheckpointError(f"{model_dir} holds a run that did not start from {init.path}; "
+                              "pass a new --model_dir to continue that checkpoint")
+    if chief:
+        write_atomically(path, json.dumps(init.record(), indent=2, sort_keys=True))
+    return init.record()
+
+
+def check_vocabulary_covers(pairs, tokenizer, names, init_path):
+    """Raises DataError when more than MAX_UNKNOWN_WORD_SHARE of either side's running
+    words hold a character `tokenizer` has no piece for (it spells them as <unk> or
+    byte pieces), naming the side, the share, and some of those characters and words."""
+    pieces = tokenizer.id_to_token(tf.range(tokenizer.vocab_size)).numpy()
+    unknown_piece = tf.constant([i == tokenizer.unk_id or bool(_BYTE_PIECE.fullmatch(p))
+                                 for i, p in enumerate(pieces)])
+
+    def unknown(texts):
+        """bool per text: it tokenizes to <unk> or a byte piece."""
+        ids = tokenizer.tokenize(tf.constant(texts))
+        return tf.reduce_any(tf.gather(unknown_piece, ids), axis=1).numpy()
+
+    for lines, name in zip(pairs, names):
+        counts = collections.Counter(word for line in lines for word in line.split())
+        words = list(counts)
+        lacking = [word for word, flag in zip(words, unknown(words) if words else []) if flag]
+        share = sum(counts[word] for word in lacking) / max(1, sum(counts.values()))
+        if share <= MAX_UNKNOWN_WORD_SHARE:
+            continue
+        examples = sorted(lacking, key=counts.get, reverse=True)[:5]
+        characters = list(dict.fromkeys(c for word in examples for c in word))
+        characters = [c for c, flag in zip(characters, unknown(characters)) if flag]
+        raise DataError(
+            f"{share:.1%} of the words of {name} hold characters the vocabulary of "
+            f"--init_checkpoint={init_path} has no piece for (more than the "
+            f"{MAX_UNKNOWN_WORD_SHARE:.0%} allowed), e.g. "
+            f"{', '.join(map(repr, characters[:8]))} in "
+            f"{', '.join(repr(word[:20]) for word in examples)}: the data needs another "
+            "vocabulary. Continue on pairs in the checkpoint's languages, or train a new "
+            "model on these without --init_checkpoint")
+
+
+def task_builder(model_config, init):
+    """train()'s build_task: a fresh Seq2SeqLM, or with `init` one holding all of the
+    init checkpoint's weights, set inside the strategy scope train() builds in."""
+    def build_task():
+        task = Seq2SeqLM(Seq2SeqTransformer(model_config))
+        if init:
+            task.build_for_inputs()
+            task.set_weights(init.weights)
+        # Adapters (LoRA's --lora_rank, ...) go on `task` here, after its starting
+        # weights are in and before train() builds the optimizer over what is trainable.
+        return task
+    return build_task
 
 
 def export_signatures(model, tokenizer, fv):
@@ -165,28 +356,45 @@ def quality_on_test_pairs(translate_with_options, test_pairs, fv):
 
 
 def run(fv):
-    model_config = shared_flags.model_config_from_flags(fv, FAMILY, "train_seq2seq")
-    for name in ("max_source_length", "max_target_length"):
-        if fv[name].value > model_config.max_sequence_length:
-            raise DataError(f"--{name}={fv[name].value} is more than {fv.model}'s "
-                            f"{model_config.max_sequence_length} positions")
+    if fv.init_checkpoint:
+        check_init_flags(fv)
+        name = f"{pretrained_name(fv.init_checkpoint)}_{data_name(fv)}"
+    else:
+        model_config = shared_flags.model_config_from_flags(fv, FAMILY, "train_seq2seq")
+        name = fv.model
     if fv.beam_size > fv.max_beam_size:
         raise DataError(f"--beam_size={fv.beam_size} is more than --max_beam_size="
                         f"{fv.max_beam_size}")
-    export_root = common.export_root(fv, fv.model)
+    export_root = common.export_root(fv, name)
     train_config = shared_flags.train_config_from_flags(
-        fv, model_dir=fv.model_dir or os.path.join("model_dirs", fv.model))
+        fv, model_dir=fv.model_dir or os.path.join("model_dirs", name))
     model_dir = train_config.model_dir
+    if fv.init_checkpoint:
+        check_init_checkpoint(fv.init_checkpoint, model_dir)
     common.check_run_dir(model_dir, FAMILY, "train_seq2seq")
+    init = load_init_checkpoint(fv.init_checkpoint) if fv.init_checkpoint else None
+    if init:
+        model_config = init.config
+    for flag in ("max_source_length", "max_target_length"):
+        if fv[flag].value > model_config.max_sequence_length:
+            raise DataError(f"--{flag}={fv[flag].value} is more than "
+                            f"{fv.init_checkpoint or fv.model}'s "
+                            f"{model_config.max_sequence_length} positions")
     strategy = create_strategy(fv.strategy, tpu=fv.tpu)
     ensure_writable(model_dir)
 
     pairs = read_pairs(fv)
     set_global_seed(train_config.seed)  # before the tokenizer: see set_global_seed
-    tokenizer = common.sentencepiece_tokenizer(
-        fv, model_dir, lambda: [*pairs["train"][0], *pairs["train"][1]],
-        fv.vocab_size or model_config.vocab_size, "both sides")
-    model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
+    if init:
+        tokenizer = init.tokenizer
+        check_vocabulary_covers(pairs["train"], tokenizer, side_names(fv), init.path)
+        init_record = started_from(model_dir, init, is_chief(strategy))
+    else:
+        tokenizer = common.sentencepiece_tokenizer(
+            fv, model_dir, lambda: [*pairs["train"][0], *pairs["train"][1]],
+            fv.vocab_size or model_config.vocab_size, "both sides")
+        model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
+        init_record = None
     if is_chief(strategy):
         describe_model_dir(model_dir, FAMILY, model_config, tokenizer)
     logging.info("%d training pairs; %s held out", len(pairs["train"][0]),
@@ -198,7 +406,7 @@ def run(fv):
                                 model_dir if is_chief(strategy) else None, data_settings)
                   if pairs["validation"] else None)
 
-    result = train(lambda: Seq2SeqLM(Seq2SeqTransformer(model_config)), parallel_dataset_fn(
+    result = train(task_builder(model_config, init), parallel_dataset_fn(
         *pairs["train"], tokenizer, global_batch_size=train_config.micro_batch_size,
         seed=train_config.seed, **data_settings), train_config, strategy,
         on_evaluate=validation)
@@ -210,7 +418,8 @@ def run(fv):
     test = quality_on_test_pairs(signatures["translate_with_options"], pairs["test"], fv)
     common.export(
         fv, export_root, signatures, [result.task, tokenizer],
-        {"family": FAMILY, "model": fv.model, "config": model_config.to_dict(),
+        {"family": FAMILY, "model": None if init else fv.model,
+         "init_checkpoint": init_record, "config": model_config.to_dict(),
          "tokenizer": tokenizer.settings(), "max_source_length": fv.max_source_length,
          "max_target_length": fv.max_target_length,
          "defaults": {"beam_size": fv.beam_size, "length_penalty": fv.length_penalty,
