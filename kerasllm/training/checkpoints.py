@@ -60,10 +60,17 @@ def checkpointed_task(task):
     """What a checkpoint keeps of `task`: all of it; or, under LoRA (a backbone with
     lora_settings), its trainable variables alone by path, since every run loads
     the frozen base afresh: SmolLM2's adapters take megabytes, the base 540 MB."""
-    if getattr(getattr(task, "backbone", None), "lora_settings", None) is None:
+    backbone = getattr(task, "backbone", None)
+    if getattr(backbone, "lora_settings", None) is None:
         return task
-    return {variable.path: variable for variable in task.trainable_variables}
+    # Keyed by the path below the task and backbone, whose names Keras numbers per
+    # instance (gpt_causal_lm_2) and which a path holds only when built through them.
+    def key(path):
+        for name in (task.name, backbone.name):
+            path = path[len(name) + 1:] if path.startswith(name + "/") else path
+        return path
 
+    return {key(variable.path): variable for variable in task.trainable_variables}
 
 def rng_states(task):
     """The state variable of every Keras SeedGenerator in `task` (its dropout

