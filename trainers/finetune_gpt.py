@@ -36,7 +36,6 @@ from kerasllm.errors import CheckpointError, DataError
 from kerasllm.evaluation.language_model import HeldOutLoss
 from kerasllm.evaluation.validation import Validation
 from kerasllm.models import GptCausalLM, GptDecoder
-from kerasllm.models.lora import ATTENTION
 from kerasllm.pretrained import pretrained_name
 from kerasllm.pretrained.model_dir import describe_model_dir
 from kerasllm.training.checkpoints import ensure_writable
@@ -69,20 +68,7 @@ def define_flags(fv):
     flags.DEFINE_integer("max_seq_length", 512,
                          "Tokens per example; longer ones lose their first tokens (the "
                          "prompt side), counted in the log.", lower_bound=8, flag_values=fv)
-    flags.DEFINE_integer("lora_rank", 8,
-                         "Rank of the LoRA adapters; 0 fine-tunes every weight.",
-                         lower_bound=0, flag_values=fv)
-    flags.DEFINE_float("lora_alpha", None,
-                       "LoRA scale numerator (updates are scaled by alpha / rank). Default: "
-                       "twice the rank.", lower_bound=0.0, flag_values=fv)
-    flags.DEFINE_float("lora_dropout", 0.05, "Dropout on the adapters' inputs.",
-                       lower_bound=0.0, upper_bound=0.9, flag_values=fv)
-    flags.DEFINE_string("lora_targets", ATTENTION,
-                        "Layers that get adapters: 'attention' (query, key, value, output), "
-                        "'all' (and the feed-forward layers), or names such as "
-                        "'query,value'.", flag_values=fv)
-    flags.DEFINE_boolean("lora_train_norms", False,
-                         "Also train the normalisation layers' scales.", flag_values=fv)
+    shared_flags.define_lora_flags(fv, default_rank=8)
     train_gpt.define_new_tokens_flag(fv)
     shared_flags.define_export_flags(fv, "<init_checkpoint>_<data>")
     # About 20 minutes of SmolLM2 + LoRA on 2 CPU cores at 128-token examples.
@@ -170,11 +156,7 @@ def run(fv):
     ensure_writable(model_dir)
     chief_dir = model_dir if is_chief(strategy) else None
 
-    lora = None
-    if fv.lora_rank:
-        lora = {"rank": fv.lora_rank, "alpha": fv.lora_alpha or 2.0 * fv.lora_rank,
-                "dropout": fv.lora_dropout, "targets": fv.lora_targets,
-                "train_norms": fv.lora_train_norms}
+    lora = shared_flags.lora_settings_from_flags(fv)
     base = {"init_checkpoint": fv.init_checkpoint, "base_sha256": fingerprint(init_weights),
             "lora": lora}
     if is_chief(strategy):
@@ -203,8 +185,7 @@ def run(fv):
         task.build_for_inputs()
         task.set_weights(init_weights)
         if lora:
-            task.enable_lora(lora["rank"], alpha=lora["alpha"], dropout=lora["dropout"],
-                             targets=lora["targets"], train_norms=lora["train_norms"])
+            task.enable_lora(**lora)
         return task
 
     result = train(build_task, dataset_fn, train_config, strategy, on_evaluate=validation)

@@ -1,5 +1,5 @@
 """The flags several trainers share, in groups, each defined once: training (the
-loop's settings and the strategy), corpus, pretrained starting point, export.
+loop's settings and the strategy), corpus, pretrained starting point, LoRA, export.
 
 A trainer's `define_flags` is the one place that lists its flags: its own, then
 the groups it takes from here, with its defaults. `python -m trainers.<name>
@@ -9,7 +9,7 @@ TensorFlow's.
 from absl import flags
 
 from kerasllm.errors import DataError
-from kerasllm.models import registry
+from kerasllm.models import lora, registry
 from kerasllm.pretrained import MINILM, packaged_names
 from kerasllm.training.config import DECAYS, DEFAULT_WARMUP_FRACTION, PRECISIONS, TrainConfig
 from kerasllm.training.strategy import STRATEGIES
@@ -186,3 +186,32 @@ def define_export_flags(fv, default_root):
                          "run already finished exports only when --export is given: then "
                          "with the run's metrics and validation history, read from "
                          "--model_dir. --noexport never exports.", flag_values=fv)
+
+
+def define_lora_flags(fv, default_rank):
+    """--lora_rank (0: train every weight), --lora_alpha, --lora_dropout,
+    --lora_targets and --lora_train_norms (see kerasllm.models.lora)."""
+    flags.DEFINE_integer("lora_rank", default_rank,
+                         "Rank of the LoRA adapters; 0 trains every weight.",
+                         lower_bound=0, flag_values=fv)
+    flags.DEFINE_float("lora_alpha", None,
+                       "LoRA scale numerator (updates are scaled by alpha / rank). Default: "
+                       "twice the rank.", lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_float("lora_dropout", 0.05, "Dropout on the adapters' inputs.",
+                       lower_bound=0.0, upper_bound=0.9, flag_values=fv)
+    flags.DEFINE_string("lora_targets", lora.ATTENTION,
+                        "Layers that get adapters: 'attention' (query, key, value, output), "
+                        "'all' (and the feed-forward layers), or names such as "
+                        "'query,value'.", flag_values=fv)
+    flags.DEFINE_boolean("lora_train_norms", False,
+                         "Also train the normalisation layers' scales.", flag_values=fv)
+
+
+def lora_settings_from_flags(fv):
+    """enable_lora's keyword arguments from define_lora_flags' flags, or None for
+    --lora_rank=0."""
+    if not fv.lora_rank:
+        return None
+    return {"rank": fv.lora_rank, "alpha": fv.lora_alpha or 2.0 * fv.lora_rank,
+            "dropout": fv.lora_dropout, "targets": fv.lora_targets,
+            "train_norms": fv.lora_train_norms}
