@@ -32,6 +32,7 @@ from kerasllm.data.chat_examples import chat_dataset, chat_dataset_fn, read_conv
     tokenize_conversations
 from kerasllm.data.chat_template import ChatTemplate
 from kerasllm.data.corpus import split_documents
+from kerasllm.datasets import rt_sentences
 from kerasllm.errors import CheckpointError, DataError
 from kerasllm.evaluation.language_model import HeldOutLoss
 from kerasllm.evaluation.validation import Validation
@@ -46,6 +47,7 @@ from trainers import common, shared_flags, train_gpt
 FAMILY = "gpt"
 # What a LoRA run's model_dir records of its start, checked when it resumes.
 RUN_RECORD = "finetune.json"
+DATASETS = ("rt_sentences",)
 
 
 def define_flags(fv):
@@ -58,6 +60,12 @@ def define_flags(fv):
                         "Chat or instruction examples: .jsonl lines {\"messages\": [...]} or "
                         "{\"prompt\", \"response\"}, or a .tsv with prompt and response "
                         "columns. The loss counts the replies' tokens.", flag_values=fv)
+    flags.DEFINE_enum("dataset", None, DATASETS,
+                      "A packaged data set instead of --train_file/--eval_file: "
+                      "rt_sentences, Rotten Tomatoes sentences asked as 'Is the sentiment "
+                      "... positive or negative?' and answered with the label (500 "
+                      "training sentences held out for validation; the test split is "
+                      "left for kerasllm.evaluation.generated_labels).", flag_values=fv)
     flags.DEFINE_string("eval_file", None,
                         "Held-out examples in --train_file's formats: their loss picks the "
                         "weights exported.", flag_values=fv)
@@ -78,7 +86,7 @@ def define_flags(fv):
 
 def data_name(fv):
     """The data's name for run and export directories."""
-    path = fv.train_file or fv.corpus.split(",")[0].replace("*", "")
+    path = fv.dataset or fv.train_file or fv.corpus.split(",")[0].replace("*", "")
     return os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "corpus"
 
 
@@ -107,17 +115,28 @@ def check_run_record(model_dir, record):
             "rerun with the base and LoRA settings that wrote them, or pass a new --model_dir")
 
 
+def conversations(fv):
+    """(training, held-out or None) conversations of --dataset or the files."""
+    if fv.dataset:
+        train, validation = rt_sentences.validation_split(rt_sentences.load_rt_sentences()[0])
+        return rt_sentences.as_conversations(train), rt_sentences.as_conversations(
+            validation, "rt_sentences validation")
+    return (read_conversations(fv.train_file),
+            read_conversations(fv.eval_file) if fv.eval_file else None)
+
+
 def chat_data(fv, template, tokenizer, max_seq_length, train_config, model_dir):
-    """(dataset_fn, validation or None, data metadata) of --train_file/--eval_file."""
-    examples, stats = tokenize_conversations(read_conversations(fv.train_file), template,
-                                             tokenizer, max_seq_length)
+    """(dataset_fn, validation or None, data metadata) of the chat examples."""
+    train_conversations, held_out_conversations = conversations(fv)
+    examples, stats = tokenize_conversations(train_conversations, template, tokenizer,
+                                             max_seq_length)
     logging.info("%d training examples, %d tokens (%d in replies); %d truncated from the "
                  "prompt side to %d tokens", stats["examples"], stats["tokens"],
                  stats["target_tokens"], stats["truncated"], max_seq_length)
     validation = None
-    if fv.eval_file:
-        held_out, eval_stats = tokenize_conversations(read_conversations(fv.eval_file),
-                                                      template, tokenizer, max_seq_length)
+    if held_out_conversations:
+        held_out, eval_stats = tokenize_conversations(held_out_conversations, template,
+                                                      tokenizer, max_seq_length)
         validation = Validation(
             HeldOutLoss(chat_dataset(held_out, pad_id=tokenizer.pad_id,
                                      max_seq_length=max_seq_length, batch_size=fv.batch_size,
@@ -128,14 +147,14 @@ def chat_data(fv, template, tokenizer, max_seq_length, train_config, model_dir):
                                  max_seq_length=max_seq_length,
                                  global_batch_size=train_config.micro_batch_size,
                                  seed=train_config.seed)
-    return dataset_fn, validation, {"train_file": fv.train_file, "eval_file": fv.eval_file,
-                                    **stats}
+    return dataset_fn, validation, {"dataset": fv.dataset, "train_file": fv.train_file,
+                                    "eval_file": fv.eval_file, **stats}
 
 
 def run(fv):
-    if bool(fv.train_file) == bool(fv.corpus):
-        raise DataError("pass one of --train_file (chat or instruction examples) and "
-                        "--corpus (plain text for continued pretraining)")
+    if sum(map(bool, (fv.train_file, fv.dataset, fv.corpus))) != 1:
+        raise DataError("pass one of --train_file (chat or instruction examples), --dataset "
+                        "and --corpus (plain text for continued pretraining)")
     if fv.eval_file and not fv.train_file:
         raise DataError("--eval_file goes with --train_file; with --corpus, --eval_fraction "
                         "holds documents out")
@@ -165,7 +184,7 @@ def run(fv):
         else:
             describe_model_dir(model_dir, FAMILY, config, tokenizer)
 
-    if fv.train_file:
+    if not fv.corpus:
         dataset_fn, validation, data = chat_data(fv, template, tokenizer, max_seq_length,
                                                  train_config, chief_dir)
     else:

