@@ -14,13 +14,15 @@ model's chat template (its own; else ChatML or the plain default of
 kerasllm.data.chat_template), the loss counting the assistant's tokens only;
 --corpus is plain text, every token counted.
 
-With --lora_rank > 0 the pretrained weights stay frozen and only low-rank adapters
-train (kerasllm.models.lora); the checkpoints in --model_dir hold the adapters and
+With --lora_rank > 0 the pretrained weights stay frozen (in bfloat16 with
+--mixed_precision=mixed_bfloat16) and only low-rank adapters train
+(kerasllm.models.lora); the checkpoints in --model_dir hold the adapters and
 their optimizer state alone, and a rerun loads the base again (it must be the same:
 its fingerprint is recorded) and resumes. The export merges the adapters into the
 weights: the served graph is the plain model's. Its metadata records the base, its
 fingerprint, the adapter settings and the data.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -41,6 +43,7 @@ from kerasllm.pretrained import pretrained_name
 from kerasllm.pretrained.model_dir import describe_model_dir
 from kerasllm.training.checkpoints import ensure_writable
 from kerasllm.training.loop import train
+from kerasllm.training.state import global_dtype_policy
 from kerasllm.training.strategy import create_strategy, is_chief
 from trainers import common, shared_flags, train_gpt
 
@@ -77,6 +80,10 @@ def define_flags(fv):
                          "Tokens per example; longer ones lose their first tokens (the "
                          "prompt side), counted in the log.", lower_bound=8, flag_values=fv)
     shared_flags.define_lora_flags(fv, default_rank=8)
+    flags.DEFINE_boolean("remat", False,
+                         "Gradient checkpointing: each decoder block keeps only its input "
+                         "for the backward pass and runs again there (less memory, about a "
+                         "third more compute; needs --lora_dropout=0).", flag_values=fv)
     train_gpt.define_new_tokens_flag(fv)
     shared_flags.define_export_flags(fv, "<init_checkpoint>_<data>")
     # About 20 minutes of SmolLM2 + LoRA on 2 CPU cores at 128-token examples.
@@ -198,11 +205,23 @@ def run(fv):
         data = {"corpus": fv.corpus, "documents": len(train_documents),
                 "eval_documents": len(eval_documents)}
 
-    def build_task():
+    # LoRA under mixed_bfloat16 keeps the frozen base in bfloat16 (half the memory;
+    # the adapters stay float32). The export merges into float32 weights: a small
+    # update added to a bfloat16 kernel would mostly round away.
+    base_dtype = ("bfloat16" if lora and train_config.mixed_precision == "mixed_bfloat16"
+                  else None)
+    if fv.remat and (lora or {}).get("dropout", 0) + config.dropout > 0:
+        raise DataError("--remat reruns each block in the backward pass, where dropout "
+                        "would draw other masks: use it with --lora_dropout=0 and a model "
+                        "without dropout")
+
+    def build_task(dtype=base_dtype):
         # Built here, inside the strategy scope, then given the pretrained weights.
-        task = GptCausalLM(GptDecoder(config), chat_template=template.source)
-        task.build_for_inputs()
+        with global_dtype_policy(dtype) if dtype else contextlib.nullcontext():
+            task = GptCausalLM(GptDecoder(config), chat_template=template.source)
+            task.build_for_inputs()
         task.set_weights(init_weights)
+        task.backbone.rematerialize = fv.remat
         if lora:
             task.enable_lora(**lora)
         return task
@@ -212,9 +231,14 @@ def run(fv):
     if not common.export_wanted(fv, result, strategy):
         return
     run_metadata = common.prepare_export(validation, result)
-    result.task.merge_lora()  # the served graph is the plain model's
-    result.task.tokenizer = tokenizer
-    train_gpt.export_gpt(fv, export_root, result.task,
+    task = result.task
+    if base_dtype:
+        task = build_task("float32")
+        for exported, trained in zip(task.trainable_variables, result.task.trainable_variables):
+            exported.assign(trained)
+    task.merge_lora()  # the served graph is the plain model's
+    task.tokenizer = tokenizer
+    train_gpt.export_gpt(fv, export_root, task,
                          {**base, "data": data, "max_seq_length": max_seq_length,
                           **run_metadata})
 

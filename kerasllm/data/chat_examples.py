@@ -115,20 +115,36 @@ def _instruction(path, line, prompt, response):
                               {"role": "assistant", "content": response}])
 
 
+def _record_conversation(path, line, record):
+    """The Conversation of one JSON object: a chat or an instruction."""
+    if MESSAGES in record:
+        if PROMPT in record or RESPONSE in record:
+            raise _error(path, line, f"has both {MESSAGES!r} and {PROMPT!r}/{RESPONSE!r}; "
+                                     "give a chat or an instruction, not both")
+        return _chat(path, line, record[MESSAGES])
+    if PROMPT in record or RESPONSE in record:
+        check_fields(path, line, record, ChatDataError,
+                     required={PROMPT: STRING, RESPONSE: STRING})
+        return _instruction(path, line, record[PROMPT], record[RESPONSE])
+    raise _error(path, line, f"needs {MESSAGES!r} (a chat) or {PROMPT!r} and "
+                             f"{RESPONSE!r} (an instruction)")
+
+
 def _jsonl_conversations(path, f):
     for line, record in jsonl_objects(path, _text_lines(path, f), ChatDataError):
-        if MESSAGES in record:
-            if PROMPT in record or RESPONSE in record:
-                raise _error(path, line, f"has both {MESSAGES!r} and {PROMPT!r}/{RESPONSE!r}; "
-                                         "give a chat or an instruction, not both")
-            yield _chat(path, line, record[MESSAGES])
-        elif PROMPT in record or RESPONSE in record:
-            check_fields(path, line, record, ChatDataError,
-                         required={PROMPT: STRING, RESPONSE: STRING})
-            yield _instruction(path, line, record[PROMPT], record[RESPONSE])
-        else:
-            raise _error(path, line, f"needs {MESSAGES!r} (a chat) or {PROMPT!r} and "
-                                     f"{RESPONSE!r} (an instruction)")
+        yield _record_conversation(path, line, record)
+
+
+def conversations_of(records, source="examples"):
+    """Conversations of Python dicts as the .jsonl lines hold them (chats or
+    instructions), checked as a file's are: errors name `source` and the record's
+    number from 1."""
+    conversations = []
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise _error(source, number, f"expected a dict, got {type(record).__name__}")
+        conversations.append(_record_conversation(source, number, record))
+    return conversations
 
 
 def _tsv_conversations(path, f):

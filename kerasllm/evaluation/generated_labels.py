@@ -53,7 +53,7 @@ def chat_answers(model, messages, batch_size):
     else:
         from kerasllm.models import GptCausalLM
         task = GptCausalLM.from_preset(model)
-        answer = lambda batch: task.chat(batch, max_new_tokens=8)  # noqa: E731
+        answer = lambda batch: task.chat(batch, max_new_tokens=32)  # noqa: E731
     answers = []
     for start in range(0, len(messages), batch_size):
         answers += answer(messages[start:start + batch_size])

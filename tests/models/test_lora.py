@@ -147,3 +147,22 @@ def test_settings_that_fit_no_layer_are_named_errors():
     model.enable_lora(2)
     with pytest.raises(LoraError, match="already"):
         model.enable_lora(2)
+
+
+def test_fit_on_instruction_records_trains_the_adapters_on_the_replies():
+    model = text_tasks.gpt()
+    model.enable_lora(8, targets="all")
+    records = [{"prompt": word, "response": "the king"} for word in text_tasks.WORDS[:8]]
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    batch = next(iter(model.text_dataset(records, batch_size=8)))
+    # The replies alone are targets: " the king" and the end-of-text token.
+    assert 8 * 2 <= int(tf.reduce_sum(batch["target_mask"])) <= 8 * 4
+    before = model.evaluate(records, batch_size=8, verbose=0, return_dict=True)["loss"]
+    model.fit(records, batch_size=4, epochs=8, verbose=0)
+    after = model.evaluate(records, batch_size=8, verbose=0, return_dict=True)["loss"]
+    # A random base's frozen table and final norm bound how peaked its logits get
+    # (about 3.4 nats over 300 tokens at best), not LoRA: the greedy answers are right.
+    assert after < 0.7 * before
+    assert model.generate(model.chat_renderer().render(
+        [{"role": "user", "content": "king"}], add_generation_prompt=True),
+        max_new_tokens=3).strip() == "the king"

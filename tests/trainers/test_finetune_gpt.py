@@ -152,3 +152,17 @@ def test_bad_data_and_starts_are_named(base, data, tmp_path):
     assert "bert model" in trainer.error(*TINY, f"--init_checkpoint={bert}",
                                          f"--train_file={data[0]}",
                                          f"--model_dir={tmp_path / 'b'}")
+
+
+def test_a_bfloat16_base_with_remat_trains_and_exports_float32_weights(base, data, tmp_path):
+    trainer.run(*[a for a in TINY if not a.startswith("--lora_dropout")], "--lora_dropout=0",
+                f"--init_checkpoint={base}", f"--train_file={data[0]}", "--lora_rank=4",
+                "--mixed_precision=mixed_bfloat16", "--remat", "--train_steps=4",
+                "--warmup_steps=0", "--checkpoint_every=4", f"--model_dir={tmp_path / 'm'}",
+                f"--export_dir={tmp_path / 'e'}")
+    reader = tf.train.load_checkpoint(str(tmp_path / "e" / "1" / "variables" / "variables"))
+    dtypes = set(reader.get_variable_to_dtype_map().values())
+    assert tf.float32 in dtypes and tf.bfloat16 not in dtypes
+    assert "--remat reruns each block" in trainer.error(
+        *TINY, f"--init_checkpoint={base}", f"--train_file={data[0]}", "--remat",
+        "--lora_dropout=0.1", f"--model_dir={tmp_path / 'n'}")

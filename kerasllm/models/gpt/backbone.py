@@ -1,5 +1,6 @@
 """The GPT family's backbone: a stack of causal decoder blocks over token embeddings."""
 import keras
+import tensorflow as tf
 from keras import ops
 
 from kerasllm.layers import TransformerDecoderBlock, empty_cache, normalization
@@ -44,6 +45,10 @@ class GptDecoder(Backbone):
 
     def __init__(self, config: GptConfig, **kwargs):
         super().__init__(config, **kwargs)
+        # Gradient checkpointing in training (set before the first call): less memory
+        # for a third more compute. Dropout masks would differ in the rerun, so it is
+        # for models trained without dropout.
+        self.rematerialize = False
         config = self.config
         init = keras.initializers.TruncatedNormal(stddev=config.initializer_range)
         self.token_embedding = keras.layers.Embedding(
@@ -102,7 +107,13 @@ class GptDecoder(Backbone):
                 ops.ones_like(token_ids) if padding_mask is None else padding_mask)
         x = self.embed(token_ids, positions, training=training)
         for block in self.blocks:
-            x = block(x, padding_mask=padding_mask, positions=positions, training=training)
+            def run_block(x, block=block):
+                return block(x, padding_mask=padding_mask, positions=positions,
+                             training=training)
+            # Rematerialised, a block keeps only its input for the backward pass and
+            # runs again there: activation memory of one block instead of all.
+            x = (tf.recompute_grad(run_block) if training and self.rematerialize
+                 else run_block)(x)
         return {"sequence_output": self.final_norm(x)}
 
     def init_cache(self, batch_size, max_length):

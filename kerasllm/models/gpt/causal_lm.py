@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from kerasllm.data import chat_examples
 from kerasllm.data.batching import trim_padding
 from kerasllm.data.chat_template import IM_END, IM_START, ChatTemplate
 from kerasllm.errors import DataError
@@ -88,6 +89,30 @@ class GptCausalLM(LanguageModelTask):
         ends = tf.fill([ids.nrows(), 1], tf.cast(tokenizer.eos_id, ids.dtype))
         return trim_padding(tokenizer.pack([tf.concat([ids, ends], axis=1)],
                                            self.sequence_length), length_multiple=1)
+
+    def text_dataset(self, x, y=None, batch_size=None, shuffle=False, seed=None):
+        """As TaskModel.text_dataset, and chat or instruction examples: a list of
+        {"messages": [...]} or {"prompt", "response"} dicts, rendered with the model's
+        chat template (see chat_renderer; the plain default without one), the loss
+        on the replies' tokens alone, sequence_length tokens at most (cut from the
+        prompt side): the batches finetune_gpt trains on. A model without a chat
+        template keeps the one it is trained with."""
+        if not (isinstance(x, (list, tuple)) and x and isinstance(x[0], dict)):
+            return super().text_dataset(x, y, batch_size, shuffle, seed)
+        tokenizer = self.needs_tokenizer("fit")
+        template = ChatTemplate.for_model(self.chat_template, tokenizer)
+        # The model learns this format: chat() and the export's chat use it from now on.
+        self.chat_template = template.source
+        examples, _ = chat_examples.tokenize_conversations(
+            chat_examples.conversations_of(x), template, tokenizer, self.sequence_length)
+        batch_size = min(batch_size or 32, len(x))
+        settings = {"pad_id": tokenizer.pad_id, "max_seq_length": self.sequence_length,
+                    "batch_size": batch_size}
+        if not shuffle:
+            return chat_examples.chat_dataset(examples, training=False, **settings)
+        # One epoch: n // B batches of similar lengths, in an order drawn from `seed`.
+        return chat_examples.chat_dataset(examples, training=True, seed=seed,
+                                          **settings).take(len(x) // batch_size)
 
     def serving_signatures(self, max_new_tokens=None, num_beams=4, stop_token_ids=(),
                            compiled=False):
