@@ -32,6 +32,16 @@ model_dirs/<checkpoint>_<data>), which a rerun resumes.
 
     python -m trainers.train_seq2seq --init_checkpoint=model_dirs/seq2seq_small \
         --train_source=psalms.en --train_target=psalms.es --train_steps=500
+
+With --lora_rank > 0 (and --lora_alpha, --lora_dropout, --lora_targets,
+--lora_train_norms, as for finetune_gpt) the continued run trains LoRA adapters
+(kerasllm.models.lora; "attention" = query, key, value and output of the self-
+and cross-attention) while the checkpoint's weights stay frozen. Its --model_dir
+then holds the adapters alone (no config.json: it is no model to load); a rerun
+loads the --init_checkpoint again (the same: its fingerprint and the adapter
+settings are recorded there) and resumes. The export merges the adapters into
+the weights, so the served graph is the plain model's; its metadata records the
+base, its fingerprint and the adapter settings.
 """
 import collections
 import dataclasses
@@ -54,13 +64,14 @@ from kerasllm.evaluation.validation import Validation, merged
 from kerasllm.models import registry
 from kerasllm.models.seq2seq import Seq2SeqLM, Seq2SeqTransformer
 from kerasllm.pretrained import PACKAGED, pretrained_name
-from kerasllm.pretrained.model_dir import check_model_dir, describe_model_dir, is_model_dir
+from kerasllm.pretrained.model_dir import (CONFIG_FILE, check_model_dir, describe_model_dir,
+                                           is_model_dir)
 from kerasllm.pretrained.presets import PresetError
 from kerasllm.training.checkpoints import checkpointed_step, ensure_writable
 from kerasllm.training.loop import train
 from kerasllm.training.seeding import set_global_seed
 from kerasllm.training.strategy import create_strategy, is_chief
-from trainers import common, shared_flags
+from trainers import common, finetune_gpt, shared_flags
 
 FAMILY = "seq2seq"
 # What describes a new model; a run continuing an --init_checkpoint takes all of it
@@ -70,6 +81,8 @@ CONTINUES = ("train_seq2seq --init_checkpoint continues a seq2seq model: pass a 
              "train_seq2seq --model_dir or a Seq2SeqLM.save_to_preset directory")
 # Where a continued run's model_dir records the checkpoint it started from.
 INIT_RECORD = "init_checkpoint.json"
+# The adapter settings that do nothing without --lora_rank > 0, so are refused then.
+LORA_SETTING_FLAGS = ("lora_alpha", "lora_dropout", "lora_targets", "lora_train_norms")
 # With byte fallback a character the vocabulary lacks is spelled as UTF-8 byte
 # pieces (as <unk> without it), which the checkpoint has barely or never trained
 # on. In text of its own languages few words hold one: 0.3% of the held-out
@@ -93,8 +106,9 @@ def define_flags(fv):
         "(default model_dirs/<checkpoint>_<data>, never the checkpoint's own). "
         "--model, --model_settings, --vocab_size and --tokenizer_file describe a new "
         "model and are an error with it. Default: train from scratch.", flag_values=fv)
-    # Adapter flags (LoRA's --lora_rank, ...) join here, from a shared_flags function,
-    # and act in task_builder.
+    # Rank 0 by default, unlike finetune_gpt's 8: a translator continued on new pairs
+    # is small enough to train in full unless adapters are asked for.
+    shared_flags.define_lora_flags(fv, default_rank=0)
     shared_flags.define_model_flags(fv, FAMILY, "seq2seq_small")
     for side, language in (("source", "the source language"), ("target", "its translation")):
         flags.DEFINE_string(f"train_{side}", None,
@@ -209,6 +223,20 @@ def check_init_flags(fv):
                             "or drop --init_checkpoint to train a new model")
 
 
+def check_lora_flags(fv):
+    """Refuses LoRA flags that could not act: adapters without a trained translator
+    to sit on, and adapter settings without adapters."""
+    if fv.lora_rank and not fv.init_checkpoint:
+        raise DataError(f"--lora_rank={fv.lora_rank} needs --init_checkpoint: LoRA adapters "
+                        "train on a trained translator's frozen weights; pass one, or drop "
+                        "--lora_rank to train a new model in full")
+    given = [name for name in LORA_SETTING_FLAGS if fv[name].present]
+    if given and not fv.lora_rank:
+        raise DataError(f"--{given[0]} goes with --lora_rank > 0 (and --init_checkpoint): "
+                        "without adapters it would change nothing; add --lora_rank or drop "
+                        f"--{given[0]}")
+
+
 def check_init_checkpoint(source, model_dir):
     """Refuses, before any slow work, an --init_checkpoint that shows cheaply (by its
     name or config.json) that it is no trained seq2seq model, and a --model_dir that
@@ -223,6 +251,10 @@ def check_init_checkpoint(source, model_dir):
                           "with random weights and no vocabulary; "
                           + (f"train it from scratch with --model={source}"
                              if family == FAMILY else CONTINUES))
+    if os.path.exists(os.path.join(source, finetune_gpt.RUN_RECORD)):
+        raise PresetError(f"--init_checkpoint={source} is the model_dir of a LoRA run, whose "
+                          "checkpoints hold adapters alone; rerun that run to train it "
+                          "further, or continue the checkpoint it started from")
     if is_model_dir(source):
         check_model_dir(source, FAMILY, CONTINUES)
     if os.path.realpath(model_dir) == os.path.realpath(source):
@@ -231,12 +263,17 @@ def check_init_checkpoint(source, model_dir):
                               "pass a new --model_dir (unset: model_dirs/<checkpoint>_<data>)")
 
 
-def load_init_checkpoint(source):
+def load_init_checkpoint(source, lora=None):
     """The InitCheckpoint of `source` (see Seq2SeqLM.from_preset, which refuses a
-    preset of another family)."""
+    preset of another family). With `lora` (enable_lora's arguments), they are tried
+    on its model: a rank or targets that fit none of its layers stop the run with a
+    LoraError before anything is written to its model_dir."""
     task = Seq2SeqLM.from_preset(source)
-    return InitCheckpoint(source, task.backbone.config, task.get_weights(), task.tokenizer,
+    init = InitCheckpoint(source, task.backbone.config, task.get_weights(), task.tokenizer,
                           checkpointed_step(source) if is_model_dir(source) else None)
+    if lora:
+        task.enable_lora(**lora)
+    return init
 
 
 def started_from(model_dir, init, chief):
@@ -258,6 +295,22 @@ def started_from(model_dir, init, chief):
     if chief:
         write_atomically(path, json.dumps(init.record(), indent=2, sort_keys=True))
     return init.record()
+
+
+def check_adapter_run(model_dir, base, lora):
+    """Records `base` (the start and the adapter settings) in a new LoRA run's
+    model_dir and refuses a rerun from another (see finetune_gpt.check_run_record);
+    refuses adapters in a model_dir of a run training every weight, and training in
+    full in one holding adapters: either would restore checkpoints of the other
+    kind."""
+    recorded = os.path.exists(os.path.join(model_dir, finetune_gpt.RUN_RECORD))
+    if lora and not recorded and (os.path.exists(os.path.join(model_dir, CONFIG_FILE))
+                                  or tf.train.latest_checkpoint(model_dir)):
+        raise CheckpointError(f"{model_dir} holds a run training every weight, not LoRA "
+                              "adapters; drop the --lora flags to resume it, or pass a new "
+                              "--model_dir")
+    if lora or recorded:  # recorded without lora: refused, naming the adapters' settings
+        finetune_gpt.check_run_record(model_dir, base)
 
 
 def check_vocabulary_covers(pairs, tokenizer, names, init_path):
@@ -293,16 +346,19 @@ def check_vocabulary_covers(pairs, tokenizer, names, init_path):
             "model on these without --init_checkpoint")
 
 
-def task_builder(model_config, init):
+def task_builder(model_config, init, lora=None):
     """train()'s build_task: a fresh Seq2SeqLM, or with `init` one holding all of the
-    init checkpoint's weights, set inside the strategy scope train() builds in."""
+    init checkpoint's weights, set inside the strategy scope train() builds in; with
+    `lora`, those frozen under adapters."""
     def build_task():
         task = Seq2SeqLM(Seq2SeqTransformer(model_config))
         if init:
             task.build_for_inputs()
             task.set_weights(init.weights)
-        # Adapters (LoRA's --lora_rank, ...) go on `task` here, after its starting
-        # weights are in and before train() builds the optimizer over what is trainable.
+        if lora:
+            # After the starting weights are in (the adapters add to them) and before
+            # train() builds the optimizer over what is trainable.
+            task.enable_lora(**lora)
         return task
     return build_task
 
@@ -356,6 +412,8 @@ def quality_on_test_pairs(translate_with_options, test_pairs, fv):
 
 
 def run(fv):
+    check_lora_flags(fv)
+    lora = shared_flags.lora_settings_from_flags(fv)
     if fv.init_checkpoint:
         check_init_flags(fv)
         name = f"{pretrained_name(fv.init_checkpoint)}_{data_name(fv)}"
@@ -372,7 +430,7 @@ def run(fv):
     if fv.init_checkpoint:
         check_init_checkpoint(fv.init_checkpoint, model_dir)
     common.check_run_dir(model_dir, FAMILY, "train_seq2seq")
-    init = load_init_checkpoint(fv.init_checkpoint) if fv.init_checkpoint else None
+    init = load_init_checkpoint(fv.init_checkpoint, lora) if fv.init_checkpoint else None
     if init:
         model_config = init.config
     for flag in ("max_source_length", "max_target_length"):
@@ -389,13 +447,20 @@ def run(fv):
         tokenizer = init.tokenizer
         check_vocabulary_covers(pairs["train"], tokenizer, side_names(fv), init.path)
         init_record = started_from(model_dir, init, is_chief(strategy))
+        base = {"init_checkpoint": init_record,
+                "base_sha256": finetune_gpt.fingerprint(init.weights), "lora": lora}
+        if is_chief(strategy):
+            check_adapter_run(model_dir, base, lora)
     else:
         tokenizer = common.sentencepiece_tokenizer(
             fv, model_dir, lambda: [*pairs["train"][0], *pairs["train"][1]],
             fv.vocab_size or model_config.vocab_size, "both sides")
         model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
-        init_record = None
-    if is_chief(strategy):
+        base = {"init_checkpoint": None, "base_sha256": None, "lora": None}
+    if is_chief(strategy) and not lora:
+        # Not under LoRA: its checkpoints hold adapters alone, and config.json would
+        # have load_preset read them as a whole model. Its reruns take the config and
+        # the vocabulary from --init_checkpoint again.
         describe_model_dir(model_dir, FAMILY, model_config, tokenizer)
     logging.info("%d training pairs; %s held out", len(pairs["train"][0]),
                  len(pairs["validation"][0]) if pairs["validation"] else "none")
@@ -406,7 +471,7 @@ def run(fv):
                                 model_dir if is_chief(strategy) else None, data_settings)
                   if pairs["validation"] else None)
 
-    result = train(task_builder(model_config, init), parallel_dataset_fn(
+    result = train(task_builder(model_config, init, lora), parallel_dataset_fn(
         *pairs["train"], tokenizer, global_batch_size=train_config.micro_batch_size,
         seed=train_config.seed, **data_settings), train_config, strategy,
         on_evaluate=validation)
@@ -414,12 +479,13 @@ def run(fv):
     if not common.export_wanted(fv, result, strategy):
         return
     run_metadata = common.prepare_export(validation, result)
+    result.task.merge_lora()  # the served graph is the plain model's
     signatures = export_signatures(result.task, tokenizer, fv)
     test = quality_on_test_pairs(signatures["translate_with_options"], pairs["test"], fv)
     common.export(
         fv, export_root, signatures, [result.task, tokenizer],
-        {"family": FAMILY, "model": None if init else fv.model,
-         "init_checkpoint": init_record, "config": model_config.to_dict(),
+        {"family": FAMILY, "model": None if init else fv.model, **base,
+         "config": model_config.to_dict(),
          "tokenizer": tokenizer.settings(), "max_source_length": fv.max_source_length,
          "max_target_length": fv.max_target_length,
          "defaults": {"beam_size": fv.beam_size, "length_penalty": fv.length_penalty,

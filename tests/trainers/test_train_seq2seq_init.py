@@ -4,20 +4,26 @@ directory. A continued run starts from every one of its weights (checked after a
 step at a learning rate that leaves them as they were), keeps its vocabulary,
 trains in a directory of its own and exports; pairs the vocabulary does not cover,
 a model of another family, flags describing a new model and the checkpoint's own
-directory as --model_dir are named errors; and the checkpoint is never written to."""
+directory as --model_dir are named errors; and the checkpoint is never written to.
+With --lora_rank it trains adapters alone, which its checkpoints hold, and exports
+them merged: the export translates and scores as the unmerged model does."""
 import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kerasllm.errors import DataError
 from kerasllm.models import Seq2SeqLM
 from kerasllm.pretrained.model_dir import load_backbone
 from kerasllm.pretrained.presets import load_preset, save_preset
 from kerasllm.tokenizers.sentencepiece import MODEL_FILE
-from tests.trainers.test_train_seq2seq import TINY, short_pairs, write_lines
+from kerasllm.training.checkpoints import checkpointed_task
+from tests.trainers.test_train_seq2seq import MAX_SOURCE, MAX_TARGET, TINY, short_pairs, \
+    write_lines
 from tests.trainers.trainer_runs import Trainer, export_metadata, restore_trained
 from tests.training.test_checkpoints import snapshot
+from trainers import finetune_gpt
 
 trainer = Trainer("train_seq2seq")
 # The tiny run's settings that a continued run may repeat: not --model or --vocab_size.
@@ -26,6 +32,10 @@ SETTINGS = [arg for arg in TINY if not arg.startswith(("--model=", "--vocab_size
 # the continued run starts from stays in its checkpoint.
 STANDING_STILL = ["--train_steps=1", "--learning_rate=1e-30", "--eval_sentences=0"]
 INIT_STEPS = 4
+# Adapters on every linear layer; a learning rate that moves them within 3 steps.
+LORA = {"rank": 4, "alpha": 8.0, "dropout": 0.05, "targets": "all", "train_norms": False}
+LORA_FLAGS = ["--lora_rank=4", "--lora_alpha=8", "--lora_targets=all"]
+LORA_STEPS = ["--train_steps=3", "--learning_rate=1e-2", "--eval_sentences=8"]
 
 
 def pair_files(directory, name, pairs):
@@ -145,6 +155,106 @@ def test_flags_describing_a_new_model_are_named_errors(init, flag, tmp_path):
                             f"--model_dir={tmp_path / 'run'}")
     name = flag.split("=")[0]
     assert message.startswith(f"{name} does not go with --init_checkpoint")
+
+
+@pytest.fixture(scope="module")
+def lora_run(init, tmp_path_factory):
+    """A LoRA continuation of the init's model_dir on the new pairs, validated (its
+    best adapters kept) and exported: (model_dir, export path, its flags)."""
+    base = tmp_path_factory.mktemp("lora")
+    sources, targets = short_pairs("validation", 16)
+    held_out = [f"--eval_source={write_lines(base / 'held_out.en', sources)}",
+                f"--eval_target={write_lines(base / 'held_out.es', targets)}"]
+    args = [*SETTINGS, *init["new_pairs"], *held_out, f"--init_checkpoint={init['model_dir']}",
+            f"--model_dir={base / 'model'}", *LORA_FLAGS, *LORA_STEPS]
+    trainer.run(*args, f"--export_dir={base / 'export'}")
+    return str(base / "model"), str(base / "export" / "1"), args
+
+
+def unmerged_model(init, model_dir, lora=True):
+    """The init's translator (at the export's lengths), with the adapters of
+    model_dir's newest checkpoint, not merged (lora=False: the init's alone)."""
+    model = Seq2SeqLM.from_preset(init["model_dir"])
+    model.max_source_length, model.max_target_length = MAX_SOURCE, MAX_TARGET
+    if lora:
+        model.enable_lora(**LORA)
+        tf.train.Checkpoint(task=checkpointed_task(model)).read(
+            tf.train.latest_checkpoint(model_dir)).assert_existing_objects_matched()
+    return model
+
+
+def test_lora_checkpoints_hold_the_adapters_and_the_export_records_its_start(init, lora_run):
+    model_dir, export_path, _ = lora_run
+    names = [name for name, _ in tf.train.list_variables(tf.train.latest_checkpoint(model_dir))
+             if name.startswith("task/") and name.endswith("VARIABLE_VALUE")]
+    assert names and all("lora" in name for name in names)
+    assert any("cross_attention" in name for name in names), names
+    # Adapters alone are no model to load: no config.json claims one.
+    assert not os.path.exists(os.path.join(model_dir, "config.json"))
+    metadata = export_metadata(export_path)
+    assert metadata["lora"] == LORA
+    assert metadata["base_sha256"] == finetune_gpt.fingerprint(
+        Seq2SeqLM.from_preset(init["model_dir"]).get_weights())
+    assert metadata["init_checkpoint"] == {"path": init["model_dir"], "step": INIT_STEPS}
+    assert metadata["step"] == metadata["exported_step"] == 3
+    assert os.listdir(os.path.join(model_dir, "best"))  # the best adapters, kept
+
+
+def test_the_merged_export_translates_and_scores_as_the_unmerged_model(init, lora_run):
+    model_dir, export_path, _ = lora_run
+    unmerged = unmerged_model(init, model_dir)
+    texts = ["And God said, Let there be light", "In the beginning God created"]
+    targets = ["Y dijo", "En el"]
+    served = tf.saved_model.load(export_path).signatures
+    translated = served["translate_with_options"](
+        text=tf.constant(texts), beam_size=tf.constant([1, 1]),
+        length_penalty=tf.constant([0.0, 0.0]), max_length=tf.constant([0, 0]))
+    greedy = unmerged.translate(texts, beam_size=1, length_penalty=0.0)
+    assert all(greedy) and [t.decode() for t in translated["translation"].numpy()] == greedy
+    scored = served["score"](source=tf.constant(texts), target=tf.constant(targets))
+    expected = unmerged.score(texts, targets)["log_probability"]
+    np.testing.assert_allclose(scored["log_probability"], expected, rtol=1e-4)
+    # The adapters trained: without them the scores differ.
+    base = unmerged_model(init, model_dir, lora=False).score(texts, targets)
+    assert np.abs(np.asarray(base["log_probability"]) - expected).max() > 1e-3
+
+
+def test_a_rerun_from_another_start_is_refused_and_changes_nothing(init, lora_run, tmp_path):
+    model_dir, _, args = lora_run
+    before = files_of(model_dir)
+    without_lora = [arg for arg in args if not arg.startswith("--lora_")]
+    message = trainer.error(*without_lora, "--lora_rank=2")
+    assert "holds adapters trained from another start" in message and "'rank': 4" in message
+    message = trainer.error(*without_lora)
+    assert "holds adapters trained from another start" in message and "-> None" in message
+    assert files_of(model_dir) == before
+    # Its adapters alone are no checkpoint to continue.
+    message = trainer.error(*SETTINGS, *init["new_pairs"], f"--init_checkpoint={model_dir}",
+                            f"--model_dir={tmp_path / 'run'}")
+    assert message.startswith(f"--init_checkpoint={model_dir} is the model_dir of a LoRA run")
+
+
+def test_adapters_in_the_model_dir_of_a_run_in_full_are_a_named_error(init, tmp_path):
+    model_dir, _ = continue_from(init, init["model_dir"], tmp_path, "--noexport")
+    message = trainer.error(*SETTINGS, *init["new_pairs"], f"--model_dir={model_dir}",
+                            f"--init_checkpoint={init['model_dir']}", "--lora_rank=4")
+    assert message == (f"{model_dir} holds a run training every weight, not LoRA adapters; "
+                       "drop the --lora flags to resume it, or pass a new --model_dir")
+
+
+@pytest.mark.parametrize("flags, start", [
+    (["--lora_rank=8"], "--lora_rank=8 needs --init_checkpoint: LoRA adapters train on"),
+    (["--lora_targets=all", "INIT"], "--lora_targets goes with --lora_rank > 0"),
+    (["--lora_rank=8", "--lora_targets=q_proj", "INIT"], "LoRA targets 'q_proj' name no layer"),
+    (["--lora_rank=100000", "INIT"], "LoRA rank 100000 is larger than"),
+])
+def test_lora_flags_that_cannot_act_are_named_errors(init, flags, start, tmp_path):
+    flags = [f"--init_checkpoint={init['model_dir']}" if flag == "INIT" else flag
+             for flag in flags]
+    message = trainer.error(*SETTINGS, *init["new_pairs"], *flags,
+                            f"--model_dir={tmp_path / 'run'}")
+    assert message.startswith(start), message
+    assert not os.path.exists(tmp_path / "run")  # refused before anything is written
 
 
 def test_the_checkpoint_is_left_as_it_was(init):
