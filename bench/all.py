@@ -6,6 +6,7 @@
     python -m bench.all --replot                 # the page and plot again from docs/benchmarks.json
     python -m bench.all --parts=serving          # measure serving only; keep the rest recorded
     python -m bench.all --parts=fit              # Keras fit vs the loop and keras-hub's fit
+    python -m bench.all --parts=lora             # LoRA vs full fine-tuning and keras-hub's LoRA
 
 Every number is one fresh process (`python -m bench.measure ...`, median of its
 --rounds timed rounds after an untimed warm-up), and the processes of one sweep
@@ -31,18 +32,18 @@ target tokens):
              training loop and keras-hub's `fit` at --fit_models
              (bench/fit_throughput.py: one process, the three alternating,
              --repeats x --rounds rounds, XLA off and on as above).
+  lora       (--parts=lora) LoRA fine-tuning's tokens/s and peak memory against full
+             fine-tuning and keras-hub's LoRA at SmolLM2-135M's shape
+             (bench/lora_throughput.py at its own sizes: one fresh process per side,
+             --repeats alternating sweeps; --quick: its quick run).
 
---parts picks throughput (everything above serving), serving and fit; a run of some
-parts keeps the figures of the others from the record beside --output.
+--parts picks throughput (everything above serving), serving, fit and lora; a run of
+some parts keeps the figures of the others from the record beside --output.
 """
-import datetime
 import json
 import math
 import os
-import platform
-import shlex
 import statistics
-import subprocess
 import sys
 
 from absl import app, flags, logging
@@ -50,12 +51,13 @@ from absl import app, flags, logging
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench import bert_serving_latency, cases, fit_throughput, timing  # noqa: E402
+from bench import (bert_serving_latency, cases, fit_throughput, lora_throughput,  # noqa: E402
+                   timing)
 from bench.tables import markdown_table, speed  # noqa: E402
 from kerasllm.models.registry import UnknownModelError  # noqa: E402
 
 FLAGS = flags.FLAGS
-PARTS = ["throughput", "serving", "fit"]
+PARTS = ["throughput", "serving", "fit", "lora"]
 MODELS = ["bert_tiny", "bert_small", "gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 GENERATION_MODELS = ["gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 MODEL_GARDEN = "model-garden"
@@ -98,10 +100,6 @@ SETTINGS = ("repeats", "rounds", "steps_per_round", "batch_size", "seq_length", 
 PRECISIONS = ("float32", "mixed_bfloat16")
 GOALS = {"bert_tiny": 1.3, "gpt_tiny": 1.3, "bert_small": 1.1, "gpt_4x512": 1.1}
 MFU_GOAL, BF16_GOAL = 0.8, 1.5
-
-
-class BenchmarkError(RuntimeError):
-    pass
 
 
 def train_spec(model, side, precision="float32", jit_compile=False):
@@ -152,23 +150,13 @@ def command(spec, model_garden):
 def run(spec, model_garden):
     """The measuring process's JSON result; BenchmarkError naming the measurement if
     it fails."""
-    return last_json_line(command(spec, model_garden), spec)
-
-
-def last_json_line(command, what):
-    """The JSON last line `command` prints; BenchmarkError naming `what` if it fails."""
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        raise BenchmarkError(f"measuring {what} failed (exit {result.returncode}):\n"
-                             f"{result.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return cases.last_json_line(command(spec, model_garden), spec)
 
 
 def serving():
     """bench/bert_serving_latency.py's figures for --serving_model, and how, when and
     where they were made."""
-    return {**made_by(), **last_json_line(
+    return {**made_by(), **cases.last_json_line(
         [sys.executable, "-m", "bench.bert_serving_latency", "--json",
          f"--model={FLAGS.serving_model}", f"--repeats={FLAGS.repeats}",
          f"--rounds={FLAGS.rounds}"], f"serving latency of {FLAGS.serving_model}")}
@@ -177,13 +165,22 @@ def serving():
 def fit():
     """bench/fit_throughput.py's figures for --fit_models at this run's sizes, and
     how, when and where they were made."""
-    return {**made_by(), **last_json_line(
+    return {**made_by(), **cases.last_json_line(
         [sys.executable, "-m", "bench.fit_throughput", "--json",
          f"--models={','.join(FLAGS.fit_models)}",
          f"--jit_compile={'both' if FLAGS.xla else 'off'}",
          f"--rounds={FLAGS.repeats * FLAGS.rounds}",
          f"--steps_per_round={FLAGS.steps_per_round}", f"--batch_size={FLAGS.batch_size}",
          f"--seq_length={FLAGS.seq_length}"], f"fit throughput of {FLAGS.fit_models}")}
+
+
+def lora():
+    """bench/lora_throughput.py's figures (its --quick run when this run is quick), and
+    how, when and where they were made."""
+    return {**cases.last_json_line(
+        [sys.executable, "-m", lora_throughput.MODULE, "--json", "--output=",
+         f"--repeats={FLAGS.repeats}", *(["--quick"] if FLAGS.quick else [])],
+        "LoRA throughput"), **made_by()}
 
 
 def sweep(model_garden):
@@ -199,17 +196,6 @@ def sweep(model_garden):
             logging.info("sweep %d/%d, %d/%d: %s -> %.0f", repeat + 1, FLAGS.repeats, number,
                          len(specs), spec, values[key(spec)][-1])
     return {k: statistics.median(v) for k, v in values.items()}, parameters
-
-
-def machine():
-    """'<lscpu model name>, <n> cores' (the platform's processor where lscpu is missing)."""
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines()
-                     if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown processor"
-    return f"{model}, {os.cpu_count()} cores"
 
 
 def measured(medians, parameters, model_garden, note):
@@ -245,8 +231,7 @@ def measured(medians, parameters, model_garden, note):
 
 
 def made_by():
-    return {"command": shlex.join(["python", "-m", "bench.all", *sys.argv[1:]]),
-            "date": datetime.date.today().isoformat(), "machine": machine()}
+    return cases.made_by("bench.all")
 
 
 def quotient(a, b):
@@ -311,21 +296,20 @@ def report(record, output):
         ["<model", "kerasllm", "keras-hub", "ratio"],
         [[r["model"], speed(r["ours"]), speed(r["theirs"]), times(r["ratio"])]
          for r in record["generation"]])
-    if record.get("serving"):
-        served = record["serving"]
-        lines += ["", "## BERT serving latency: short texts vs long", "",
-                  f"Made by `{served['command']}` on {served['date']}, {served['machine']}: "
-                  f"{bert_serving_latency.description(served)}. Padding to the longest "
-                  "text is what the exports do; to max_seq_length is "
-                  "`pad_to_max_length=True`, the fixed shape (for accelerators) every export "
-                  "had before. S: the columns the encoder ran on.", ""]
-        lines += bert_serving_latency.table(served)
-    if record.get("fit"):
-        fitted = record["fit"]
-        lines += ["", "## Keras fit vs the training loop and keras-hub's fit", "",
-                  f"Made by `{fitted['command']}` on {fitted['date']}, {fitted['machine']}: "
-                  f"{fit_throughput.description(fitted)}.", ""]
-        lines += fit_throughput.table(fitted)
+    # The parts measured by scripts of their own: (part, heading, script, a note).
+    for part, heading, script, note in (
+            ("serving", "BERT serving latency: short texts vs long", bert_serving_latency,
+             " Padding to the longest text is what the exports do; to max_seq_length is "
+             "`pad_to_max_length=True`, the fixed shape (for accelerators) every export "
+             "had before. S: the columns the encoder ran on."),
+            ("fit", "Keras fit vs the training loop and keras-hub's fit", fit_throughput, ""),
+            ("lora", "LoRA fine-tuning: speed and memory", lora_throughput, "")):
+        if record.get(part):
+            made = record[part]
+            lines += ["", f"## {heading}", "",
+                      f"Made by `{made['command']}` on {made['date']}, {made['machine']}: "
+                      f"{script.description(made)}.{note}", ""]
+            lines += script.table(made)
     return "\n".join(lines) + "\n"
 
 
@@ -452,13 +436,15 @@ def main(argv):
     try:
         if "throughput" in FLAGS.parts:
             record = measured(*sweep(model_garden), model_garden, note)
-            record.update({part: earlier[part] for part in ("serving", "fit")
+            record.update({part: earlier[part] for part in ("serving", "fit", "lora")
                            if part in earlier})
         if "serving" in FLAGS.parts:
             record["serving"] = serving()
         if "fit" in FLAGS.parts:
             record["fit"] = fit()
-    except BenchmarkError as error:
+        if "lora" in FLAGS.parts:
+            record["lora"] = lora()
+    except cases.BenchmarkError as error:
         sys.exit(f"bench.all: {error}")
     print(write(record, FLAGS.output))
 

@@ -2,12 +2,20 @@
 flag-free so every script shares it: the two sides' task builders and a synthetic
 batch for training, the seq2seq pairs and vocabulary both sides train on, each
 side's generation runner and greedy translator, and the matmul FLOPs a training
-step costs (for model FLOPs utilisation).
+step costs (for model FLOPs utilisation); and how a script runs one measurement
+in a fresh process and records where its figures were made.
 
 Names are registry configs plus bench's own sizes in WIDER, which are no registry
 entries (the trainers do not know them): gpt_4x512 is gpt_tiny widened to 4 layers
 of 512 (8 heads, FFN 2048, same vocabulary).
 """
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
 import time
 
 import keras_hub
@@ -27,6 +35,7 @@ from kerasllm.models.bert.classifier import BertClassifier
 from kerasllm.models.seq2seq import Seq2SeqLM, Seq2SeqTransformer
 from kerasllm.tokenizers import train_sentencepiece
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OURS, THEIRS = "kerasllm", "keras-hub"
 # num_key_value_heads too: replace() would keep gpt_tiny's 2, grouped-query attention.
 WIDER = {"gpt_4x512": ("gpt_tiny", dict(num_layers=4, hidden_size=512, num_heads=8,
@@ -58,6 +67,40 @@ def timed(call):
     start = time.perf_counter()
     result = call()
     return result, time.perf_counter() - start
+
+
+# --- fresh processes and where figures were made ----------------------------------------
+
+class BenchmarkError(RuntimeError):
+    pass
+
+
+def last_json_line(command, what):
+    """The JSON last line `command` prints; BenchmarkError naming `what` if it fails."""
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        raise BenchmarkError(f"measuring {what} failed (exit {result.returncode}):\n"
+                             f"{result.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def machine():
+    """'<lscpu model name>, <n> cores' (the platform's processor where lscpu is missing)."""
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines()
+                     if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or "unknown processor"
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def made_by(module):
+    """{"command", "date", "machine"}: this process's command line as `python -m
+    module ...`, today and the machine, what a recorded figure says of its making."""
+    return {"command": shlex.join(["python", "-m", module, *sys.argv[1:]]),
+            "date": datetime.date.today().isoformat(), "machine": machine()}
 
 
 # --- training ---------------------------------------------------------------------------
@@ -111,12 +154,31 @@ def training_case(name, batch_size, seq_length, num_predictions=NUM_PREDICTIONS)
     return seq2seq_builders(config), batch
 
 
+def keras_hub_llama_causal_lm(config):
+    """keras-hub's LlamaCausalLM (no preprocessor) at a Llama-style kerasllm GptConfig
+    (rotary positions, RMSNorm, SwiGLU, no biases). keras-hub's Llama has one dropout
+    rate and no position limit (rotary positions need no table)."""
+    expected = {"norm": "rms_norm", "feed_forward": "swiglu", "use_bias": False,
+                "attention_dropout": config.dropout}
+    different = {k: getattr(config, k) for k, v in expected.items() if getattr(config, k) != v}
+    if different:
+        raise ValueError(f"keras-hub's LlamaBackbone cannot have {different}")
+    backbone = keras_hub.models.LlamaBackbone(
+        vocabulary_size=config.vocab_size, num_layers=config.num_layers,
+        num_query_heads=config.num_heads, num_key_value_heads=config.num_key_value_heads,
+        hidden_dim=config.hidden_size, intermediate_dim=config.intermediate_size,
+        rope_max_wavelength=config.rope_theta, layer_norm_epsilon=config.norm_epsilon,
+        dropout=config.dropout, tie_word_embeddings=config.tie_embeddings)
+    return keras_hub.models.LlamaCausalLM(backbone, preprocessor=None)
+
+
 def keras_hub_fit_case(name, batch):
     """(build, element): keras-hub's own task at config `name`, as its `fit` trains it
     (compiled with its default loss and weighted metrics), and training_case's
-    `batch` as the (x, y, sample_weight) element it takes. GPT: GPT2CausalLM on the
-    token ids, each row continued by its own first token (keras-hub's batches hold
-    the S targets apart). BERT: BertMaskedLM on the same masked positions, ids and
+    `batch` as the (x, y, sample_weight) element it takes. GPT: GPT2CausalLM (a
+    Llama-style config, rotary positions: LlamaCausalLM) on the token ids, each row
+    continued by its own first token (keras-hub's batches hold the S targets
+    apart). BERT: BertMaskedLM on the same masked positions, ids and
     weights; it has no next-sentence head (keras-hub has no BERT pretraining task
     with one), which costs one [CLS] pooler and a Dense(2) per example."""
     config = model_config(name)
@@ -125,8 +187,9 @@ def keras_hub_fit_case(name, batch):
         token_ids = batch["token_ids"]
         targets = np.concatenate([token_ids[:, 1:], token_ids[:, :1]], 1)
         features = {"token_ids": token_ids, "padding_mask": batch["padding_mask"]}
-        return (lambda: keras_hub_gpt2_causal_lm(config),
-                (features, targets, np.ones_like(targets, "float32")))
+        build = (keras_hub_llama_causal_lm if config.position_embedding == "rotary"
+                 else keras_hub_gpt2_causal_lm)
+        return (lambda: build(config), (features, targets, np.ones_like(targets, "float32")))
     if kind == "bert":
         features = bert_inputs(batch) | {"mask_positions": batch["masked_positions"]}
         return (lambda: keras_hub.models.BertMaskedLM(keras_hub_backbone(config),
