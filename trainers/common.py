@@ -7,11 +7,14 @@ A trainer module defines `define_flags(flag_values)` (see shared_flags) and
 `run(flag_values)` and ends with `main("<name>", define_flags, run)`; tests define
 the same flags on a fresh `absl.flags.FlagValues` and call `run` in-process.
 """
+import hashlib
+import json
 import logging as python_logging
 import os
 import sys
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import app, flags
 from absl import logging as absl_logging
@@ -19,7 +22,8 @@ from absl import logging as absl_logging
 import kerasllm
 from kerasllm.data import corpus
 from kerasllm.datasets import shakespeare
-from kerasllm.errors import DataError, KerasLLMError
+from kerasllm.atomic_files import write_atomically
+from kerasllm.errors import CheckpointError, DataError, KerasLLMError
 from kerasllm.export.errors import ExportError
 from kerasllm.export.saved_model import export_saved_model
 from kerasllm.export.versioned import existing_versions
@@ -182,3 +186,32 @@ def export(fv, root, signatures, resources, metadata, warmup_inputs=None,
                   "tensorflow_version": tf.__version__})
     print(f"exported {path}")
     return path
+
+# What a LoRA run's model_dir records of its start (its checkpoints hold adapters
+# alone), checked when it resumes.
+ADAPTED_FROM = "adapted_from.json"
+
+
+def fingerprint(weights):
+    """sha256 of a model's weights (numpy arrays, in order): which base a run started from."""
+    digest = hashlib.sha256()
+    for weight in weights:
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+def check_adapted_from(model_dir, record):
+    """Writes `record` (the base, its fingerprint, the adapter settings) into a new
+    LoRA run's model_dir; a rerun must start from the same, else CheckpointError."""
+    path = os.path.join(model_dir, ADAPTED_FROM)
+    if not os.path.exists(path):
+        write_atomically(path, json.dumps(record, indent=1, sort_keys=True))
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    changed = [f"{name} {saved.get(name)!r} -> {value!r}" for name, value in record.items()
+               if saved.get(name) != value]
+    if changed:
+        raise CheckpointError(
+            f"{model_dir} holds adapters trained from another start ({'; '.join(changed)}); "
+            "rerun with the base and LoRA settings that wrote them, or pass a new --model_dir")

@@ -71,7 +71,7 @@ from kerasllm.training.checkpoints import checkpointed_step, ensure_writable
 from kerasllm.training.loop import train
 from kerasllm.training.seeding import set_global_seed
 from kerasllm.training.strategy import create_strategy, is_chief
-from trainers import common, finetune_gpt, shared_flags
+from trainers import common, shared_flags
 
 FAMILY = "seq2seq"
 # What describes a new model; a run continuing an --init_checkpoint takes all of it
@@ -251,7 +251,7 @@ def check_init_checkpoint(source, model_dir):
                           "with random weights and no vocabulary; "
                           + (f"train it from scratch with --model={source}"
                              if family == FAMILY else CONTINUES))
-    if os.path.exists(os.path.join(source, finetune_gpt.RUN_RECORD)):
+    if os.path.exists(os.path.join(source, common.ADAPTED_FROM)):
         raise PresetError(f"--init_checkpoint={source} is the model_dir of a LoRA run, whose "
                           "checkpoints hold adapters alone; rerun that run to train it "
                           "further, or continue the checkpoint it started from")
@@ -299,18 +299,18 @@ def started_from(model_dir, init, chief):
 
 def check_adapter_run(model_dir, base, lora):
     """Records `base` (the start and the adapter settings) in a new LoRA run's
-    model_dir and refuses a rerun from another (see finetune_gpt.check_run_record);
+    model_dir and refuses a rerun from another (see common.check_adapted_from);
     refuses adapters in a model_dir of a run training every weight, and training in
     full in one holding adapters: either would restore checkpoints of the other
     kind."""
-    recorded = os.path.exists(os.path.join(model_dir, finetune_gpt.RUN_RECORD))
+    recorded = os.path.exists(os.path.join(model_dir, common.ADAPTED_FROM))
     if lora and not recorded and (os.path.exists(os.path.join(model_dir, CONFIG_FILE))
                                   or tf.train.latest_checkpoint(model_dir)):
         raise CheckpointError(f"{model_dir} holds a run training every weight, not LoRA "
                               "adapters; drop the --lora flags to resume it, or pass a new "
                               "--model_dir")
     if lora or recorded:  # recorded without lora: refused, naming the adapters' settings
-        finetune_gpt.check_run_record(model_dir, base)
+        common.check_adapted_from(model_dir, base)
 
 
 def check_vocabulary_covers(pairs, tokenizer, names, init_path):
@@ -448,7 +448,7 @@ def run(fv):
         check_vocabulary_covers(pairs["train"], tokenizer, side_names(fv), init.path)
         init_record = started_from(model_dir, init, is_chief(strategy))
         base = {"init_checkpoint": init_record,
-                "base_sha256": finetune_gpt.fingerprint(init.weights), "lora": lora}
+                "base_sha256": common.fingerprint(init.weights), "lora": lora}
         if is_chief(strategy):
             check_adapter_run(model_dir, base, lora)
     else:

@@ -46,6 +46,7 @@ import shutil
 import subprocess
 import tarfile
 
+from kerasllm.data.chat_examples import Conversation
 from kerasllm.data.errors import CorpusError
 from kerasllm.datasets.cache import cache_root, cached_folder, check_sha256
 from kerasllm.datasets.kjv_versification import BOOKS, CHAPTER_VERSES
@@ -333,3 +334,16 @@ def splits(cache_dir=None):
         sources.append(english)
         targets.append(spanish)
     return result
+
+
+# The request a chat model answers with the Spanish verse (finetune_gpt's dataset
+# bible_en_es and kerasllm.evaluation.chat_tasks).
+TRANSLATE = "Translate this Bible verse from English to Spanish.\n\n{english}"
+
+
+def as_conversations(sources, targets, source="bible_en_es"):
+    """Chat examples (kerasllm.data.chat_examples.Conversation) of verse pairs: the
+    user asks TRANSLATE of the English verse, the assistant answers the Spanish."""
+    return [Conversation([{"role": "user", "content": TRANSLATE.format(english=english)},
+                          {"role": "assistant", "content": spanish}], f"{source}:{number}")
+            for number, (english, spanish) in enumerate(zip(sources, targets), start=1)]

@@ -75,16 +75,9 @@ def _norm_variables(model):
             for variable in layer.weights]
 
 
-def enable_lora(model, rank, alpha=None, dropout=0.0, targets=ATTENTION, train_norms=False,
-                keep_trainable=()):
-    """Adds LowRankAdapters to the target layers of `model` (built) and freezes every
-    other weight but `keep_trainable` (and norms, with `train_norms`). Returns
-    LoraSettings.
-
-    Raises:
-      LoraError: LoRA is on already, no layer matches `targets`, or `rank` is
-        not in 1 .. a target layer's narrower side.
-    """
+def check_lora(model, rank, targets=ATTENTION):
+    """The layers enable_lora(model, rank, targets=targets) would adapt, changing
+    nothing; LoraError where it would fail (see enable_lora)."""
     if lora_layers(model):
         raise LoraError(f"{model.name} has LoRA adapters already; merge_lora() first to "
                         "add new ones")
@@ -97,6 +90,20 @@ def enable_lora(model, rank, alpha=None, dropout=0.0, targets=ATTENTION, train_n
             raise LoraError(f"LoRA rank {rank} is larger than {layer.path} "
                             f"({input_size} x {output_size}); use at most "
                             f"{min(input_size, output_size)}")
+    return layers
+
+
+def enable_lora(model, rank, alpha=None, dropout=0.0, targets=ATTENTION, train_norms=False,
+                keep_trainable=()):
+    """Adds LowRankAdapters to the target layers of `model` (built) and freezes every
+    other weight but `keep_trainable` (and norms, with `train_norms`). Returns
+    LoraSettings.
+
+    Raises:
+      LoraError: LoRA is on already, no layer matches `targets`, or `rank` is
+        not in 1 .. a target layer's narrower side.
+    """
+    layers = check_lora(model, rank, targets)
     kept = {id(variable) for variable in keep_trainable}
     trainable = [v for v in model.trainable_variables if id(v) not in kept]
     # Kept outside Keras' tracking: merge_lora makes these trainable again.

@@ -91,6 +91,8 @@ def test_lora_checkpoints_hold_the_adapters_and_the_export_records_its_start(tun
                                 "train_norms": False}
     assert len(metadata["base_sha256"]) == 64 and metadata["init_checkpoint"].endswith("preset")
     assert metadata["data"]["examples"] == 6 and "chat" in metadata["signatures"]
+    # The held-out loss of the base before training, measured in the same run.
+    assert metadata["base_scores"]["loss"] > metadata["best"]["loss"]
 
 
 def test_the_merged_export_scores_as_the_unmerged_model(base, tuned, tmp_path):

@@ -1,7 +1,7 @@
 """Generated answers read as labels: the first label name an answer mentions."""
 from kerasllm.datasets.rt_sentences import LABEL_NAMES, QUESTION, as_conversations
 from kerasllm.data.labeled_text import LabeledExample
-from kerasllm.evaluation.generated_labels import answered_label, label_accuracy
+from kerasllm.evaluation.chat_tasks import answered_label, label_accuracy
 
 
 def test_an_answer_is_the_label_it_names_first():
