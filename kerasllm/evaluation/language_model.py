@@ -28,8 +28,10 @@ class HeldOutLoss:
 
     def __call__(self, model):
         if model is not self._model:  # traced once per task
+            # Batches padded to their longest example come in several lengths.
             self._model, self._loss = model, tf.function(
-                lambda batch: model.compute_loss_and_metrics(batch)[0])
+                lambda batch: model.compute_loss_and_metrics(batch)[0],
+                reduce_retracing=True)
         total = count = 0.0
         for batch in self.dataset:
             real = tf.cast(batch[self.mask], tf.float32)
