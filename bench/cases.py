@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from bench.keras_hub_reference import (KerasHubBertClassifier, KerasHubBertPretrainer,
-                                       KerasHubGptCausalLM, keras_hub_backbone,
+                                       KerasHubGptCausalLM, check_expressible,
+                                       keras_hub_backbone,
                                        keras_hub_gpt2_causal_lm, text_inputs as bert_inputs)
 from bench.keras_hub_seq2seq import KerasHubSeq2SeqLM, source_batch, strip
 from kerasllm.datasets import bible_parallel
@@ -160,9 +161,7 @@ def keras_hub_llama_causal_lm(config):
     rate and no position limit (rotary positions need no table)."""
     expected = {"norm": "rms_norm", "feed_forward": "swiglu", "use_bias": False,
                 "attention_dropout": config.dropout}
-    different = {k: getattr(config, k) for k, v in expected.items() if getattr(config, k) != v}
-    if different:
-        raise ValueError(f"keras-hub's LlamaBackbone cannot have {different}")
+    check_expressible(config, expected, "LlamaBackbone")
     backbone = keras_hub.models.LlamaBackbone(
         vocabulary_size=config.vocab_size, num_layers=config.num_layers,
         num_query_heads=config.num_heads, num_key_value_heads=config.num_key_value_heads,

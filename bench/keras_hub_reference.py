@@ -11,6 +11,14 @@ from kerasllm.models.losses import masked_mean
 TEXT_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
 
+def check_expressible(config, expected, keras_hub_class):
+    """ValueError naming the fields of a kerasllm `config` whose values differ from
+    `expected` ({field: value}), which `keras_hub_class` cannot express."""
+    different = {k: getattr(config, k) for k, v in expected.items() if getattr(config, k) != v}
+    if different:
+        raise ValueError(f"keras-hub's {keras_hub_class} cannot have {different}")
+
+
 def dummy_text_inputs(seq_length):
     """A one-example batch of `seq_length` tokens, to create every weight."""
     ids = keras.ops.zeros((1, seq_length), "int32")
@@ -101,9 +109,7 @@ def keras_hub_gpt2_causal_lm(config):
                 "feed_forward": "gelu_mlp", "use_bias": True, "tie_embeddings": True,
                 "num_key_value_heads": config.num_heads,
                 "attention_dropout": config.dropout}
-    different = {k: getattr(config, k) for k, v in expected.items() if getattr(config, k) != v}
-    if different:
-        raise ValueError(f"keras-hub's GPT2Backbone cannot have {different}")
+    check_expressible(config, expected, "GPT2Backbone")
     backbone = keras_hub.models.GPT2Backbone(
         vocabulary_size=config.vocab_size, num_layers=config.num_layers,
         num_heads=config.num_heads, hidden_dim=config.hidden_size,

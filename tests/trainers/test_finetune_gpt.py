@@ -14,6 +14,7 @@ from kerasllm.models.lora import lora_layers
 from tests.fresh_process import serve_in_fresh_process
 from tests.models import text_tasks
 from tests.trainers.trainer_runs import Trainer, export_metadata, restore_exported
+from tests.training.test_checkpoints import snapshot
 
 trainer = Trainer("finetune_gpt")
 # A made-up mapping from one word to a two-word answer, nothing a language model of
@@ -22,17 +23,6 @@ MAPPING = {"king": "dog cat", "queen": "far land", "castle": "away lived",
            "dog": "queen king", "cat": "castle with", "land": "their dog"}
 TINY = ["--max_seq_length=32", "--max_new_tokens=6", "--batch_size=6", "--log_every=20",
         "--learning_rate=1e-2", "--warmup_steps=10", "--lora_dropout=0"]
-
-
-def snapshot(directory):
-    """{relative path: bytes} of every file under `directory`."""
-    files = {}
-    for root, _, names in os.walk(directory):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, directory)] = f.read()
-    return files
 
 
 @pytest.fixture(scope="module")
