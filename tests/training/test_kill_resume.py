@@ -3,7 +3,8 @@ after its first checkpoint, then started again with the same command, ends with
 the same weights, optimizer state and RNG state, bit for bit, as a run never
 interrupted (with --deterministic), having trained on every example of every epoch
 exactly once. So do the trainers of every family, each on its own input pipeline:
-train_gpt, pretrain_bert, train_seq2seq and finetune_bert.
+train_gpt, pretrain_bert, train_seq2seq, finetune_bert and finetune_gpt (its LoRA
+checkpoints holding the adapters alone).
 
 Why bit-identical is possible: the checkpoint holds every piece of state a step
 reads (weights, Adam's moments and iterations, so the learning rate too, dropout's
@@ -28,6 +29,7 @@ from kerasllm.tokenizers.wordpiece_vocab import (VOCAB_FILE, learn_wordpiece_voc
                                                  save_vocab)
 from kerasllm.training.loop import checkpointed_step, dataset_fn_at_step, lost_peer
 from tests.convert.tiny_checkpoint import TINY_VOCAB, write_checkpoint
+from tests.models import text_tasks
 from tests.training import kill_resume_run as toy
 from tests.training.kill_resume import (Process, assert_same_checkpoint, clusters, record,
                                         step_losses, tf_config, toy_run)
@@ -246,6 +248,23 @@ def test_finetune_bert_killed_at_a_random_step_resumes_bit_for_bit(tmp_path, rng
         tmp_path, rng, "finetune_bert", f"--init_checkpoint={checkpoint}",
         f"--train_file={tmp_path / 'train.tsv'}", "--max_seq_length=16", "--batch_size=8",
         "--epochs=5", "--learning_rate=1e-2")
+
+
+@pytest.mark.slow
+def test_finetune_gpt_lora_killed_at_a_random_step_resumes_bit_for_bit(tmp_path, rng):
+    """LoRA adapters (with dropout) on a tiny GPT preset, instruction pairs bucketed
+    by length (kerasllm.data.chat_examples): the checkpoints hold the adapters and
+    their optimizer state alone, and the frozen base is loaded again on resume."""
+    preset = str(tmp_path / "base")
+    text_tasks.gpt().save_to_preset(preset)
+    words = text_tasks.WORDS
+    (tmp_path / "train.tsv").write_text("prompt\tresponse\n" + "".join(
+        f"{a} {b}\t{b} {a}\n" for a in words for b in words[:4]))
+    check_trainer_resumes(
+        tmp_path, rng, "finetune_gpt", f"--init_checkpoint={preset}",
+        f"--train_file={tmp_path / 'train.tsv'}", "--max_seq_length=32", "--batch_size=8",
+        "--lora_rank=4", "--lora_targets=all", "--lora_dropout=0.1", "--learning_rate=1e-2",
+        "--max_new_tokens=8")
 
 
 # What the surviving worker caught in the test below: worker 1 killed (the chief,
