@@ -182,10 +182,15 @@ def run(fv):
     chief_dir = model_dir if is_chief(strategy) else None
 
     lora = shared_flags.lora_settings_from_flags(fv)
-    if lora:  # before anything is written: settings that fit no layer stop here
+    # Checked before anything is written: settings that fit no layer stop here.
+    if lora:
         check_lora(init, lora["rank"], lora["targets"])
-    base = {"init_checkpoint": fv.init_checkpoint, "base_sha256": common.fingerprint(init_weights),
-            "lora": lora}
+    if fv.remat and (lora or {}).get("dropout", 0) + config.dropout > 0:
+        raise DataError("--remat reruns each block in the backward pass, where dropout "
+                        "would draw other masks: use it with --lora_dropout=0 and a model "
+                        "without dropout")
+    base = {"init_checkpoint": fv.init_checkpoint,
+            "base_sha256": common.fingerprint(init_weights), "lora": lora}
     if is_chief(strategy):
         if lora:  # the checkpoints hold adapters only: no model of their own to describe
             common.check_adapted_from(model_dir, base)
@@ -211,10 +216,6 @@ def run(fv):
     # update added to a bfloat16 kernel would mostly round away.
     base_dtype = ("bfloat16" if lora and train_config.mixed_precision == "mixed_bfloat16"
                   else None)
-    if fv.remat and (lora or {}).get("dropout", 0) + config.dropout > 0:
-        raise DataError("--remat reruns each block in the backward pass, where dropout "
-                        "would draw other masks: use it with --lora_dropout=0 and a model "
-                        "without dropout")
 
     def build_task(dtype=base_dtype):
         # Built here, inside the strategy scope, then given the pretrained weights.
