@@ -23,7 +23,7 @@ from tests.trainers.test_train_seq2seq import MAX_SOURCE, MAX_TARGET, TINY, shor
     write_lines
 from tests.trainers.trainer_runs import Trainer, export_metadata, restore_trained
 from tests.training.test_checkpoints import snapshot
-from trainers import finetune_gpt
+from trainers import common
 
 trainer = Trainer("train_seq2seq")
 # The tiny run's settings that a continued run may repeat: not --model or --vocab_size.
@@ -193,7 +193,7 @@ def test_lora_checkpoints_hold_the_adapters_and_the_export_records_its_start(ini
     assert not os.path.exists(os.path.join(model_dir, "config.json"))
     metadata = export_metadata(export_path)
     assert metadata["lora"] == LORA
-    assert metadata["base_sha256"] == finetune_gpt.fingerprint(
+    assert metadata["base_sha256"] == common.fingerprint(
         Seq2SeqLM.from_preset(init["model_dir"]).get_weights())
     assert metadata["init_checkpoint"] == {"path": init["model_dir"], "step": INIT_STEPS}
     assert metadata["step"] == metadata["exported_step"] == 3
