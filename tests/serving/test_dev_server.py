@@ -23,6 +23,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      prediction_service_pb2_grpc)
 
 from kerasllm.export.serving_session import xla_compilation_disabled
+from kerasllm.export.warmup import predict_logs, write_warmup_requests
 from kerasllm.serving.client import ServingClient, ServingError
 from kerasllm.serving.dev_server import DevServer, DevServerError
 from kerasllm.serving.model_config import (ServingConfigError, model_server_config,
@@ -55,20 +56,25 @@ def save_toy(path, scale):
 
     tf.saved_model.save(module, path, signatures={"serving_default": serve,
                                                   "scale": scale_inputs, "length": length})
+    write_warmup_requests(path, predict_logs("toy", {"length": {"text": ["warm"]}}, [1, 2]))
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     """toy versions 1, 2 and 3 (labels stable: 1, canary: 2, so 1 and 2 are served,
-    not 3), a broken export and one whose function must be XLA-compiled."""
+    not 3), a broken export, and two whose function must be XLA-compiled: `xla`
+    without warmup requests, `xla_warm` with one."""
     root = tmp_path_factory.mktemp("saved_models")
     for version in (1, 2, 3):
         save_toy(str(root / "toy" / str(version)), scale=version)
-    save_module(str(root / "xla" / "1"), lambda m, x: x * m.scale, jit_compile=True)
+    for name in ("xla", "xla_warm"):
+        save_module(str(root / name / "1"), lambda m, x: x * m.scale, jit_compile=True)
+    write_warmup_requests(str(root / "xla_warm" / "1"),
+                          predict_logs("xla_warm", {"serving_default": {"text": ["x"]}}, [1]))
     os.makedirs(root / "broken" / "1")
     (root / "broken" / "1" / "saved_model.pb").write_bytes(b"not a SavedModel")
     write_serving_config(str(root), model_server_config(
-        {"toy": [1, 2, 3], "xla": [1], "broken": [1]},
+        {"toy": [1, 2, 3], "xla": [1], "xla_warm": [1], "broken": [1]},
         labels={"toy": {"stable": 1, "canary": 2}}))
     return root
 
@@ -192,9 +198,15 @@ def test_errors_have_tf_servings_status_and_message(server, method_path, body, s
 
 
 def test_an_xla_compiled_function_fails_as_in_tf_serving(server):
+    """XLA compilation is disabled: the function fails when first run, in a request
+    (INTERNAL: 500) or, with warmup requests, at load, so the version never serves."""
     status, answer = rest(server, "/v1/models/xla:predict", {"inputs": ["abc"]})
     assert status == 500 and "XLA compilation disabled" in answer["error"]
     assert xla_compilation_disabled()
+    [version] = rest(server, "/v1/models/xla_warm")[1]["model_version_status"]
+    assert version["state"] == "END"
+    assert "warmup request 0 (serving_default) failed" in version["status"]["error_message"]
+    assert "XLA compilation disabled" in version["status"]["error_message"]
 
 
 @pytest.fixture(scope="module")
