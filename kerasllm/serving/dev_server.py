@@ -34,26 +34,24 @@ import threading
 import time
 from concurrent import futures
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import grpc  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
-from google.protobuf import json_format, text_format  # noqa: E402
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
-from tensorflow.core.framework import types_pb2  # noqa: E402
-from tensorflow_serving.apis import (  # noqa: E402
+import grpc
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+from google.protobuf import json_format, text_format
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import (
     get_model_metadata_pb2, get_model_status_pb2, model_pb2, model_service_pb2_grpc,
     predict_pb2, prediction_service_pb2_grpc)
-from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
+from tensorflow_serving.config import model_server_config_pb2
 
-from kerasllm.errors import KerasLLMError  # noqa: E402
-from kerasllm.export.errors import ExportError  # noqa: E402
-from kerasllm.export.serving_session import (  # noqa: E402
+from kerasllm.errors import KerasLLMError
+from kerasllm.export.errors import ExportError
+from kerasllm.export.serving_session import (
     XlaDisabled, load_serving_session, replay_warmup_requests, run_signature)
-from kerasllm.export.warmup import read_warmup_requests  # noqa: E402
-from kerasllm.serving.model_config import MODELS_FILE, find_models  # noqa: E402
+from kerasllm.export.warmup import read_warmup_requests
+from kerasllm.serving.model_config import MODELS_FILE, find_models
 
 DEFAULT_SIGNATURE = "serving_default"
 logger = logging.getLogger("kerasllm.serving.dev_server")
@@ -350,7 +348,7 @@ class DevServer:
         self.rest_port, self.grpc_port = rest_port, grpc_port
         self.extra_labels = labels or {}
         self.models, self.labels = {}, {}  # {name: {number: Version}}, {name: {label: n}}
-        self._http = self._grpc = self._health = self._xla = None
+        self._http = self._grpc = self._health = self._xla = self._serving = None
 
     @property
     def rest_url(self):
@@ -377,8 +375,9 @@ class DevServer:
         except BaseException:
             self.stop()
             raise
-        threading.Thread(target=self._http.serve_forever, daemon=True,
-                         name="dev-server-rest").start()
+        self._serving = threading.Thread(target=self._http.serve_forever, daemon=True,
+                                         name="dev-server-rest")
+        self._serving.start()
         self._grpc.start()
         return self
 
@@ -469,7 +468,9 @@ class DevServer:
             self._grpc.stop(grace=1.0).wait()
             self._grpc = None
         if self._http is not None:
-            self._http.shutdown()
+            if self._serving is not None:  # shutdown() waits for serve_forever to end
+                self._http.shutdown()
+                self._serving = None
             self._http.server_close()
             self._http = None
         for versions in self.models.values():
@@ -656,11 +657,16 @@ class DevServer:
         started = time.monotonic()
         try:
             response = function(*args)
-        except ServingFailure as failure:
-            self.log_request("gRPC", f"{method} {model_spec.name}", failure.code.name, started)
-            context.abort(failure.code, failure.message)
-        self.log_request("gRPC", f"{method} {model_spec.name}", "OK", started)
-        return response
+        except ServingFailure as error:
+            failure = error
+        except Exception as error:  # noqa: BLE001 (an answer, whatever went wrong)
+            failure = ServingFailure(grpc.StatusCode.INTERNAL,
+                                     f"{type(error).__name__}: {error}")
+        else:
+            self.log_request("gRPC", f"{method} {model_spec.name}", "OK", started)
+            return response
+        self.log_request("gRPC", f"{method} {model_spec.name}", failure.code.name, started)
+        context.abort(failure.code, failure.message)
 
     def grpc_predict(self, request):
         """A PredictResponse to a PredictRequest; each input's dtype must be the

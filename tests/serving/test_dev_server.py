@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -279,7 +278,7 @@ def test_serving_client_works_unchanged(server, transport):
         ServingClient("toy", version=9, retries=0, **settings).predict({"text": ["ab"]})
 
 
-def test_clear_errors_for_no_models_a_port_in_use_and_bad_labels(root, server, tmp_path):
+def test_clear_errors_for_no_models_a_port_in_use_bad_labels_and_no_export_that_loads(root, server, tmp_path):
     with pytest.raises(ServingConfigError, match="no SavedModel under"):
         DevServer(str(tmp_path)).start()
     with pytest.raises(DevServerError, match=f"cannot listen for REST on 127.0.0.1:"
@@ -290,6 +289,10 @@ def test_clear_errors_for_no_models_a_port_in_use_and_bad_labels(root, server, t
         DevServer(str(root), grpc_port=server.grpc_port).start()
     with pytest.raises(DevServerError, match=r"labels of 'toy' name version\(s\) \[9\]"):
         DevServer(str(root), labels={"toy": {"old": 9}}).start()
+    os.makedirs(tmp_path / "only_broken" / "broken")
+    os.symlink(root / "broken" / "1", tmp_path / "only_broken" / "broken" / "1")
+    with pytest.raises(DevServerError, match="no export under .*only_broken could be loaded"):
+        DevServer(str(tmp_path / "only_broken")).start()
     assert xla_compilation_disabled()  # the failed starts left the running server's switch
 
 
