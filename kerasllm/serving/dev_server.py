@@ -104,8 +104,13 @@ class Version:
 
     def load(self, warmup):
         warmup_requests = read_warmup_requests(self.path) if warmup else []
-        self.session, self.meta_graph = load_serving_session(self.path)
-        replay_warmup_requests(self.session, self.meta_graph, warmup_requests)
+        session, meta_graph = load_serving_session(self.path)
+        try:
+            replay_warmup_requests(session, meta_graph, warmup_requests)
+        except BaseException:
+            session.close()
+            raise
+        self.session, self.meta_graph = session, meta_graph
 
     @property
     def available(self):
@@ -447,7 +452,8 @@ class DevServer:
                     version.load(self.warmup)
                 except (OSError, ExportError, tf.errors.OpError, RuntimeError,
                         ValueError) as error:
-                    version.error = str(getattr(error, "message", error)).strip()
+                    version.error = (str(getattr(error, "message", error)).strip()
+                                     or type(error).__name__)
                     logger.error("cannot load %s version %d (%s): %s; serving the others",
                                  name, number, version.path, version.error.splitlines()[0])
                     continue
