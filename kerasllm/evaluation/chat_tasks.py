@@ -10,7 +10,10 @@ r"""A chat model's answers to a packaged task's held-out questions, scored:
         --task=rt_sentences --split=test
 
 --model is an export (its `chat` signature answers, as TF Serving would) or a GPT
-preset such as `smollm2` (its `chat` method: the same functions, in this process).
+preset such as `smollm2` (its `chat` method: the same functions, in this process). A
+translator's export (a `translate` signature, e.g. train_seq2seq's) answers
+bible_en_es too, translating each English verse itself: the dedicated model beside the
+chat model on the same verses.
 The validation split chooses settings; the test split is for the final figure.
 Prints one JSON line: the scores, the examples' count and the first answers.
 """
@@ -51,13 +54,21 @@ def _is_export(path):
                for name in os.listdir(path)))
 
 
-def chat_answers(model, messages, batch_size, max_new_tokens):
+def chat_answers(model, messages, batch_size, max_new_tokens, sources=None):
     """The answers of `model` (an export directory or a GPT preset) to `messages`;
-    an export answers with up to its own max_new_tokens."""
+    an export answers with up to its own max_new_tokens, a translator's export
+    translates `sources` (each message's text to translate) instead."""
     if _is_export(model):
         from kerasllm.export import load
         loaded = load(model)
-        answer = lambda batch: loaded.chat(message=batch)["text"]  # noqa: E731
+        if "translate" in loaded.signatures:
+            if sources is None:
+                raise app.UsageError(f"{model} is a translator: it answers translation tasks "
+                                     "only")
+            messages = sources
+            answer = lambda batch: loaded.translate(text=batch)["translation"]  # noqa: E731
+        else:
+            answer = lambda batch: loaded.chat(message=batch)["text"]  # noqa: E731
     else:
         from kerasllm.models import GptCausalLM
         task = GptCausalLM.from_preset(model)
@@ -69,12 +80,13 @@ def chat_answers(model, messages, batch_size, max_new_tokens):
 
 
 def task_questions(task, split):
-    """(messages, score: answers -> {name: value}) of a task's held-out split
-    (rt_sentences' validation: held out of its training split)."""
+    """(messages, sources, score: answers -> {name: value}) of a task's held-out split
+    (rt_sentences' validation: held out of its training split); `sources` are what a
+    translator translates (None for other tasks)."""
     if task == "rt_sentences":
         train, test = rt_sentences.load_rt_sentences()
         examples = test if split == "test" else rt_sentences.validation_split(train)[1]
-        return ([rt_sentences.QUESTION.format(sentence=e.text) for e in examples],
+        return ([rt_sentences.QUESTION.format(sentence=e.text) for e in examples], None,
                 lambda answers: label_accuracy(answers, [e.label for e in examples],
                                                rt_sentences.LABEL_NAMES))
     sources, targets = bible_parallel.kjv_to_reina_valera(split)
@@ -83,20 +95,23 @@ def task_questions(task, split):
         quality = corpus_quality([a.strip() for a in answers], targets[:len(answers)])
         return {"bleu": quality.bleu, "chrf": quality.chrf, "examples": len(answers)}
 
-    return [bible_parallel.TRANSLATE.format(english=s) for s in sources], translation_scores
+    return ([bible_parallel.TRANSLATE.format(english=s) for s in sources], sources,
+            translation_scores)
 
 
 def main(_):
-    messages, score = task_questions(FLAGS.task, FLAGS.split)
-    messages = messages[:FLAGS.limit or None]
-    answers = chat_answers(FLAGS.model, messages, FLAGS.batch_size, FLAGS.max_new_tokens)
+    messages, sources, score = task_questions(FLAGS.task, FLAGS.split)
+    limit = FLAGS.limit or None
+    answers = chat_answers(FLAGS.model, messages[:limit], FLAGS.batch_size,
+                           FLAGS.max_new_tokens, sources and sources[:limit])
     print(json.dumps({"model": FLAGS.model, "task": FLAGS.task, "split": FLAGS.split,
                       **score(answers), "first_answers": answers[:5]}, ensure_ascii=False))
 
 
 if __name__ == "__main__":
     FLAGS = flags.FLAGS
-    flags.DEFINE_string("model", None, "An export directory or a GPT preset.", required=True)
+    flags.DEFINE_string("model", None, "An export directory (a chat model's or, for "
+                        "bible_en_es, a translator's) or a GPT preset.", required=True)
     flags.DEFINE_enum("task", "rt_sentences", TASKS, "The questions and their scoring.")
     flags.DEFINE_enum("split", "validation", SPLITS, "Which held-out examples.")
     flags.DEFINE_integer("limit", 0, "Score the first N only (0: all).")

@@ -24,3 +24,25 @@ def test_labelled_sentences_become_one_question_and_its_answer():
         {"role": "user", "content": QUESTION.format(sentence="a fine film")},
         {"role": "assistant", "content": "positive"}]
     assert conversation.where == "rt_sentences:1"
+
+
+def test_a_translators_export_translates_the_sources_of_a_translation_task(tmp_path):
+    import pytest
+    from absl import app
+
+    from kerasllm.evaluation.chat_tasks import chat_answers, task_questions
+    from kerasllm.models import Seq2SeqLM
+    from kerasllm.tokenizers import train_sentencepiece
+
+    messages, sources, score = task_questions("bible_en_es", "test")
+    assert len(messages) == len(sources) and sources[0] in messages[0]
+    pieces = train_sentencepiece(sources[:200], vocab_size=400)
+    model = Seq2SeqLM.from_name("seq2seq_tiny", vocab_size=pieces.vocab_size,
+                                num_encoder_layers=1, num_decoder_layers=1).build_for_inputs()
+    model.tokenizer = pieces
+    export = model.export(str(tmp_path / "translator"), check=False)
+    answers = chat_answers(export, messages[:3], 2, 8, sources[:3])
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+    assert set(score(answers)) == {"bleu", "chrf", "examples"}
+    with pytest.raises(app.UsageError, match="translator"):
+        chat_answers(export, messages[:3], 2, 8)
