@@ -92,7 +92,7 @@ def run(fv):
                                   f"prompt in --max_seq_length={max_seq_length}")
         signatures = gpt_signatures.gpt_signatures(
             model, tokenizer, max_prompt_length=max_seq_length - fv.max_new_tokens,
-            max_new_tokens=fv.max_new_tokens)
+            max_new_tokens=fv.max_new_tokens, chat_template=model.chat_renderer())
         extra = {"family": "gpt", "max_new_tokens": fv.max_new_tokens,
                  "context_length": config.max_sequence_length, "chat_template": template}
         export_options = {"warmup_inputs": gpt_signatures.warmup_inputs(),

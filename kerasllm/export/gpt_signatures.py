@@ -20,7 +20,7 @@ from kerasllm.generation.prompts import left_pad
 
 PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
 MESSAGE = tf.TensorSpec([None], tf.string, name="message")
-# The ChatML turn format (SmolLM2 and others): a user turn, then the assistant's.
+FIELD = tf.TensorSpec([None], tf.string, name="field")
 SETTINGS = {
     "max_new_tokens": tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
     "temperature": tf.TensorSpec([None], tf.float32, name="temperature"),
@@ -30,12 +30,15 @@ SETTINGS = {
     "stop": tf.TensorSpec([None], tf.string, name="stop"),
 }
 LENGTH_PENALTY = tf.TensorSpec([None], tf.float32, name="length_penalty")
+TOP_LOGPROBS = tf.TensorSpec([None], tf.int32, name="top_logprobs")
+# As OpenAI's API: at most 20 alternatives per generated token.
+MAX_TOP_LOGPROBS = 20
 FINISH_REASONS = {LENGTH: "length", STOP_TOKEN: "stop_token", STOP_SEQUENCE: "stop"}
 
 
 def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
                    default_new_tokens=None, stop_token_ids=(), num_beams=4, compiled=False,
-                   chat_frame=None):
+                   chat_template=None):
     """{signature name: tf.function} for a GptCausalLM and its tokenizer; the same
     functions are GptCausalLM's Python methods (generate, score, chat), which pass
     `compiled`: the decoding loop compiled with XLA inside them (never in an export).
@@ -48,7 +51,20 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
         text string [N], the continuation without the stop token or string;
         token_ids int32 [N, max_new_tokens] (the tokenizer's pad id after the end);
         num_tokens int32 [N], tokens in `text`;
-        finish_reason string [N]: "length", "stop_token" or "stop".
+        finish_reason string [N]: "length", "stop_token" or "stop";
+        token_log_probs float32 [N, max_new_tokens], each of token_ids' log-probability
+        under the model (its log-softmax, before temperature, top-k or top-p shaped
+        the draw; 0 after the end);
+        prompt_num_tokens int32 [N], the prompt's tokens as the model read them (<s>
+        included, after truncation).
+    generate_with_logprobs takes generate_with_options' inputs and top_logprobs [N]
+    (clipped to [0, 20]) and also returns
+        tokens string [N, max_new_tokens], each token of token_ids as text ("" after
+        the end; a character split over tokens shows as U+FFFD);
+        top_token_ids int32, top_log_probs float32 and top_tokens string, each
+        [N, max_new_tokens, 20]: at each step the row's top_logprobs most likely
+        tokens, most likely first (-1, 0 and "" in the other columns and after the
+        end).
     generate_beam(prompt [N], length_penalty [N] (GNMT alpha, e.g. 0.6; 0 = the
     log-probability alone; clipped to [-10, 10])) returns the `num_beams` best
     continuations: texts string [N, num_beams] and scores float32 [N, num_beams]
@@ -61,11 +77,19 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
     tokens of log p(token | the tokens before it), and num_tokens int32 [N], how
     many were scored (all but the first when the tokenizer has no <s>; the last
     max_prompt_length + max_new_tokens tokens of a longer text): for reranking.
-    With a `chat_frame` (prefix, suffix): the text the model's chat template
-    renders before and after one user message, up to the start of the reply (see
-    kerasllm.data.chat_template.ChatTemplate.user_message_frame), chat(message [N])
-    answers each message as that one user turn (greedy), returning what generate
-    returns.
+    Token by token: tokens string [N, L], the text's tokens after <s> ("" after
+    the end), token_log_probs float32 [N, L] (0 for a first token that nothing
+    predicts, and after the end), text_lengths int32 [N], each row's tokens, and
+    top_token_ids, top_log_probs, top_tokens [N, L, 20], the 20 tokens the model
+    found most likely at each token's place (as generate_with_logprobs gives them;
+    -1, 0, "" where nothing predicts).
+    With a `chat_template` (a kerasllm.data.chat_template.ChatTemplate),
+    chat(message [N]) answers each message as one user turn rendered by it
+    (greedy), returning what generate returns.
+    describe(field [N]) returns value string [N], what a client needs to know of
+    the model: "chat_template" (the Jinja text, "" without one), "bos_token" and
+    "eos_token" (the strings the template sees), "max_prompt_length",
+    "max_new_tokens"; "" for other fields.
 
     A prompt is its tokens after the tokenizer's <s> (if it has one), its last
     `max_prompt_length` tokens when longer. Without an <s>, an empty prompt is the
@@ -78,21 +102,38 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
                       default_new_tokens or max_new_tokens, stop_token_ids, num_beams,
                       compiled)
     greedy = signature(PROMPT)(gpt.greedy)
+    description = {"max_prompt_length": str(max_prompt_length),
+                   "max_new_tokens": str(max_new_tokens)}
+    if chat_template is not None:
+        description.update(chat_template=chat_template.source,
+                           bos_token=chat_template.bos_token or "",
+                           eos_token=chat_template.eos_token or "")
     signatures = {
         "serving_default": greedy, "generate": greedy,
         "generate_with_options": signature(PROMPT, *SETTINGS.values())(
             gpt.generate_with_options),
+        "generate_with_logprobs": signature(PROMPT, *SETTINGS.values(), TOP_LOGPROBS)(
+            gpt.generate_with_logprobs),
         "generate_beam": signature(PROMPT, LENGTH_PENALTY)(gpt.generate_beam),
         "score": signature(TEXT)(gpt.score),
+        "describe": signature(FIELD)(lambda field: {"value": described(field, description)}),
     }
-    if chat_frame is not None:
-        prefix, suffix = chat_frame
+    if chat_template is not None:
+        prefix, suffix = chat_template.user_message_frame()
 
         def chat(message):
             return gpt.chat(message, prefix, suffix)
 
         signatures["chat"] = signature(MESSAGE)(chat)
     return signatures
+
+
+def described(field, description):
+    """string [N]: description[f] for each f of `field` [N], "" for unknown fields."""
+    keys = tf.constant(["", *description])
+    values = tf.constant(["", *description.values()])
+    matches = tf.cast(tf.equal(field[:, None], keys[None, :]), tf.int32)
+    return tf.gather(values, tf.argmax(matches, axis=1))
 
 
 class _GptServing:
@@ -157,22 +198,51 @@ class _GptServing:
     def generate_with_options(self, prompt, max_new_tokens, temperature, top_k, top_p, seed,
                               stop):
         """Each prompt [N] continued with its own settings [N] (see gpt_signatures)."""
+        return self.continuations(prompt, max_new_tokens, temperature, top_k, top_p, seed,
+                                  stop)[1]
+
+    def continuations(self, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop,
+                      top_logprobs=0):
+        """(Generated, generate_with_options' outputs); Generated holds `top_logprobs`
+        (a Python int) alternatives at each step."""
+        prompts = self.prompts(prompt)
         generated = self.generate(
-            self.prompts(prompt),
+            prompts,
             self.max_new_tokens, temperature=clamped(temperature, low=0.0),
             top_k=clamped(top_k, low=0), top_p=clamped(top_p, 1e-6, 1.0), seeds=seed,
             stop_token_ids=tf.constant(self.stops, tf.int32),
             stop_sequences=self.stop_sequences(stop), pad_id=self.tokenizer.pad_id,
-            max_new_tokens_per_row=clamped(max_new_tokens, 1, self.max_new_tokens))
+            max_new_tokens_per_row=clamped(max_new_tokens, 1, self.max_new_tokens),
+            top_logprobs=top_logprobs)
         count = generated.lengths - generated.stop_lengths
-        return {
+        return generated, {
             "text": self.text_of(generated.token_ids, count),
             "token_ids": generated.token_ids,
             "num_tokens": count,
             "finish_reason": tf.gather(
                 tf.constant([FINISH_REASONS[k] for k in sorted(FINISH_REASONS)]),
                 generated.finish_reasons),
+            "token_log_probs": generated.log_probs,
+            "prompt_num_tokens": tf.cast(prompts.lengths, tf.int32),
         }
+
+    def generate_with_logprobs(self, prompt, max_new_tokens, temperature, top_k, top_p, seed,
+                               stop, top_logprobs):
+        """generate_with_options() with each token's text and each row's top_logprobs
+        [N] most likely alternatives at every step."""
+        generated, outputs = self.continuations(
+            prompt, max_new_tokens, temperature, top_k, top_p, seed, stop,
+            top_logprobs=MAX_TOP_LOGPROBS)
+        steps = tf.range(self.max_new_tokens)
+        ended = steps[None, :] >= generated.lengths[:, None]
+        wanted = (tf.range(MAX_TOP_LOGPROBS)[None, None, :] <
+                  clamped(top_logprobs, 0, MAX_TOP_LOGPROBS)[:, None, None])
+        top_ids = tf.where(wanted, generated.top_ids, -1)
+        return {**outputs,
+                "tokens": tf.where(ended, "", self.tokenizer.token_texts(generated.token_ids)),
+                "top_token_ids": top_ids,
+                "top_log_probs": tf.where(wanted, generated.top_log_probs, 0.0),
+                "top_tokens": tf.where(top_ids >= 0, self.tokenizer.token_texts(top_ids), "")}
 
     def greedy(self, prompt):
         """generate_with_options() greedy, `default_new_tokens`, no stop string."""
@@ -203,16 +273,36 @@ class _GptServing:
                 "scores": beams.scores}
 
     def score(self, text):
-        """log_probability [N] of text [N] and num_tokens [N], how many it sums."""
+        """log_probability [N] of text [N] and num_tokens [N], how many it sums, and
+        the text's tokens with theirs (see gpt_signatures)."""
         ids = self.token_ids(text, self.max_prompt_length + self.max_new_tokens)
         mask = tf.sequence_mask(ids.row_lengths(), dtype=tf.int32)
         dense = tf.cast(ids.to_tensor(self.tokenizer.pad_id), tf.int32)
         logits = self.model({"token_ids": dense, "padding_mask": mask},
                             training=False)["logits"]
-        picked = tf.gather(tf.nn.log_softmax(logits[:, :-1]), dense[:, 1:], batch_dims=2)
+        log_softmax = tf.nn.log_softmax(tf.cast(logits[:, :-1], tf.float32))
+        picked = tf.gather(log_softmax, dense[:, 1:], batch_dims=2)
         scored = tf.cast(mask[:, 1:], tf.float32)
+        top_log_probs, top_ids = tf.math.top_k(log_softmax, MAX_TOP_LOGPROBS)
+        predicted = mask[:, 1:, None] > 0
+        # Per token: each real token's, nothing for the first; then the text's own
+        # tokens, without the <s> that token_ids puts first.
+        start = 0 if self.bos is None else 1
+
+        def per_token(values, nothing):
+            first = tf.fill(tf.shape(values[:, :1]), tf.cast(nothing, values.dtype))
+            return tf.concat([first, values], axis=1)[:, start:]
+
+        top_ids = per_token(tf.where(predicted, top_ids, -1), -1)
         return {"log_probability": tf.reduce_sum(picked * scored, axis=1),
-                "num_tokens": tf.reduce_sum(mask[:, 1:], axis=1)}
+                "num_tokens": tf.reduce_sum(mask[:, 1:], axis=1),
+                "tokens": tf.where(mask[:, start:] > 0,
+                                   self.tokenizer.token_texts(dense[:, start:]), ""),
+                "token_log_probs": per_token(picked * scored, 0),
+                "text_lengths": tf.reduce_sum(mask[:, start:], axis=1),
+                "top_token_ids": top_ids,
+                "top_log_probs": per_token(tf.where(predicted, top_log_probs, 0.0), 0),
+                "top_tokens": tf.where(top_ids >= 0, self.tokenizer.token_texts(top_ids), "")}
 
 
 def warmup_inputs(num_rows=3):
@@ -222,6 +312,12 @@ def warmup_inputs(num_rows=3):
         "max_new_tokens": [4] * num_rows, "temperature": [0.0, 0.8, 1.0][:num_rows],
         "top_k": [0, 40, 0][:num_rows], "top_p": [1.0, 1.0, 0.9][:num_rows],
         "seed": [0, 1, 2][:num_rows], "stop": ["", "\n", "."][:num_rows]},
+        "generate_with_logprobs": {
+            "prompt": ["Once upon a time", "To be, or not to be", "word " * 200][:num_rows],
+            "max_new_tokens": [4] * num_rows, "temperature": [0.0, 0.8, 1.0][:num_rows],
+            "top_k": [0, 40, 0][:num_rows], "top_p": [1.0, 1.0, 0.9][:num_rows],
+            "seed": [0, 1, 2][:num_rows], "stop": ["", "\n", "."][:num_rows],
+            "top_logprobs": [0, 5, 20][:num_rows]},
         "generate_beam": {"prompt": ["Once upon a time", "To be, or not to be",
                                       "word " * 200][:num_rows],
                            "length_penalty": [0.6] * num_rows}}

@@ -53,7 +53,10 @@ def seq2seq_signatures(model, tokenizer, *, max_source_length, max_target_length
         score float32 [N], its log-probability / ((5 + length) / 6) ** alpha;
         translations string [N, max_beam_size], the n-best, best first ("" past the
           sentence's own beam size);
-        scores float32 [N, max_beam_size] (-inf past it).
+        scores float32 [N, max_beam_size] (-inf past it);
+        tokens string [N, max_target_length], the best hypothesis' tokens as text, its
+          </s> included ("" after it), and token_log_probs float32 [N,
+          max_target_length], each one's log-probability under the model (0 after).
     translate(text [N]) = serving_default: `beam_size` beams, `length_penalty_alpha`,
     at most default_max_length target tokens; returns translation and score.
     score(source [N], target [N]) returns log_probability float32 [N], log p(target
@@ -87,7 +90,18 @@ def seq2seq_signatures(model, tokenizer, *, max_source_length, max_target_length
         mask = tf.sequence_mask(source.row_lengths(), tf.shape(source_ids)[1], tf.int32)
         return source_ids, mask, tf.cast(ids.row_lengths(), tf.int32)
 
-    def search(text, widths, alpha, limits):
+    def token_log_probs(source_ids, source_mask, target_ids, target_mask):
+        """float32 [N, T - 1]: log p(target token t | source, tokens before it) of
+        target_ids [N, T] (<s> first) under teacher forcing, 0 where target_mask
+        [N, T] is 0."""
+        logits = model({"source_ids": source_ids, "source_padding_mask": source_mask,
+                        "target_ids": target_ids[:, :-1],
+                        "target_padding_mask": target_mask[:, :-1]}, training=False)["logits"]
+        picked = tf.gather(tf.nn.log_softmax(tf.cast(logits, tf.float32)),
+                           target_ids[:, 1:], batch_dims=2)
+        return picked * tf.cast(target_mask[:, 1:], tf.float32)
+
+    def search(text, widths, alpha, limits, with_tokens=False):
         source_ids, source_mask, source_lengths = source_batch(text)
         context = model.encode_context(source_ids, source_mask)
         rows = tf.shape(text)[0]
@@ -107,8 +121,16 @@ def seq2seq_signatures(model, tokenizer, *, max_source_length, max_target_length
         # An empty source has one translation, "", certain.
         scores = tf.where(empty, tf.where(tf.range(max_beam_size) == 0, 0.0, float("-inf")),
                           beams.scores)
-        return {"translation": texts[:, 0], "score": scores[:, 0],
-                "translations": texts, "scores": scores}
+        outputs = {"translation": texts[:, 0], "score": scores[:, 0],
+                   "translations": texts, "scores": scores}
+        if with_tokens:
+            best, lengths = beams.token_ids[:, 0], beams.lengths[:, 0]
+            kept = tf.sequence_mask(lengths, max_target_length) & ~empty
+            outputs["tokens"] = tf.where(kept, tokenizer.token_texts(best), "")
+            outputs["token_log_probs"] = token_log_probs(
+                source_ids, source_mask, tf.concat([start.token_ids, best], axis=1),
+                tf.concat([tf.ones([rows, 1], tf.int32), tf.cast(kept, tf.int32)], axis=1))
+        return outputs
 
     def length_limits(text, max_length):
         source_lengths = tf.cast(tokens(text, max_source_length - 1).row_lengths(), tf.int32)
@@ -119,7 +141,7 @@ def seq2seq_signatures(model, tokenizer, *, max_source_length, max_target_length
     def translate_with_options(text, beam_size, length_penalty, max_length):
         return search(text, clamped(beam_size, 1, max_beam_size),
                       clamped(length_penalty, *LENGTH_PENALTY_RANGE),
-                      length_limits(text, max_length))
+                      length_limits(text, max_length), with_tokens=True)
 
     @signature(TEXT)
     def translate(text):
@@ -137,13 +159,9 @@ def seq2seq_signatures(model, tokenizer, *, max_source_length, max_target_length
              tokens(target, max_target_length - 2)], axis=1), eos)
         dense = target_ids.to_tensor(pad)
         mask = tf.sequence_mask(target_ids.row_lengths(), tf.shape(dense)[1], tf.int32)
-        logits = model({"source_ids": source_ids, "source_padding_mask": source_mask,
-                        "target_ids": dense[:, :-1], "target_padding_mask": mask[:, :-1]},
-                       training=False)["logits"]
-        picked = tf.gather(tf.nn.log_softmax(logits), dense[:, 1:], batch_dims=2)
-        scored = mask[:, 1:]
-        return {"log_probability": tf.reduce_sum(picked * tf.cast(scored, tf.float32), axis=1),
-                "num_tokens": tf.reduce_sum(scored, axis=1)}
+        return {"log_probability": tf.reduce_sum(
+                    token_log_probs(source_ids, source_mask, dense, mask), axis=1),
+                "num_tokens": tf.reduce_sum(mask[:, 1:], axis=1)}
 
     return {"serving_default": translate, "translate": translate,
             "translate_with_options": translate_with_options, "score": score}

@@ -58,17 +58,26 @@ class Generated(NamedTuple):
       stop_lengths: int32 [B], how many of a row's last tokens are the stop token
         or sequence that ended it (0 for LENGTH): lengths - stop_lengths tokens
         are the answer without it.
+      log_probs: float32 [B, max_new_tokens], each new token's log-probability
+        under the model itself (the log-softmax of its logits, before temperature,
+        top-k or top-p shaped the draw), 0 after a row's end.
+      top_ids, top_log_probs: int32 and float32 [B, max_new_tokens, top_logprobs],
+        at each step the `top_logprobs` most likely tokens and their
+        log-probabilities, most likely first (-1 and 0 after a row's end).
     """
     token_ids: tf.Tensor
     lengths: tf.Tensor
     finish_reasons: tf.Tensor
     stop_lengths: tf.Tensor
+    log_probs: tf.Tensor
+    top_ids: tf.Tensor
+    top_log_probs: tf.Tensor
 
 
 def generate(step, init_cache, prompts, max_new_tokens, *, temperature=0.0, top_k=0,
              top_p=1.0, seeds=0, stop_token_ids=(), stop_sequences=None,
              stop_sequence_lengths=None, pad_id=0, max_new_tokens_per_row=None,
-             weights=None):
+             top_logprobs=0, weights=None):
     """Continues every prompt by up to `max_new_tokens` tokens.
 
     Args:
@@ -94,6 +103,8 @@ def generate(step, init_cache, prompts, max_new_tokens, *, temperature=0.0, top_
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise GenerationError(f"max_new_tokens must be a Python int >= 1, "
                               f"got {max_new_tokens!r}")
+    if not isinstance(top_logprobs, int) or top_logprobs < 0:
+        raise GenerationError(f"top_logprobs must be a Python int >= 0, got {top_logprobs!r}")
     token_ids = tf.cast(prompts.token_ids, tf.int32)
     batch_size, prompt_width = dimension(token_ids, 0), dimension(token_ids, 1)
     temperature = per_row(temperature, batch_size, 0, tf.float32)
@@ -123,8 +134,13 @@ def generate(step, init_cache, prompts, max_new_tokens, *, temperature=0.0, top_
         running = generated.finish_reasons == _RUNNING
         tokens = sample(logits[:, -1], temperature, top_k, top_p, seeds, t)
         tokens = tf.where(running, tokens, pad_id)
-        new_ids = tf.where(tf.range(max_new_tokens)[None, :] == t, tokens[:, None],
-                           generated.token_ids)
+        at_t = tf.range(max_new_tokens)[None, :] == t
+        new_ids = tf.where(at_t, tokens[:, None], generated.token_ids)
+        log_softmax = tf.nn.log_softmax(tf.cast(logits[:, -1], tf.float32))
+        log_prob = tf.where(running, tf.gather(log_softmax, tokens, batch_dims=1), 0.0)
+        top_log_probs, top_ids = tf.math.top_k(log_softmax, top_logprobs)
+        top_ids = tf.where(running[:, None], top_ids, -1)
+        top_log_probs = tf.where(running[:, None], top_log_probs, 0.0)
         sequence_length = stop_sequence_length(new_ids, t, stop_sequences)
         at_token = running & is_stop_token(tokens, stop_token_ids)
         at_sequence = running & ~at_token & (sequence_length > 0)
@@ -136,7 +152,10 @@ def generate(step, init_cache, prompts, max_new_tokens, *, temperature=0.0, top_
                 at_sequence, STOP_SEQUENCE,
                 tf.where(at_limit, LENGTH, generated.finish_reasons))),
             tf.where(at_token, 1,
-                     tf.where(at_sequence, sequence_length, generated.stop_lengths)))
+                     tf.where(at_sequence, sequence_length, generated.stop_lengths)),
+            tf.where(at_t, log_prob[:, None], generated.log_probs),
+            tf.where(at_t[:, :, None], top_ids[:, None], generated.top_ids),
+            tf.where(at_t[:, :, None], top_log_probs[:, None], generated.top_log_probs))
 
     def keep_going(t, generated, cache):
         # Every row ends by max_new_tokens at the latest: row_limits are clipped.
@@ -151,7 +170,10 @@ def generate(step, init_cache, prompts, max_new_tokens, *, temperature=0.0, top_
 
     zeros = tf.zeros([batch_size], tf.int32)
     nothing_yet = Generated(tf.fill([batch_size, max_new_tokens], pad_id), zeros,
-                            tf.fill([batch_size], _RUNNING), zeros)
+                            tf.fill([batch_size], _RUNNING), zeros,
+                            tf.zeros([batch_size, max_new_tokens]),
+                            tf.fill([batch_size, max_new_tokens, top_logprobs], -1),
+                            tf.zeros([batch_size, max_new_tokens, top_logprobs]))
     _, generated, _ = tf.while_loop(
         keep_going, next_token,
         (tf.constant(1), append(tf.constant(0), logits, nothing_yet), cache))

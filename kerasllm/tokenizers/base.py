@@ -48,6 +48,12 @@ class Tokenizer(tf.Module):
         """int ids (dense or ragged, any shape) -> tf.string tokens of the same shape."""
         raise NotImplementedError
 
+    def token_texts(self, ids):
+        """int ids (dense, any shape) -> tf.string of the same shape: the text each
+        token adds to a detokenized text, for showing tokens one by one (e.g. beside
+        their log-probabilities). Defaults to `id_to_token`."""
+        return self.id_to_token(ids)
+
     def pack(self, segments, max_seq_length):
         """Token segments ([batch, (tokens)] each, as `tokenize` returns them) ->
         the dense model-input dict of this tokenizer's family, every tensor

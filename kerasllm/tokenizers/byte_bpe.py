@@ -218,6 +218,14 @@ class ByteLevelBpeTokenizer(Tokenizer):
         known = (ids >= 0) & (ids < self.vocab_size)
         return tf.where(known, tf.gather(by_id, tf.where(known, ids, 0)), "")
 
+    def token_texts(self, ids):
+        """Each id's own bytes as UTF-8 ("Ġworld" -> " world"); a character whose
+        bytes are split over tokens becomes U+FFFD in each, special tokens give their
+        text, ids outside the vocabulary ""."""
+        return tf.strings.unicode_transcode(self._lookup(self._token_bytes, ids), "UTF-8",
+                                            "UTF-8", errors="replace",
+                                            replacement_char=0xFFFD)
+
     def detokenize(self, ids):
         """int ids [batch, tokens] (dense or ragged) -> UTF-8 string [batch].
 

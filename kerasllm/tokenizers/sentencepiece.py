@@ -207,6 +207,11 @@ class SentencePieceTokenizer(Tokenizer):
             return tf.ragged.map_flat_values(self.id_to_token, ids)
         return self._sentencepiece.id_to_string(self._known_ids(ids))
 
+    def token_texts(self, ids):
+        """Each id's piece with "▁" read as a space ("▁the" -> " the"); byte pieces
+        stay as they are ("<0x0A>")."""
+        return tf.strings.regex_replace(self.id_to_token(ids), "\u2581", " ")
+
     def detokenize(self, ids):
         """int ids [batch, tokens] (dense or ragged) -> string [batch].
 

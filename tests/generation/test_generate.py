@@ -181,3 +181,37 @@ def test_max_new_tokens_must_be_a_positive_int():
     prompts = left_pad(tf.ragged.constant([[1]]))
     with pytest.raises(GenerationError, match="max_new_tokens"):
         generate(CYCLE.step, CYCLE.init_cache, prompts, 0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_log_probs_are_the_models_own_whatever_shaped_the_draw(mode):
+    # Sampled at temperature 1.5 with top-k 3: the log-probabilities are still those of
+    # table[previous token], and the alternatives its most likely tokens.
+    table = np.random.default_rng(1).normal(size=(7, 7)) * 2
+    model = TransitionModel(table)
+    prompts = left_pad(tf.ragged.constant([[1, 2], [4]]))
+    out = run(generate, mode, model.step, model.init_cache, prompts, 5,
+              temperature=tf.constant([0.0, 1.5]), top_k=tf.constant([0, 3]),
+              seeds=tf.constant([0, 4]), max_new_tokens_per_row=tf.constant([5, 3]),
+              top_logprobs=4)
+    log_softmax = table - np.log(np.exp(table).sum(axis=1, keepdims=True))
+    for row, previous in enumerate([2, 4]):
+        for t in range(5):
+            if t >= out.lengths[row]:
+                assert out.log_probs[row, t] == 0
+                np.testing.assert_array_equal(out.top_ids[row, t], [-1] * 4)
+                continue
+            token = out.token_ids[row, t]
+            np.testing.assert_allclose(out.log_probs[row, t], log_softmax[previous, token],
+                                       atol=1e-5)
+            best = np.argsort(-log_softmax[previous])[:4]
+            np.testing.assert_array_equal(out.top_ids[row, t], best)
+            np.testing.assert_allclose(out.top_log_probs[row, t],
+                                       log_softmax[previous, best], atol=1e-5)
+            previous = token
+
+
+def test_top_logprobs_must_be_a_non_negative_int():
+    prompts = left_pad(tf.ragged.constant([[1]]))
+    with pytest.raises(GenerationError, match="top_logprobs"):
+        generate(CYCLE.step, CYCLE.init_cache, prompts, 2, top_logprobs=-1)

@@ -124,12 +124,11 @@ class GptCausalLM(LanguageModelTask):
         if not 1 <= max_new_tokens < limit:
             raise DataError(f"max_new_tokens={max_new_tokens} must be in [1, {limit}): the "
                             f"model has {limit} positions for prompt and answer")
-        renderer = self.chat_renderer()
         return gpt_signatures.gpt_signatures(
             self, tokenizer, max_prompt_length=limit - max_new_tokens,
             max_new_tokens=max_new_tokens, num_beams=num_beams,
             stop_token_ids=tuple(stop_token_ids), compiled=compiled,
-            chat_frame=renderer.user_message_frame() if renderer else None)
+            chat_template=self.chat_renderer())
 
     def export_options(self):
         return {"warmup_inputs": gpt_signatures.warmup_inputs(), "batching": DECODING}
@@ -143,7 +142,7 @@ class GptCausalLM(LanguageModelTask):
 
     def generate(self, prompts, max_new_tokens=None, temperature=0.0, top_k=0,
                  top_p=1.0, seed=0, stop="", num_beams=1, length_penalty=0.6,
-                 return_details=False, jit_compile=None):
+                 top_logprobs=None, return_details=False, jit_compile=None):
         """Continues each prompt (a string, or a list) with up to `max_new_tokens` tokens
         (default DEFAULT_NEW_TOKENS, at most half the position table).
 
@@ -158,7 +157,12 @@ class GptCausalLM(LanguageModelTask):
 
         Returns the continuation text (a list for a list); with return_details, a
         dict: text, token_ids, num_tokens, finish_reason ("length", "stop_token",
-        "stop") for sampling, texts and scores (n-best, best first) for beam search.
+        "stop"), token_log_probs (each token's log-probability under the model) and
+        prompt_num_tokens for sampling, with `top_logprobs` (0 to 20, one or per
+        prompt) also tokens and the most likely alternatives at each step
+        (top_token_ids, top_log_probs, top_tokens: see
+        kerasllm.export.gpt_signatures); texts and scores (n-best, best first) for
+        beam search.
         """
         texts, single = text_batch(prompts, "prompts")
         rows = int(texts.shape[0])
@@ -178,8 +182,10 @@ class GptCausalLM(LanguageModelTask):
                         "temperature": (temperature, tf.float32), "top_k": (top_k, tf.int32),
                         "top_p": (top_p, tf.float32), "seed": (seed, tf.int32),
                         "stop": (stop, tf.string)}
+            if top_logprobs is not None:
+                settings["top_logprobs"] = (top_logprobs, tf.int32)
             outputs = self.run_text_function(
-                "generate_with_options",
+                "generate_with_options" if top_logprobs is None else "generate_with_logprobs",
                 {"prompt": texts, **{name: per_row(value, rows, dtype, name)
                                      for name, (value, dtype) in settings.items()}},
                 False, max_new_tokens=cap, compiled=self.decoding_compiled(jit_compile))
