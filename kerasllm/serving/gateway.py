@@ -367,6 +367,16 @@ def _number(body, name, default, low, high, *, low_open=False, integer=False):
     return value
 
 
+def _texts(body, name):
+    """body[name], a string or a non-empty list of them, as a list."""
+    value = body.get(name)
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ApiError(400, f"`{name}` must be a string or a non-empty list of strings "
+                            "(token ids are not supported)", param=name)
+    return texts
+
+
 def _stops(body):
     stop = body.get("stop")
     if stop is None:
@@ -681,12 +691,7 @@ class Gateway:
 
     async def completions(self, body, record):
         address, info = await self.model_of(body, record)
-        prompt = body.get("prompt")
-        prompts = [prompt] if isinstance(prompt, str) else prompt
-        if (not isinstance(prompts, list) or not prompts
-                or not all(isinstance(p, str) for p in prompts)):
-            raise ApiError(400, "`prompt` must be a string or a non-empty list of strings "
-                                "(token ids are not supported)", param="prompt")
+        prompts = _texts(body, "prompt")
         if info.family == BERT:
             raise ApiError(400, f"model {info.model!r} is an encoder: use /v1/embeddings",
                            param="model")
@@ -826,12 +831,7 @@ class Gateway:
         if info.family != BERT:
             raise ApiError(400, f"model {info.model!r} is a {info.family} export, not an "
                                 "encoder with sentence embeddings", param="model")
-        texts = body.get("input")
-        texts = [texts] if isinstance(texts, str) else texts
-        if (not isinstance(texts, list) or not texts
-                or not all(isinstance(t, str) for t in texts)):
-            raise ApiError(400, "`input` must be a string or a non-empty list of strings "
-                                "(token ids are not supported)", param="input")
+        texts = _texts(body, "input")
         encoding = body.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
             raise ApiError(400, "`encoding_format` is float or base64",
