@@ -9,7 +9,6 @@ model that passes here is one the server can run: it fails on ops outside core
 TensorFlow and tensorflow-text, on any Xla* op or `_XlaMustCompile` function
 (an exported `jit_compile=True`), and on Python ops, which cannot be serialised.
 """
-import ctypes
 import json
 import os
 import sys
@@ -23,6 +22,8 @@ from absl import app, flags  # noqa: E402
 from tensorflow.python.framework import op_def_registry  # noqa: E402
 
 from kerasllm.export.errors import ExportError  # noqa: E402
+from kerasllm.export.serving_session import (  # noqa: E402
+    disable_xla_compilation, load_serving_session, replay_warmup_requests, run_signature)
 from kerasllm.export.warmup import read_warmup_requests  # noqa: E402
 
 PYTHON_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
@@ -35,13 +36,6 @@ SAMPLE_TEXTS = [
     "word " * 2000,
     "Ünïcödé text — with “quotes”, accents and 123 numbers!",
 ]
-
-
-def disable_xla_compilation():
-    """What tensorflow_model_server does at start-up: any function that must be
-    XLA-compiled then fails to run instead of being compiled."""
-    library = os.path.join(os.path.dirname(tf.__file__), "libtensorflow_cc.so.2")
-    ctypes.CDLL(library)._ZN10tensorflow21DisableXlaCompilationEv()
 
 
 def op_report(meta_graph):
@@ -73,9 +67,10 @@ def op_report(meta_graph):
 
 
 def sample_feed(signature, inputs=None, warmup_inputs=None):
-    """A feed dict for every input of a SignatureDef: `inputs[name]` when given, else
-    SAMPLE_TEXTS (cycled to the batch size of the given inputs) for strings, else the
-    values of the signature's first warmup request (`warmup_inputs`)."""
+    """{input name: values} for every input of a SignatureDef: `inputs[name]` when
+    given, else SAMPLE_TEXTS (cycled to the batch size of the given inputs) for
+    strings, else the values of the signature's first warmup request
+    (`warmup_inputs`)."""
     inputs = inputs or {}
     batch_size = len(next(iter(inputs.values()))) if inputs else len(SAMPLE_TEXTS)
     feed = {}
@@ -85,10 +80,10 @@ def sample_feed(signature, inputs=None, warmup_inputs=None):
         elif info.dtype == tf.string.as_datatype_enum:
             values = [SAMPLE_TEXTS[i % len(SAMPLE_TEXTS)] for i in range(batch_size)]
         elif warmup_inputs and name in warmup_inputs:
-            return {signature.inputs[key].name: value for key, value in warmup_inputs.items()}
+            return dict(warmup_inputs)
         else:
             raise ExportError(f"input {name!r} is not a string; pass it with --inputs_json")
-        feed[info.name] = np.asarray(values)
+        feed[name] = np.asarray(values)
     return feed
 
 
@@ -98,9 +93,8 @@ def check_saved_model(path, inputs=None, verbose=True):
         raise ExportError(f"no SavedModel at {path}")
     results = {}
     warmup_requests = read_warmup_requests(path)  # read eagerly, before the TF1 graph
-    graph = tf.Graph()
-    with tf.compat.v1.Session(graph=graph) as session:
-        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+    session, meta_graph = load_serving_session(path)
+    with session:
         op_types, problems = op_report(meta_graph)
         if verbose:
             print(f"{len(op_types)} op types: {', '.join(op_types)}")
@@ -111,38 +105,21 @@ def check_saved_model(path, inputs=None, verbose=True):
         for name, signature in sorted(meta_graph.signature_def.items()):
             if name.startswith("__"):  # e.g. __saved_model_init_op
                 continue
-            fetches = {key: info.name for key, info in signature.outputs.items()}
             try:
                 warmup = next((request for signature_name, request in warmup_requests
                                if signature_name == name), None)
-                outputs = session.run(fetches, feed_dict=sample_feed(signature, inputs, warmup))
+                outputs = run_signature(session, signature,
+                                        sample_feed(signature, inputs, warmup))
             except tf.errors.OpError as error:
                 raise ExportError(f"signature {name} failed to run: {error.message}") from None
             results[name] = outputs
             if verbose:
                 shapes = ", ".join(f"{k} {list(np.shape(v))}" for k, v in sorted(outputs.items()))
                 print(f"signature {name}: ok ({shapes})")
-        replay_warmup_requests(session, meta_graph, warmup_requests, verbose)
+        replay_warmup_requests(session, meta_graph, warmup_requests)
+        if verbose and warmup_requests:
+            print(f"warmup requests: {len(warmup_requests)} replayed")
     return results
-
-
-def replay_warmup_requests(session, meta_graph, requests, verbose):
-    """Runs every warmup request (see kerasllm.export.warmup) as TF Serving replays
-    them: the signature and input names each logs must be the model's."""
-    for index, (name, inputs) in enumerate(requests):
-        signature = meta_graph.signature_def.get(name)
-        if signature is None or set(inputs) != set(signature.inputs):
-            raise ExportError(f"warmup request {index} names signature {name!r} with inputs "
-                              f"{sorted(inputs)}, which the model does not have")
-        fetches = {key: info.name for key, info in signature.outputs.items()}
-        try:
-            session.run(fetches, feed_dict={signature.inputs[key].name: value
-                                            for key, value in inputs.items()})
-        except tf.errors.OpError as error:
-            raise ExportError(f"warmup request {index} ({name}) failed: {error.message}") \
-                from None
-    if verbose and requests:
-        print(f"warmup requests: {len(requests)} replayed")
 
 
 FLAGS = flags.FLAGS

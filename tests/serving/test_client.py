@@ -1,6 +1,9 @@
-"""ServingClient over REST (columnar and row) and gRPC against stand-in servers on
-127.0.0.1 that run real kerasllm exports: results, versions and labels, retries on
+"""ServingClient over REST (columnar and row) and gRPC against the development server
+on 127.0.0.1 running real kerasllm exports: results, versions and labels, retries on
 UNAVAILABLE, timeouts, and errors that name the model, version and signature."""
+import time
+
+import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,8 +18,8 @@ from kerasllm.export.seq2seq_signatures import warmup_inputs as seq2seq_warmup_i
 from kerasllm.models import (BertClassifier, BertEncoder, BertPretrainer, GptCausalLM,
                              Seq2SeqLM, registry)
 from kerasllm.serving.client import ServingClient, ServingError
+from kerasllm.serving.dev_server import DevServer, ServingFailure
 from kerasllm.tokenizers import WordPieceTokenizer, train_sentencepiece
-from tests.serving.stand_in_servers import ModelStore, start_grpc_server, start_rest_server
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "king", "queen", "is", "dead",
          "long", "live", "good", "bad", "film", "!"]
@@ -54,23 +57,42 @@ def exports(tmp_path_factory):
         str(root / "seq2seq"), seq2seq_signatures(seq2seq, pieces, max_source_length=16,
                                                   max_target_length=6, max_beam_size=2),
         [seq2seq, pieces], check=False, warmup_inputs=seq2seq_warmup_inputs())
-    return {"encoder": encoder_paths, "classifier": {1: classifier_path}, "gpt": {1: gpt_path},
-            "seq2seq": {1: seq2seq_path}}
+    return {"root": str(root), "encoder": encoder_paths, "classifier": {1: classifier_path},
+            "gpt": {1: gpt_path}, "seq2seq": {1: seq2seq_path}}
+
+
+class FaultyDevServer(DevServer):
+    """The development server, able to fail as a real one does: it answers UNAVAILABLE
+    `unavailable` more times, waits `delay` seconds before answering, and records
+    every prediction it runs as (model, version, signature)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unavailable, self.delay, self.requests = 0, 0.0, []
+
+    def predict(self, model_spec, inputs, output_filter=()):
+        time.sleep(self.delay)
+        if self.unavailable > 0:
+            self.unavailable -= 1
+            raise ServingFailure(grpc.StatusCode.UNAVAILABLE, "the model is loading")
+        version, outputs = super().predict(model_spec, inputs, output_filter)
+        self.requests.append((model_spec.name, version,
+                              model_spec.signature_name or "serving_default"))
+        return version, outputs
 
 
 @pytest.fixture(scope="module")
 def store(exports):
-    return ModelStore(exports, labels={"encoder": {"stable": 1, "canary": 2}})
+    # Without replaying the warmup requests: this tests the client, and they take long.
+    with FaultyDevServer(exports["root"], labels={"encoder": {"stable": 1, "canary": 2}},
+                         warmup=False) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def servers(store):
-    grpc_server, grpc_target = start_grpc_server(store)
-    rest_server, rest_url = start_rest_server(store)
-    yield {"grpc": {"grpc_target": grpc_target}, "rest": {"rest_url": rest_url},
-           "rest_rows": {"rest_url": rest_url, "request_format": "row"}}
-    grpc_server.stop(None)
-    rest_server.shutdown()
+    return {"grpc": {"grpc_target": store.grpc_target}, "rest": {"rest_url": store.rest_url},
+            "rest_rows": {"rest_url": store.rest_url, "request_format": "row"}}
 
 
 @pytest.fixture(autouse=True)
