@@ -6,8 +6,7 @@ and chunked streaming against one final chunk.
     python -m bench.all --parts=gateway         # the same, recorded in docs/benchmarks.md
 
 A random-weight GPT export (--model) is served by kerasllm's development server
-(kerasllm.serving.dev_server; until it exists, the tests' stand-in REST server, the same
-TF-Serving REST API over the same SavedModel) in this process, and the gateway runs as
+(kerasllm.serving.dev_server, TF Serving's REST API) in this process, and the gateway runs as
 its own process (`python -m kerasllm.serving.gateway`), as deployed; a second gateway
 process streams in chunks of --chunk_tokens. Greedy generation of --new_tokens tokens
 from a short prompt (a random model may end a row early at a stop token; such rows
@@ -40,6 +39,7 @@ sys.path.insert(0, ROOT)
 from absl import app, flags  # noqa: E402
 
 from bench import timing  # noqa: E402
+from kerasllm.serving.dev_server import DevServer  # noqa: E402
 from bench.tables import markdown_table, ratio, speed  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -74,31 +74,6 @@ def export_gpt(root, model, new_tokens):
     return export_saved_model(os.path.join(root, "gpt"), gpt_signatures(
         gpt, pieces, max_prompt_length=64, max_new_tokens=new_tokens), [gpt, pieces],
         check=False, warmup_inputs=warmup_inputs())
-
-
-class Served:
-    """The development server over an export root, in this process: (rest_url, what
-    it is)."""
-
-    def __init__(self, root, path):
-        try:
-            from kerasllm.serving.dev_server import DevServer
-        except ImportError:
-            DevServer = None
-        if DevServer is not None:
-            self.server = DevServer(root, rest_port=0, grpc_port=0)
-            self.url = self.server.__enter__().rest_url
-            self.what = "kerasllm.serving.dev_server"
-        else:
-            from tests.serving.stand_in_servers import ModelStore, start_rest_server
-            self.server, self.url = start_rest_server(ModelStore({"gpt": {1: path}}))
-            self.what = "the tests' stand-in REST server"
-
-    def close(self):
-        if hasattr(self.server, "__exit__"):
-            self.server.__exit__(None, None, None)
-        else:
-            self.server.shutdown()
 
 
 def start_gateway(serving_url, chunk_tokens):
@@ -179,15 +154,15 @@ def measure(model, new_tokens, chunk_tokens, clients, requests, rounds):
     "requests_per_second": {direct, gateway}, "stream": {final, chunked: {first_ms,
     total_ms}}}; see the module's docstring."""
     with tempfile.TemporaryDirectory() as root:
-        path = export_gpt(root, model, new_tokens)
-        served = Served(root, path)
+        export_gpt(root, model, new_tokens)
+        served = DevServer(root).__enter__()
         processes = []
         try:
-            final, final_url = start_gateway(served.url, 0)
+            final, final_url = start_gateway(served.rest_url, 0)
             processes.append(final)
-            chunked, chunked_url = start_gateway(served.url, chunk_tokens)
+            chunked, chunked_url = start_gateway(served.rest_url, chunk_tokens)
             processes.append(chunked)
-            calls = {"direct": direct_call(served.url, new_tokens),
+            calls = {"direct": direct_call(served.rest_url, new_tokens),
                      "gateway": gateway_call(final_url, new_tokens)}
             streams = {"final": stream_call(final_url, new_tokens),
                        "chunked": stream_call(chunked_url, new_tokens)}
@@ -205,9 +180,10 @@ def measure(model, new_tokens, chunk_tokens, clients, requests, rounds):
             for process in processes:
                 process.terminate()
                 process.wait(30)
-            served.close()
+            served.__exit__(None, None, None)
     return {"model": model, "new_tokens": new_tokens, "chunk_tokens": chunk_tokens,
-            "clients": clients, "requests": requests, "rounds": rounds, "server": served.what,
+            "clients": clients, "requests": requests, "rounds": rounds,
+            "server": "kerasllm.serving.dev_server",
             "latency_ms": {side: statistics.median(v) for side, v in latency.items()},
             "requests_per_second": rates,
             "stream": {side: {"first_ms": 1000 * statistics.median(f for f, _ in v),

@@ -1,6 +1,6 @@
 """The OpenAI-compatible gateway (kerasllm.serving.gateway) with the official `openai`
-client, over real HTTP, in front of a TF-Serving-compatible server running real tiny
-exports (a GPT, a seq2seq, a BERT encoder).
+client, over real HTTP, in front of the development server (kerasllm.serving.dev_server)
+running real tiny exports (a GPT, a seq2seq, a BERT encoder).
 
 Tests of what newer exports return (token log-probabilities: generate_with_logprobs,
 score's tokens) skip, saying so, when the exports built here lack them.
@@ -26,10 +26,10 @@ from kerasllm.export.saved_model import export_saved_model
 from kerasllm.export.seq2seq_signatures import seq2seq_signatures
 from kerasllm.export.seq2seq_signatures import warmup_inputs as seq2seq_warmup_inputs
 from kerasllm.models import BertEncoder, GptCausalLM, Seq2SeqLM, registry
+from kerasllm.serving.dev_server import DevServer
 from kerasllm.serving.gateway import Gateway, Serving, create_app
 from kerasllm.tokenizers import WordPieceTokenizer, train_sentencepiece
 from tests.ports import free_ports
-from tests.serving.stand_in_servers import ModelStore, start_grpc_server, start_rest_server
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "king", "queen", "is", "dead",
          "long", "live", "good", "bad", "film", "!"]
@@ -69,15 +69,10 @@ def exports(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def serving(exports):
-    """{"rest": TF Serving's REST address, "grpc": its gRPC one} of a server running the
-    exports. (When kerasllm.serving.dev_server lands: `with DevServer(root) as s: yield
-    {"rest": s.rest_url, "grpc": "grpc://" + s.grpc_target}`.)"""
-    store = ModelStore(exports[1], labels={"gpt": {"stable": 1}})
-    rest_server, rest_url = start_rest_server(store)
-    grpc_server, grpc_target = start_grpc_server(store)
-    yield {"rest": rest_url, "grpc": f"grpc://{grpc_target}"}
-    rest_server.shutdown()
-    grpc_server.stop(None)
+    """{"rest": TF Serving's REST address, "grpc": its gRPC one} of the development
+    server running the exports."""
+    with DevServer(str(exports[0]), labels={"gpt": {"stable": 1}}) as server:
+        yield {"rest": server.rest_url, "grpc": f"grpc://{server.grpc_target}"}
 
 
 class RunningGateway:
