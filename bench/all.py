@@ -7,6 +7,7 @@
     python -m bench.all --parts=serving          # measure serving only; keep the rest recorded
     python -m bench.all --parts=fit              # Keras fit vs the loop and keras-hub's fit
     python -m bench.all --parts=lora             # LoRA vs full fine-tuning and keras-hub's LoRA
+    python -m bench.all --parts=gateway          # the OpenAI gateway vs TF Serving's REST
 
 Every number is one fresh process (`python -m bench.measure ...`, median of its
 --rounds timed rounds after an untimed warm-up), and the processes of one sweep
@@ -36,8 +37,11 @@ target tokens):
              fine-tuning and keras-hub's LoRA at SmolLM2-135M's shape
              (bench/lora_throughput.py at its own sizes: one fresh process per side,
              --repeats alternating sweeps; --quick: its quick run).
+  gateway    (--parts=gateway) the OpenAI gateway's latency and 8-client throughput
+             against the serving REST API called directly, and chunked streaming
+             against one final chunk (bench/gateway_overhead.py; --quick: its quick run).
 
---parts picks throughput (everything above serving), serving, fit and lora; a run of
+--parts picks throughput (everything above serving), serving, fit, lora and gateway; a run of
 some parts keeps the figures of the others from the record beside --output.
 """
 import json
@@ -51,13 +55,14 @@ from absl import app, flags, logging
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench import (bert_serving_latency, cases, fit_throughput, lora_throughput,  # noqa: E402
-                   timing)
+from bench import (bert_serving_latency, cases, fit_throughput,  # noqa: E402
+                   gateway_overhead, lora_throughput, timing)
 from bench.tables import markdown_table, speed  # noqa: E402
 from kerasllm.models.registry import UnknownModelError  # noqa: E402
 
 FLAGS = flags.FLAGS
-PARTS = ["throughput", "serving", "fit", "lora"]
+PARTS = ["throughput", "serving", "fit", "lora", "gateway"]
+LATER_PARTS = ("serving", "fit", "lora", "gateway")
 MODELS = ["bert_tiny", "bert_small", "gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 GENERATION_MODELS = ["gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 MODEL_GARDEN = "model-garden"
@@ -183,6 +188,15 @@ def lora():
         "LoRA throughput"), **made_by()}
 
 
+def gateway():
+    """bench/gateway_overhead.py's figures (its --quick run when this run is quick), and
+    how, when and where they were made."""
+    return {**cases.last_json_line(
+        [sys.executable, "-m", gateway_overhead.MODULE, "--json",
+         f"--rounds={FLAGS.repeats * FLAGS.rounds}", *(["--quick"] if FLAGS.quick else [])],
+        "gateway overhead"), **made_by()}
+
+
 def sweep(model_garden):
     """{key(spec): [median of each sweep's process]}, the trainable-weight counts."""
     specs = measurements(model_garden)
@@ -303,7 +317,10 @@ def report(record, output):
              "`pad_to_max_length=True`, the fixed shape (for accelerators) every export "
              "had before. S: the columns the encoder ran on."),
             ("fit", "Keras fit vs the training loop and keras-hub's fit", fit_throughput, ""),
-            ("lora", "LoRA fine-tuning: speed and memory", lora_throughput, "")):
+            ("lora", "LoRA fine-tuning: speed and memory", lora_throughput, ""),
+            ("gateway", "OpenAI gateway: overhead and chunked streaming", gateway_overhead,
+             " Stock TF Serving cannot stream tokens: chunked streaming re-sends prompt + "
+             "text so far for each chunk (docs/serving_gateway.md).")):
         if record.get(part):
             made = record[part]
             lines += ["", f"## {heading}", "",
@@ -436,14 +453,15 @@ def main(argv):
     try:
         if "throughput" in FLAGS.parts:
             record = measured(*sweep(model_garden), model_garden, note)
-            record.update({part: earlier[part] for part in ("serving", "fit", "lora")
-                           if part in earlier})
+            record.update({part: earlier[part] for part in LATER_PARTS if part in earlier})
         if "serving" in FLAGS.parts:
             record["serving"] = serving()
         if "fit" in FLAGS.parts:
             record["fit"] = fit()
         if "lora" in FLAGS.parts:
             record["lora"] = lora()
+        if "gateway" in FLAGS.parts:
+            record["gateway"] = gateway()
     except cases.BenchmarkError as error:
         sys.exit(f"bench.all: {error}")
     print(write(record, FLAGS.output))
