@@ -89,7 +89,9 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
     describe(field [N]) returns value string [N], what a client needs to know of
     the model: "chat_template" (the Jinja text, "" without one), "bos_token" and
     "eos_token" (the strings the template sees), "max_prompt_length",
-    "max_new_tokens"; "" for other fields.
+    "max_new_tokens"; "" for other fields; and known bool [N], whether the model
+    has the field (two outputs, so that TF Serving's REST API names them: it
+    answers a single output bare).
 
     A prompt is its tokens after the tokenizer's <s> (if it has one), its last
     `max_prompt_length` tokens when longer. Without an <s>, an empty prompt is the
@@ -116,7 +118,7 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
             gpt.generate_with_logprobs),
         "generate_beam": signature(PROMPT, LENGTH_PENALTY)(gpt.generate_beam),
         "score": signature(TEXT)(gpt.score),
-        "describe": signature(FIELD)(lambda field: {"value": described(field, description)}),
+        "describe": signature(FIELD)(lambda field: described(field, description)),
     }
     if chat_template is not None:
         prefix, suffix = chat_template.user_message_frame()
@@ -129,11 +131,13 @@ def gpt_signatures(model, tokenizer, *, max_prompt_length, max_new_tokens,
 
 
 def described(field, description):
-    """string [N]: description[f] for each f of `field` [N], "" for unknown fields."""
+    """{"value": description[f] for each f of `field` [N] ("" for unknown fields),
+    "known": bool [N]}."""
     keys = tf.constant(["", *description])
     values = tf.constant(["", *description.values()])
     matches = tf.cast(tf.equal(field[:, None], keys[None, :]), tf.int32)
-    return tf.gather(values, tf.argmax(matches, axis=1))
+    index = tf.argmax(matches, axis=1)
+    return {"value": tf.gather(values, index), "known": index > 0}
 
 
 class _GptServing:

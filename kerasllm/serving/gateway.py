@@ -295,8 +295,9 @@ class Serving:
 
     def _describe(self, address, info):
         """The chat template and limits from the export's `describe` (when it has one)."""
-        fields = ["chat_template", "max_prompt_length", "max_new_tokens"]
-        template = None
+        fields = ["chat_template", "bos_token", "eos_token", "max_prompt_length",
+                  "max_new_tokens"]
+        template, special_tokens = None, {}
         if not info.lacks("describe", ["value"]):
             try:
                 values = [_text(v) for v in
@@ -304,6 +305,8 @@ class Serving:
                 info.learn("describe", ["value"])
                 described = dict(zip(fields, values))
                 template = described["chat_template"] or None
+                special_tokens = {name: described[name] or None
+                                  for name in ("bos_token", "eos_token")}
                 for field in ("max_prompt_length", "max_new_tokens"):
                     if described[field].strip().isdigit():
                         setattr(info, field, int(described[field]))
@@ -311,7 +314,7 @@ class Serving:
                 if error.kind not in ("invalid", "not_found"):
                     raise _api_error(error, address) from None
         try:
-            info.chat_template = ChatTemplate(template or DEFAULT_PLAIN)
+            info.chat_template = ChatTemplate(template or DEFAULT_PLAIN, **special_tokens)
         except ChatTemplateError:
             info.chat_template = None  # answered at chat time, with the reason
 

@@ -208,9 +208,12 @@ class SentencePieceTokenizer(Tokenizer):
         return self._sentencepiece.id_to_string(self._known_ids(ids))
 
     def token_texts(self, ids):
-        """Each id's piece with "▁" read as a space ("▁the" -> " the"); byte pieces
-        stay as they are ("<0x0A>")."""
-        return tf.strings.regex_replace(self.id_to_token(ids), "\u2581", " ")
+        """Each id detokenized alone ("▁the" -> " the"): a byte piece gives its byte
+        ("<0x0A>" -> "\\n"), U+FFFD where it is part of a longer character; control
+        tokens (</s>, padding) give ""."""
+        ids = tf.convert_to_tensor(ids)
+        text = self._sentencepiece.detokenize(tf.reshape(self._known_ids(ids), [-1, 1]))
+        return tf.reshape(text, tf.shape(ids))
 
     def detokenize(self, ids):
         """int ids [batch, tokens] (dense or ragged) -> string [batch].
