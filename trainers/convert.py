@@ -24,6 +24,7 @@ from kerasllm.convert.errors import ConversionError
 from kerasllm.convert.hf_model_type import supported_model_type
 from kerasllm.export import gpt_signatures
 from kerasllm.export.bert_signatures import bert_signatures
+from kerasllm.models.gpt.causal_lm import chat_renderer
 from kerasllm.pretrained import PACKAGED, load_preset, pretrained_name
 from kerasllm.pretrained.model_dir import is_model_dir, read_model_dir
 from kerasllm.serving.batching import DECODING
@@ -92,7 +93,8 @@ def run(fv):
                                   f"prompt in --max_seq_length={max_seq_length}")
         signatures = gpt_signatures.gpt_signatures(
             model, tokenizer, max_prompt_length=max_seq_length - fv.max_new_tokens,
-            max_new_tokens=fv.max_new_tokens, chat_template=model.chat_renderer())
+            max_new_tokens=fv.max_new_tokens,
+            chat_template=chat_renderer(template, tokenizer))
         extra = {"family": "gpt", "max_new_tokens": fv.max_new_tokens,
                  "context_length": config.max_sequence_length, "chat_template": template}
         export_options = {"warmup_inputs": gpt_signatures.warmup_inputs(),

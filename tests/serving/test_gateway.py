@@ -23,13 +23,12 @@ from kerasllm.export.bert_signatures import bert_signatures
 from kerasllm.export.gpt_signatures import gpt_signatures
 from kerasllm.export.gpt_signatures import warmup_inputs as gpt_warmup_inputs
 from kerasllm.export.saved_model import export_saved_model
-from kerasllm.export.seq2seq_signatures import seq2seq_signatures
-from kerasllm.export.seq2seq_signatures import warmup_inputs as seq2seq_warmup_inputs
-from kerasllm.models import BertEncoder, GptCausalLM, Seq2SeqLM, registry
+from kerasllm.models import BertEncoder, GptCausalLM, registry
 from kerasllm.serving.dev_server import DevServer
 from kerasllm.serving.gateway import Gateway, Serving, create_app
 from kerasllm.tokenizers import WordPieceTokenizer, train_sentencepiece
 from tests.ports import free_ports
+from tests.serving.tiny_exports import tiny_seq2seq_export
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "king", "queen", "is", "dead",
          "long", "live", "good", "bad", "film", "!"]
@@ -50,12 +49,7 @@ def exports(tmp_path_factory):
         str(root / "gpt"), gpt_signatures(gpt, pieces, max_prompt_length=32,
                                           max_new_tokens=MAX_NEW),
         [gpt, pieces], check=False, warmup_inputs=gpt_warmup_inputs())
-    seq2seq = Seq2SeqLM.from_name("seq2seq_tiny", vocab_size=pieces.vocab_size,
-                                  num_encoder_layers=1, num_decoder_layers=1).build_for_inputs()
-    seq2seq_path = export_saved_model(
-        str(root / "seq2seq"), seq2seq_signatures(seq2seq, pieces, max_source_length=16,
-                                                  max_target_length=6, max_beam_size=2),
-        [seq2seq, pieces], check=False, warmup_inputs=seq2seq_warmup_inputs())
+    seq2seq_path = tiny_seq2seq_export(str(root / "seq2seq"), pieces)
     config = registry.get("bert_tiny").replace(vocab_size=len(VOCAB), max_sequence_length=16)
     encoder = BertEncoder(config).build_for_inputs()
     tokenizer = WordPieceTokenizer(VOCAB)

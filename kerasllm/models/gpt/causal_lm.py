@@ -20,6 +20,14 @@ DEFAULT_NEW_TOKENS = 64
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
+def chat_renderer(chat_template, tokenizer):
+    """The ChatTemplate of a model with `chat_template` (Jinja text or None) and
+    `tokenizer` (see GptCausalLM.chat_renderer), or None."""
+    if chat_template is None and not {IM_START, IM_END} <= set(tokenizer.special_ids()):
+        return None
+    return ChatTemplate.for_model(chat_template, tokenizer)
+
+
 class GptCausalLM(LanguageModelTask):
     """A GptDecoder and a projection of its outputs onto the vocabulary (see
     LanguageModelTask).
@@ -72,11 +80,7 @@ class GptCausalLM(LanguageModelTask):
         model's `chat_template` (Jinja text, as its preset ships it or fine-tuning
         set it), else ChatML where the tokenizer has ChatML's tokens; None when the
         model has neither (it was not trained to chat)."""
-        tokenizer = self.needs_tokenizer("chat")
-        if self.chat_template is None and not {IM_START, IM_END} <= set(
-                tokenizer.special_ids()):
-            return None
-        return ChatTemplate.for_model(self.chat_template, tokenizer)
+        return chat_renderer(self.chat_template, self.needs_tokenizer("chat"))
 
     def preprocess(self, x, y=None):
         """Documents string [B] -> token_ids, padding_mask [B, L]: "<s> text </s>" (no
