@@ -4,9 +4,11 @@
     python -m trainers.serving_config --root=saved_models --pin=minilm=3 \
         --label=classifier=stable:4 --label=classifier=canary:5
 
-Writes <root>/models.config (for --model_config_file) and <root>/batching.config (for
---batching_parameters_file with --enable_batching). Each model loads its newest
-version unless pinned or labelled (see kerasllm.serving.model_config).
+Writes <root>/models.config (for --model_config_file), <root>/batching.config (for
+--batching_parameters_file with --enable_batching) and <root>/monitoring.config (for
+--monitoring_config_file: Prometheus metrics at /monitoring/prometheus/metrics).
+Each model loads its newest version unless pinned or labelled (see
+kerasllm.serving.model_config).
 """
 from absl import flags
 

@@ -2,7 +2,8 @@
 root (`<root>/<model>/<version>/saved_model.pb`), with its version policy and labels.
 
     config = model_server_config(find_models("saved_models"), pins={"minilm": [3]})
-    write_serving_config("saved_models", config)   # models.config + batching.config
+    write_serving_config("saved_models", config)   # models.config, batching.config,
+                                                   # monitoring.config
 
 Versions: by default the server loads the newest version of each model and moves to
 a newer one when it appears (`latest`); pinning lists exact versions (to hold a
@@ -11,7 +12,7 @@ versions, so clients can ask for /labels/stable instead of a number.
 """
 import os
 
-from google.protobuf import text_format
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from kerasllm.atomic_files import write_atomically
@@ -19,6 +20,40 @@ from kerasllm.errors import KerasLLMError
 from kerasllm.serving.batching import BATCHING_FILE, Batching
 
 MODELS_FILE = "models.config"
+# For --monitoring_config_file: Prometheus metrics on the REST port at this path.
+MONITORING_FILE = "monitoring.config"
+PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
+
+
+def _monitoring_config_class():
+    """tensorflow.serving.MonitoringConfig, as tensorflow_serving/config/
+    monitoring_config.proto declares it (tensorflow-serving-api does not ship it)."""
+    file = descriptor_pb2.FileDescriptorProto(
+        name="tensorflow_serving/config/monitoring_config.proto",
+        package="tensorflow.serving", syntax="proto3")
+    field = descriptor_pb2.FieldDescriptorProto
+    prometheus = file.message_type.add(name="PrometheusConfig")
+    prometheus.field.add(name="enable", number=1, type=field.TYPE_BOOL,
+                         label=field.LABEL_OPTIONAL)
+    prometheus.field.add(name="path", number=2, type=field.TYPE_STRING,
+                         label=field.LABEL_OPTIONAL)
+    file.message_type.add(name="MonitoringConfig").field.add(
+        name="prometheus_config", number=1, type=field.TYPE_MESSAGE,
+        type_name=".tensorflow.serving.PrometheusConfig", label=field.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig"))
+
+
+MonitoringConfig = _monitoring_config_class()
+
+
+def monitoring_config(path=PROMETHEUS_PATH):
+    """The MonitoringConfig that has TF Serving export its metrics (request counts and
+    latencies by model and signature, batching queue delays, load times) for
+    Prometheus on the REST port at `path`."""
+    return MonitoringConfig(prometheus_config={"enable": True, "path": path})
 
 
 class ServingConfigError(KerasLLMError, ValueError):
@@ -83,11 +118,12 @@ def model_server_config(models, serving_root="/models", pins=None, labels=None):
 
 
 def write_serving_config(root, config, batching=Batching()):
-    """Writes <root>/models.config and <root>/batching.config, each atomically; returns
-    their paths."""
+    """Writes <root>/models.config, <root>/batching.config and <root>/monitoring.config,
+    each atomically; returns their paths."""
     paths = []
     for name, text in ((MODELS_FILE, text_format.MessageToString(config)),
-                       (BATCHING_FILE, batching.to_text())):
+                       (BATCHING_FILE, batching.to_text()),
+                       (MONITORING_FILE, text_format.MessageToString(monitoring_config()))):
         path = os.path.join(root, name)
         write_atomically(path, text)
         paths.append(path)

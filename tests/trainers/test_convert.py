@@ -130,7 +130,7 @@ def test_convert_a_gpt2_directory_and_serve_generation(tiny_gpt2_dir, tmp_path, 
     assert metadata["family"] == "gpt" and metadata["tokenizer"]["kind"] == "byte_bpe"
     assert metadata["context_length"] == 64 and "chat" not in metadata["signatures"]
     with open(os.path.join(export_dir, "1", "assets.extra", "batching_params.pbtxt")) as f:
-        assert "max_batch_size {\n  value: 8\n}" in f.read()
+        assert "max_execution_batch_size {\n  value: 8\n}" in f.read()
 
 
 def test_a_directory_with_only_tokenizer_json_converts(tiny_gpt2_dir, tmp_path):
