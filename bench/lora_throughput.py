@@ -15,6 +15,13 @@ same synthetic batch (cases.training_case) of --batch_size x --seq_length tokens
                   block, every other weight frozen; trained by kerasllm.training's
                   step function (timing.make_runner, what the trainers run).
   kerasllm full   the same model without LoRA, every weight trainable, same step.
+  kerasllm LoRA + remat
+                  kerasllm LoRA with the decoder's gradient checkpointing
+                  (finetune_gpt --remat): each block keeps its input alone and runs
+                  again in the backward pass.
+  kerasllm LoRA, bf16 base
+                  kerasllm LoRA with the frozen base built in bfloat16 (finetune_gpt
+                  --mixed_precision=mixed_bfloat16), adapters float32.
   keras-hub LoRA  keras-hub 0.32's LlamaCausalLM at the same config
                   (cases.keras_hub_fit_case) with backbone.enable_lora(rank,
                   target_layer_names=HUB_ATTENTION): keras-hub's default targets are
@@ -46,15 +53,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 import kerasllm  # noqa: E402,F401
+from kerasllm.training.state import global_dtype_policy  # noqa: E402
 from bench import cases, timing  # noqa: E402
 from bench.tables import markdown_table, ratio, speed  # noqa: E402
 
 FLAGS = flags.FLAGS
 MODULE = "bench.lora_throughput"
 OURS_LORA, OURS_FULL, HUB_LORA = "kerasllm LoRA", "kerasllm full", "keras-hub LoRA"
-SIDES = (OURS_LORA, OURS_FULL, HUB_LORA)
+OURS_REMAT, OURS_BF16 = "kerasllm LoRA + remat", "kerasllm LoRA, bf16 base"
+SIDES = (OURS_LORA, OURS_FULL, HUB_LORA, OURS_REMAT, OURS_BF16)
 # (A, B): the table's ratios A / B.
-COMPARISONS = ((OURS_LORA, OURS_FULL), (OURS_LORA, HUB_LORA))
+COMPARISONS = ((OURS_LORA, OURS_FULL), (OURS_LORA, HUB_LORA), (OURS_REMAT, OURS_LORA),
+               (OURS_BF16, OURS_LORA))
 TARGETS = "attention"
 # keras-hub's names of the layers kerasllm's "attention" targets: q, k, v, output.
 HUB_ATTENTION = ["query", "key", "value", "attention_output"]
@@ -104,9 +114,20 @@ def runner(side, built_rss):
         return timing.make_fit_runner(
             noted(build_hub, lambda model: model.backbone.enable_lora(
                 FLAGS.rank, target_layer_names=HUB_ATTENTION)), element, jit_compile=False)
-    prepare = ((lambda task: task.enable_lora(FLAGS.rank, targets=TARGETS))  # builds first
-               if side == OURS_LORA else (lambda task: task.build_for_inputs()))
-    return timing.make_runner(noted(builders[cases.OURS], prepare), batch, jit_compile=False)
+    build = builders[cases.OURS]
+    if side == OURS_BF16:
+        def build():
+            with global_dtype_policy("bfloat16"):
+                return builders[cases.OURS]().build_for_inputs()
+
+    def prepare(task):
+        if side == OURS_FULL:
+            task.build_for_inputs()
+            return
+        task.enable_lora(FLAGS.rank, targets=TARGETS)  # builds first
+        task.backbone.rematerialize = side == OURS_REMAT
+
+    return timing.make_runner(noted(build, prepare), batch, jit_compile=False)
 
 
 def measure_side(side):
@@ -163,7 +184,8 @@ def commit():
 
 def description(record):
     return (f"{record['model']} (random weights), batch {record['batch_size']} x seq "
-            f"{record['seq_length']}, float32, XLA off, LoRA rank {record['rank']} on "
+            f"{record['seq_length']}, float32 (but the bf16 base), XLA off, LoRA rank "
+            f"{record['rank']} on "
             "attention's query, key, value and output projections; same AdamW and "
             f"synthetic batch; median over {record['repeats']} alternating sweeps of one "
             f"fresh process per side ({record['rounds']} rounds x "
