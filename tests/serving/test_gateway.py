@@ -8,7 +8,6 @@ score's tokens) skip, saying so, when the exports built here lack them.
 import json
 import logging
 import socket
-import threading
 import time
 
 import numpy as np
@@ -16,7 +15,6 @@ import keras
 import openai
 import pytest
 import tensorflow as tf
-import uvicorn
 
 from kerasllm.data.chat_template import DEFAULT_PLAIN, ChatTemplate
 from kerasllm.export.bert_signatures import bert_signatures
@@ -25,9 +23,9 @@ from kerasllm.export.gpt_signatures import warmup_inputs as gpt_warmup_inputs
 from kerasllm.export.saved_model import export_saved_model
 from kerasllm.models import BertEncoder, GptCausalLM, registry
 from kerasllm.serving.dev_server import DevServer
-from kerasllm.serving.gateway import Gateway, Serving, create_app
+from kerasllm.serving.gateway import Gateway, Serving
 from kerasllm.tokenizers import WordPieceTokenizer, train_sentencepiece
-from tests.ports import free_ports
+from tests.serving.running_gateway import RunningGateway
 from tests.serving.tiny_exports import tiny_seq2seq_export
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "king", "queen", "is", "dead",
@@ -67,28 +65,6 @@ def serving(exports):
     server running the exports."""
     with DevServer(str(exports[0]), labels={"gpt": {"stable": 1}}) as server:
         yield {"rest": server.rest_url, "grpc": f"grpc://{server.grpc_target}"}
-
-
-class RunningGateway:
-    """A gateway app served by uvicorn on a free port, in a thread."""
-
-    def __init__(self, gateway):
-        self.gateway = gateway
-        port = free_ports(1)[0]
-        self.server = uvicorn.Server(uvicorn.Config(create_app(gateway), host="127.0.0.1",
-                                                    port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.01)
-        self.url = f"http://127.0.0.1:{port}/v1"
-
-    def client(self, api_key="unused", **kwargs):
-        return openai.OpenAI(base_url=self.url, api_key=api_key, max_retries=0, **kwargs)
-
-    def stop(self):
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
