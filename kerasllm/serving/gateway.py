@@ -515,18 +515,26 @@ def generate(serving, address, info, prompts, seeds, s, max_new_tokens):
     return results
 
 
-def score(serving, address, info, texts):
-    """[(tokens, log-probs with None where unscored)] of each text, from `score`."""
+def score(serving, address, info, texts, top_logprobs=0):
+    """[(tokens, log-probs, alternatives)] of each text, from `score`: None where a
+    token is unscored, else each token's log-prob and its `top_logprobs` most likely
+    alternatives [(token, log-prob)]."""
     out = serving.predict(address, info, "score", {"text": list(texts)},
-                          ["tokens", "token_log_probs", "text_lengths"],
+                          ["tokens", "token_log_probs", "text_lengths", "top_tokens",
+                           "top_log_probs"],
                           "per-token log-probabilities of a text (score's tokens)")
     results = []
     for i in range(len(texts)):
         length, scored = int(out["text_lengths"][i]), int(out["num_tokens"][i])
         tokens = [_text(t) for t in out["tokens"][i][:length]]
-        logprobs = [None if j < length - scored else float(v)
+        unscored = range(length - scored)
+        logprobs = [None if j in unscored else float(v)
                     for j, v in enumerate(out["token_log_probs"][i][:length])]
-        results.append((tokens, logprobs))
+        top = [None if j in unscored else
+               [(_text(t), float(v)) for t, v in zip(out["top_tokens"][i][j][:top_logprobs],
+                                                     out["top_log_probs"][i][j][:top_logprobs])]
+               for j in range(length)]
+        results.append((tokens, logprobs, top))
     return results
 
 
@@ -728,7 +736,8 @@ class Gateway:
             return self.stream(body, record, address, info, prompts, s, chat)
         echoed = None
         if echo and s.logprobs:
-            echoed = await self.run(score, self.serving, address, info, prompts)
+            echoed = await self.run(score, self.serving, address, info, prompts,
+                                    s.top_logprobs)
         if s.max_tokens == 0:
             rows = [Generated("", 0, "length") for _ in prompts for _ in range(s.n)]
         else:
@@ -745,7 +754,7 @@ class Gateway:
     def answer(self, record, chat, model, prompts, rows, s, echo, echoed):
         record.prompt_tokens = sum(rows[i * s.n].prompt_tokens for i in range(len(prompts)))
         if echoed is not None and not record.prompt_tokens:
-            record.prompt_tokens = sum(len(tokens) for tokens, _ in echoed)
+            record.prompt_tokens = sum(len(tokens) for tokens, _, _ in echoed)
         record.completion_tokens = sum(g.num_tokens for g in rows)
         record.token_arrived()
         usage = _usage(record.prompt_tokens, record.completion_tokens)
@@ -766,11 +775,9 @@ class Gateway:
             if s.logprobs:
                 tokens, values, top = [], [], []
                 if echo:
-                    prompt_tokens, prompt_values = echoed[i // s.n]
-                    tokens, values = list(prompt_tokens), list(prompt_values)
-                    # score gives no alternatives: a prompt position lists its own token.
-                    top = [None if v is None else [(t, v)]
-                           for t, v in zip(prompt_tokens, prompt_values)]
+                    prompt_tokens, prompt_values, prompt_top = echoed[i // s.n]
+                    tokens, values, top = (list(prompt_tokens), list(prompt_values),
+                                           list(prompt_top))
                 if g.tokens is not None:
                     tokens, values, top = tokens + g.tokens, values + g.logprobs, top + g.top
                 logprobs = _completion_logprobs(tokens, values, top,

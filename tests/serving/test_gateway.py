@@ -245,6 +245,15 @@ def test_completions_echo_logprobs_equal_the_models_log_softmax(client, exports)
     generated = client.completions.create(model="gpt", prompt=prompt, max_tokens=MAX_NEW,
                                           temperature=0, logprobs=3, echo=True)
     logprobs = generated.choices[0].logprobs
+    # The echoed prompt's places list the model's own most likely tokens (lm-eval's
+    # is_greedy reads them).
+    # (OpenAI's alternatives are a dict by token text: tokens of equal text, such as
+    # byte pieces, share one entry.)
+    prompt_log_softmax = in_process_log_softmax(gpt, pieces, ids)
+    for place, top in enumerate(logprobs.top_logprobs[:len(ids)]):
+        best = np.sort(prompt_log_softmax[place])[::-1][:3]
+        np.testing.assert_allclose(max(top.values()), best[0], atol=1e-4)
+        assert all(np.min(np.abs(best - value)) < 1e-4 for value in top.values())
     values = logprobs.token_logprobs[len(ids):]
     context = list(ids)
     for value, top in zip(values, logprobs.top_logprobs[len(ids):]):
