@@ -16,14 +16,15 @@ import sys
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
 
 import kerasllm
 from kerasllm.data import corpus
 from kerasllm.datasets import shakespeare
 from kerasllm.atomic_files import write_atomically
-from kerasllm.errors import CheckpointError, DataError, KerasLLMError
+from kerasllm.command_line import run_command
+from kerasllm.errors import CheckpointError, DataError
 from kerasllm.export.errors import ExportError
 from kerasllm.export.saved_model import export_saved_model
 from kerasllm.export.versioned import existing_versions
@@ -64,18 +65,12 @@ def main(trainer, define_flags, run):
         # absl names the main module after sys.argv[0] (see FlagValues.main_module_help).
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
-    def run_with_one_line_errors(argv):
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments {argv[1:]}; flags start with --")
+    def quiet_library_logs():
         if flags.FLAGS.verbosity <= 0:
             absl_logging.get_absl_handler().addFilter(_WithoutLibraryInfo())
             python_logging.getLogger("tensorflow").setLevel(python_logging.WARNING)
-        try:
-            run(flags.FLAGS)
-        except KerasLLMError as error:
-            raise SystemExit(f"{trainer}: error: {error}") from None
 
-    app.run(run_with_one_line_errors)
+    run_command(trainer, run, prepare=quiet_library_logs)
 
 
 def check_run_dir(model_dir, family_name, trainer):

@@ -226,23 +226,14 @@ def run(fv):
 
 
 def main():
-    from absl import app, flags
+    from absl import flags
+
+    from kerasllm.command_line import run_command
 
     define_flags(flags.FLAGS)
     flags.mark_flag_as_required("model")
 
-    def run_with_one_line_errors(argv):
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments {argv[1:]}; flags start with --")
-        try:
-            run(flags.FLAGS)
-        except ImportError as error:
-            raise SystemExit(f"lm_eval: error: {error}; pip install -e '.[lm_eval]'") \
-                from None
-        except KerasLLMError as error:
-            raise SystemExit(f"lm_eval: error: {error}") from None
-
-    app.run(run_with_one_line_errors)
+    run_command("lm_eval", run, missing_extra="lm_eval")
 
 
 if __name__ == "__main__":

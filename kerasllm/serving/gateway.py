@@ -1145,19 +1145,12 @@ def run(fv):
 
 
 def main():
-    from absl import app, flags
+    from absl import flags
+
+    from kerasllm.command_line import run_command
 
     define_flags(flags.FLAGS)
-
-    def run_with_one_line_errors(argv):
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments {argv[1:]}; flags start with --")
-        try:
-            run(flags.FLAGS)
-        except KerasLLMError as error:
-            raise SystemExit(f"gateway: error: {error}") from None
-
-    app.run(run_with_one_line_errors)
+    run_command("gateway", run)
 
 
 if __name__ == "__main__":
