@@ -9,6 +9,7 @@ import json
 import logging
 import socket
 import time
+import urllib.request
 
 import numpy as np
 import keras
@@ -400,8 +401,8 @@ def test_keys_size_limit_timeout_metrics_and_log_lines(serving, tmp_path, caplog
         with pytest.raises(openai.APIStatusError) as raised:
             chat(keys.client(api_key="sesame"), "x" * 3000)
         assert raised.value.status_code == 413
-        import httpx
-        metrics = httpx.get(keys.url.replace("/v1", "/metrics")).text
+        with urllib.request.urlopen(keys.url.replace("/v1", "/metrics")) as response:
+            metrics = response.read().decode("utf-8")
         assert 'kerasllm_gateway_requests_total{endpoint="chat",status="200"} 1.0' in metrics
         assert 'kerasllm_gateway_requests_total{endpoint="chat",status="401"} 1.0' in metrics
         assert "kerasllm_gateway_time_to_first_token_seconds_count" in metrics

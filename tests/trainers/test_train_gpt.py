@@ -49,7 +49,8 @@ def test_trains_validates_resumes_and_exports(trained):
         saved = json.load(f)
     assert saved["family"] == "gpt" and saved["tokenizer"]["kind"] == "sentencepiece"
     metadata = export_metadata(export_path)
-    assert metadata["signatures"] == ["generate", "generate_beam", "generate_with_options",
+    assert metadata["signatures"] == ["describe", "generate", "generate_beam",
+                                     "generate_with_logprobs", "generate_with_options",
                                      "score", "serving_default"]
     # The whole run's history, both processes', each with the training time so far.
     history = metadata["validation"]

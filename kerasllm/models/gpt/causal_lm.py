@@ -19,7 +19,6 @@ from kerasllm.serving.batching import DECODING
 DEFAULT_NEW_TOKENS = 64
 
 
-@keras.saving.register_keras_serializable(package="kerasllm")
 def chat_renderer(chat_template, tokenizer):
     """The ChatTemplate of a model with `chat_template` (Jinja text or None) and
     `tokenizer` (see GptCausalLM.chat_renderer), or None."""
@@ -28,6 +27,7 @@ def chat_renderer(chat_template, tokenizer):
     return ChatTemplate.for_model(chat_template, tokenizer)
 
 
+@keras.saving.register_keras_serializable(package="kerasllm")
 class GptCausalLM(LanguageModelTask):
     """A GptDecoder and a projection of its outputs onto the vocabulary (see
     LanguageModelTask).
