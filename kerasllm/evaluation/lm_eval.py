@@ -40,6 +40,7 @@ import os
 import sys
 import tempfile
 import threading
+import urllib.error
 import urllib.request
 
 from kerasllm.errors import KerasLLMError
@@ -89,8 +90,16 @@ class GatewayTokenizer:
         body = json.dumps({"model": self.model, "prompt": text, "max_tokens": 0,
                            "echo": True, "logprobs": 0}).encode("utf-8")
         request = urllib.request.Request(self.url, body, self.headers)
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            return json.loads(response.read())["choices"][0]["logprobs"]["tokens"]
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())["choices"][0]["logprobs"]["tokens"]
+        except urllib.error.HTTPError as error:
+            raise LmEvalError(f"the gateway at {self.url} answered {error.code} to a "
+                              f"{len(text)}-character text: "
+                              f"{error.read().decode('utf-8', 'replace')[:300]}") from None
+        except urllib.error.URLError as error:
+            raise LmEvalError(f"cannot reach the gateway at {self.url}: "
+                              f"{error.reason}") from None
 
     def encode(self, text):
         tokens = self.tokens(text)
