@@ -1,9 +1,10 @@
 """What every converter shares: reading a checkpoint's files, a plan that fills each
 model weight from one tensor, checking the whole plan before any weight is touched,
-and a report of what was used.
+and a report of what was used; and the way back, the tensors a plan writes.
 
 A family's converter (e.g. hf_bert) writes the plan: a list of `Assignment`s from
-its model's weights to the checkpoint's tensor names.
+its model's weights to the checkpoint's tensor names. The same plan serves both
+directions, so a checkpoint written by kerasllm is read back by construction.
 """
 import dataclasses
 import json
@@ -69,6 +70,18 @@ def layer_norm(norm, tensor_prefix, size):
     """A Keras LayerNormalization's gamma/beta from `<prefix>.weight`/`.bias`."""
     return [Assignment(norm.gamma, tensor_prefix + ".weight", (size,)),
             Assignment(norm.beta, tensor_prefix + ".bias", (size,))]
+
+
+def planned_tensors(plan):
+    """{tensor name: float32 np.ndarray of the Assignment's shape}: the checkpoint
+    tensors `plan` reads, made from the model's current weights (the inverse of
+    apply_plan: a transposed weight is transposed back)."""
+    tensors = {}
+    for a in plan:
+        value = np.asarray(keras.ops.convert_to_numpy(a.variable), dtype=np.float32)
+        tensors[a.tensor] = (np.ascontiguousarray(value.reshape(a.shape[::-1]).T)
+                             if a.transpose else value.reshape(a.shape))
+    return tensors
 
 
 def listing(items):

@@ -1,4 +1,6 @@
-"""Loads a Hugging Face GPT-2 or Llama checkpoint directory into a GptCausalLM.
+"""Reads a Hugging Face GPT-2 or Llama checkpoint directory into a GptCausalLM, and
+writes a GptCausalLM's weights and config.json in that layout (hf_export writes
+the whole directory).
 
 The directory is the one `save_pretrained` writes: `config.json` (sizes;
 model_type "gpt2" or "llama") and `model.safetensors` (weights; read with the
@@ -35,8 +37,8 @@ import os
 import numpy as np
 
 from kerasllm.convert.checkpoint_mapping import (Assignment, ConversionReport, apply_plan,
-                                                 check_plan, layer_norm, read_json,
-                                                 read_safetensors, without_prefix)
+                                                 check_plan, layer_norm, planned_tensors,
+                                                 read_json, read_safetensors, without_prefix)
 from kerasllm.convert.errors import ConversionError
 from kerasllm.convert.hf_model_type import CONFIG_FILE, check_model_type
 from kerasllm.convert.llama_weights import HF_NAMES, llama_plan
@@ -337,3 +339,97 @@ def load_hf_gpt(directory):
         config=config, tokenizer={"kind": "not loaded (tokenizer files are not read)"},
         assigned=assigned, skipped_tensors=skipped, unassigned_weights={})
     return model, report
+
+
+# --- writing ---------------------------------------------------------------------------
+
+def _config_mismatch(config, wanted):
+    """The settings of `config` that differ from `wanted` ({field: value}), as text."""
+    return ", ".join(f"{field}={getattr(config, field)!r} (needs {value!r})"
+                     for field, value in wanted.items() if getattr(config, field) != value)
+
+
+def _gpt_model_type(config):
+    """"gpt2" or "llama": the Hugging Face architecture that holds `config` exactly.
+
+    Raises:
+      ConversionError: a mix of the two styles (e.g. rotary positions with
+        LayerNorm), which no Hugging Face architecture kerasllm reads holds.
+    """
+    styles = {
+        "gpt2": {"position_embedding": "learned", "norm": "layer_norm",
+                 "feed_forward": "gelu_mlp", "use_bias": True,
+                 "num_key_value_heads": config.num_heads},
+        "llama": {"position_embedding": "rotary", "norm": "rms_norm",
+                  "feed_forward": "swiglu", "use_bias": False},
+    }
+    for model_type, wanted in styles.items():
+        if not _config_mismatch(config, wanted):
+            return model_type
+    raise ConversionError(
+        "this GPT is neither GPT-2 style nor Llama style, so no Hugging Face architecture "
+        f"holds it: as GPT-2 {_config_mismatch(config, styles['gpt2'])}; as Llama "
+        f"{_config_mismatch(config, styles['llama'])}")
+
+
+def hf_config_of(config, special_ids=None):
+    """The config.json dict of a Hugging Face GPT2LMHeadModel or LlamaForCausalLM
+    holding a model of GptConfig `config` (gpt_config_from_hf reads it back to an
+    equal GptConfig); `special_ids` ({"bos_token_id": ..., ...}) are added.
+
+    Raises:
+      ConversionError: see _gpt_model_type.
+    """
+    model_type = _gpt_model_type(config)
+    if model_type == "gpt2":
+        values = {
+            "architectures": ["GPT2LMHeadModel"], "n_layer": config.num_layers,
+            "n_embd": config.hidden_size, "n_head": config.num_heads,
+            "n_inner": config.intermediate_size, "n_positions": config.max_sequence_length,
+            "n_ctx": config.max_sequence_length, "activation_function": "gelu_new",
+            "layer_norm_epsilon": config.norm_epsilon, "resid_pdrop": config.dropout,
+            "embd_pdrop": config.dropout, "attn_pdrop": config.attention_dropout}
+    else:
+        values = {
+            "architectures": ["LlamaForCausalLM"], "num_hidden_layers": config.num_layers,
+            "hidden_size": config.hidden_size, "num_attention_heads": config.num_heads,
+            "num_key_value_heads": config.num_key_value_heads,
+            "head_dim": config.head_size, "intermediate_size": config.intermediate_size,
+            "max_position_embeddings": config.max_sequence_length,
+            "rms_norm_eps": config.norm_epsilon, "rope_theta": config.rope_theta,
+            "rope_scaling": None, "hidden_act": "silu", "attention_bias": False,
+            "mlp_bias": False, "attention_dropout": config.attention_dropout}
+    return {"model_type": model_type, **values, "vocab_size": config.vocab_size,
+            "tie_word_embeddings": config.tie_embeddings,
+            "initializer_range": config.initializer_range, "torch_dtype": "float32",
+            **(special_ids or {})}
+
+
+def _fuse_qkv(tensors, config):
+    """Joins each layer's query, key and value thirds (as _gpt2_assignments names them)
+    into GPT-2's c_attn weight [hidden, 3 hidden] and bias [3 hidden]."""
+    hidden = config.hidden_size
+    for i in range(config.num_layers):
+        key = f"h.{i}.attn.c_attn"
+        thirds = [(_column_key(key + ".weight", p * hidden, (p + 1) * hidden, True),
+                   _column_key(key + ".bias", p * hidden, (p + 1) * hidden, False))
+                  for p in range(3)]
+        tensors[key + ".weight"] = np.concatenate([tensors.pop(w) for w, _ in thirds], axis=1)
+        tensors[key + ".bias"] = np.concatenate([tensors.pop(b) for _, b in thirds])
+
+
+def hf_gpt_tensors(model):
+    """{tensor name in a Hugging Face model.safetensors: float32 array} of `model`, a
+    GptCausalLM of GPT-2 or Llama style, named as GPT2LMHeadModel / LlamaForCausalLM
+    name them (the output projection only when untied)."""
+    config = model.backbone.config
+    model_type = _gpt_model_type(config)
+    plan = _gpt2_assignments(model) if model_type == "gpt2" else _llama_assignments(model)
+    tensors = planned_tensors(plan)
+    if model_type == "gpt2":
+        _fuse_qkv(tensors, config)
+    tensors = {_PREFIXES[model_type] + name: value for name, value in tensors.items()}
+    if model.lm_head is not None:
+        tensors.update(planned_tensors(_dense(model.lm_head, "lm_head", config.hidden_size,
+                                              config.vocab_size, True, bias=False)))
+    return tensors

@@ -19,13 +19,12 @@ import dataclasses
 import difflib
 import json
 import os
-import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
 
 import kerasllm
+from kerasllm.atomic_files import atomic_output
 from kerasllm.convert.errors import ConversionError
 from kerasllm.errors import CheckpointError, KerasLLMError
 from kerasllm.models import registry
@@ -153,8 +152,9 @@ def _load_gguf(path):
 
 
 def _load_hf_gpt(path):
+    from kerasllm.convert.hf_export import SENTENCEPIECE_FILE
     from kerasllm.convert.hf_gpt import load_hf_gpt
-    from kerasllm.tokenizers.byte_bpe import ByteLevelBpeTokenizer
+    from kerasllm.tokenizers import ByteLevelBpeTokenizer, SentencePieceTokenizer
     from kerasllm.tokenizers.byte_hf_json import (TOKENIZER_FILE,
                                                   byte_bpe_from_tokenizer_json,
                                                   tokenizer_config)
@@ -164,10 +164,12 @@ def _load_hf_gpt(path):
         tokenizer = ByteLevelBpeTokenizer.from_gpt2_files(vocab, merges)
     elif os.path.isfile(os.path.join(path, TOKENIZER_FILE)):
         tokenizer = byte_bpe_from_tokenizer_json(path)
+    elif os.path.isfile(os.path.join(path, SENTENCEPIECE_FILE)):
+        tokenizer = SentencePieceTokenizer.from_file(os.path.join(path, SENTENCEPIECE_FILE))
     else:
-        raise ConversionError(f"{path} has neither vocab.json and merges.txt nor "
-                              f"{TOKENIZER_FILE}: the model needs its byte-level BPE "
-                              "tokenizer")
+        raise ConversionError(f"{path} has neither vocab.json and merges.txt, nor "
+                              f"{TOKENIZER_FILE}, nor {SENTENCEPIECE_FILE}: the model needs "
+                              "its tokenizer (byte-level BPE or SentencePiece)")
     return Preset(registry.family("gpt"), task.backbone, tokenizer, task, source=path,
                   chat_template=tokenizer_config(path).get("chat_template"), report=report)
 
@@ -240,10 +242,8 @@ def save_preset(model, directory, tokenizer=None, chat_template=None):
     tokenizer = tokenizer or getattr(model, "tokenizer", None)
     family = next(f for f in registry.FAMILIES.values()
                   if isinstance(backbone, f.backbone_class))
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=".preset-", dir=parent)
-    try:
+    with atomic_output(directory) as scratch:
+        os.makedirs(scratch)
         is_task = model is not backbone
         description = {
             "family": family.name, "config": backbone.config.to_dict(),
@@ -256,10 +256,6 @@ def save_preset(model, directory, tokenizer=None, chat_template=None):
                                         else BACKBONE_WEIGHTS))
         with open(os.path.join(scratch, PRESET_FILE), "w") as f:
             json.dump(description, f, indent=2, sort_keys=True)
-        os.rename(scratch, directory)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
     return directory
 
 

@@ -15,6 +15,9 @@ with no normalizer.
 bos/eos and the chat template are not in tokenizer.json but in the
 tokenizer_config.json beside it (bos_token, eos_token, pad_token, add_bos_token,
 chat_template), read when present.
+
+`tokenizer_json` is the way back: the file of a ByteLevelBpeTokenizer, which both
+this reader and Hugging Face's `tokenizers` read to the same ids.
 """
 import json
 import os
@@ -34,6 +37,15 @@ def _read_json(path):
         raise BpeVocabError(f"{path} does not exist") from error
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BpeVocabError(f"Cannot read {path} as JSON: {error}") from error
+
+
+_BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+               "use_regex": True}
+_PRETOKENIZER_SPECS = {
+    "gpt2": _BYTE_LEVEL,
+    "smollm": {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": True}, _BYTE_LEVEL]},
+}
 
 
 def _byte_level_ok(step):
@@ -111,3 +123,42 @@ def byte_bpe_from_tokenizer_json(directory, **kwargs):
         settings["bos_id"] = config_id("bos_token")
     settings.update(kwargs)
     return ByteLevelBpeTokenizer(vocabulary, merges, **settings)
+
+
+def tokenizer_json(tokenizer):
+    """The tokenizer.json dict of a ByteLevelBpeTokenizer: its BPE model, special
+    tokens as added tokens, its pre-tokenizer, and a post-processor that puts its
+    bos first when it has one."""
+    vocabulary = tokenizer.vocabulary
+    special = tokenizer.special_ids()
+    if tokenizer.bos_id is None:
+        post_processor = {"type": "ByteLevel", "add_prefix_space": True,
+                          "trim_offsets": False, "use_regex": True}
+    else:
+        bos = vocabulary[tokenizer.bos_id]
+        post_processor = {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": bos, "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": bos, "type_id": 0}},
+                     {"Sequence": {"id": "A", "type_id": 0}},
+                     {"SpecialToken": {"id": bos, "type_id": 1}},
+                     {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {bos: {"id": bos, "ids": [tokenizer.bos_id], "tokens": [bos]}}}
+    return {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [{"id": index, "content": token, "single_word": False,
+                          "lstrip": False, "rstrip": False, "normalized": False,
+                          "special": True} for token, index in sorted(special.items(),
+                                                                      key=lambda t: t[1])],
+        "normalizer": None,
+        "pre_tokenizer": _PRETOKENIZER_SPECS[tokenizer.settings()["pretokenizer"]],
+        "post_processor": post_processor,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                    "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                  "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                  "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": {token: index for index, token in enumerate(vocabulary)},
+                  "merges": [list(merge) for merge in tokenizer.merges]},
+    }
