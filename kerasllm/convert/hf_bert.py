@@ -1,4 +1,6 @@
-"""Loads a Hugging Face BERT checkpoint directory into a BertEncoder and tokenizer.
+"""Reads a Hugging Face BERT checkpoint directory into a BertEncoder and tokenizer (and
+a BertForSequenceClassification's head into a BertClassifier), and writes a BERT's
+weights and config.json in that layout (hf_export writes the whole directory).
 
 The directory is the one `save_pretrained` writes: `config.json` (sizes),
 `model.safetensors` (weights; read with the safetensors NumPy API, so no
@@ -18,7 +20,8 @@ Layout differences the conversion bridges:
 import os
 
 from kerasllm.convert.checkpoint_mapping import (Assignment, ConversionReport, apply_plan,
-                                                 check_plan, layer_norm, linear, read_json,
+                                                 check_plan, layer_norm, linear,
+                                                 planned_tensors, read_json,
                                                  read_safetensors, without_prefix)
 from kerasllm.convert.errors import ConversionError
 from kerasllm.convert.hf_model_type import CONFIG_FILE, check_model_type, model_type_of
@@ -39,6 +42,9 @@ _SKIPPED_TENSORS = {
     "embeddings.token_type_ids": "all-zero segment-id buffer, not a weight",
 }
 _PRETRAINING_HEAD_PREFIX = "cls."
+# BertForSequenceClassification's head, read by classifier_from_hf.
+_CLASSIFIER_HEAD = "classifier"
+_CLASSIFIER_ARCHITECTURE = "BertForSequenceClassification"
 # Hugging Face's "gelu" is the exact erf form, as is Keras's "gelu".
 _ACTIVATIONS = {"gelu": "gelu"}
 _REQUIRED_SIZES = ("hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -184,6 +190,9 @@ def _skipped_tensors(tensors):
             skipped[name] = _SKIPPED_TENSORS[key]
         elif key.startswith(_PRETRAINING_HEAD_PREFIX):
             skipped[name] = "pretraining head (masked-LM / next-sentence), not the encoder"
+        elif key.startswith(_CLASSIFIER_HEAD + "."):
+            skipped[name] = ("sequence-classification head, not the encoder (read by "
+                             "BertClassifier.from_preset)")
     return skipped
 
 
@@ -252,3 +261,86 @@ def load_hf_bert(directory):
         config=config, tokenizer=tokenizer.settings(), assigned=assigned,
         skipped_tensors=skipped, unassigned_weights=unassigned)
     return encoder, tokenizer, report
+
+
+def classifier_from_hf(directory, encoder, tokenizer):
+    """The BertClassifier a BertForSequenceClassification directory holds (its head
+    and label names, [CLS] pooling as Hugging Face classifies), around `encoder` as
+    load_hf_bert read it; None for a directory of another BERT architecture."""
+    from kerasllm.models.bert.classifier import BertClassifier  # models import convert
+    directory = os.fspath(directory)
+    hf_config = read_json(os.path.join(directory, CONFIG_FILE))
+    if _CLASSIFIER_ARCHITECTURE not in (hf_config.get("architectures") or []):
+        return None
+    labels = hf_config.get("id2label") or {}
+    try:
+        names = [labels[str(i)] for i in range(len(labels))]
+    except KeyError:
+        raise ConversionError(f"{directory}/{CONFIG_FILE}: id2label keys are not 0 .. "
+                              f"{len(labels) - 1}") from None
+    task = BertClassifier(encoder, num_classes=len(names), label_names=names, pooling="cls",
+                          dropout=hf_config.get("classifier_dropout") or encoder.config.dropout,
+                          tokenizer=tokenizer)
+    task.build_for_inputs()
+    weights_path = os.path.join(directory, WEIGHTS_FILE)
+    tensors = without_prefix(read_safetensors(weights_path), _BACKBONE_PREFIX, weights_path)
+    plan = linear(task.classifier, _CLASSIFIER_HEAD, encoder.config.hidden_size, len(names))
+    tensors = {key: value for key, value in tensors.items()
+               if key.startswith(_CLASSIFIER_HEAD + ".")}
+    check_plan(plan, tensors, {}, weights_path, "sequence-classification head")
+    apply_plan(plan, tensors, task.classifier, {})
+    return task
+
+
+# --- writing ---------------------------------------------------------------------------
+
+def hf_bert_config_of(config, classifier=None):
+    """The config.json dict of a Hugging Face BertModel (or, for a BertClassifier,
+    BertForSequenceClassification) of BertConfig `config`.
+
+    Raises:
+      ConversionError: a pre-LN encoder (norm_first) or another activation than GELU:
+        Hugging Face's BERT is post-LN with GELU.
+    """
+    if config.norm_first or config.activation != "gelu":
+        raise ConversionError(
+            f"this BERT (norm_first={config.norm_first}, activation={config.activation!r}) "
+            "is not one Hugging Face's BertModel holds: it is post-LN with GELU")
+    values = {
+        "model_type": "bert", "architectures": ["BertModel"],
+        "hidden_size": config.hidden_size, "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads, "intermediate_size": config.intermediate_size,
+        "hidden_act": "gelu", "hidden_dropout_prob": config.dropout,
+        "attention_probs_dropout_prob": config.attention_dropout,
+        "max_position_embeddings": config.max_sequence_length,
+        "type_vocab_size": config.type_vocab_size, "vocab_size": config.vocab_size,
+        "layer_norm_eps": config.layer_norm_epsilon,
+        "initializer_range": config.initializer_range,
+        "position_embedding_type": "absolute", "pad_token_id": 0, "torch_dtype": "float32"}
+    if classifier is not None:
+        if classifier.pooling != "cls":
+            raise ConversionError(
+                f"this classifier pools by {classifier.pooling!r}; Hugging Face's "
+                "BertForSequenceClassification classifies the [CLS] pooler's output, so "
+                "only pooling='cls' classifiers can be written (or write its backbone)")
+        names = classifier.label_names
+        values.update(architectures=[_CLASSIFIER_ARCHITECTURE],
+                      id2label={str(i): name for i, name in enumerate(names)},
+                      label2id={name: i for i, name in enumerate(names)},
+                      classifier_dropout=classifier.dropout_rate,
+                      problem_type="single_label_classification")
+    return values
+
+
+def hf_bert_tensors(encoder, classifier=None):
+    """{tensor name: float32 array} of a BertEncoder as BertModel names them, or with
+    `classifier` (a BertClassifier around it) as BertForSequenceClassification does."""
+    hidden = encoder.config.hidden_size
+    tensors = planned_tensors(_encoder_assignments(encoder)
+                              + linear(encoder.pooler, "pooler.dense", hidden, hidden))
+    if classifier is None:
+        return tensors
+    tensors = {_BACKBONE_PREFIX + name: value for name, value in tensors.items()}
+    tensors.update(planned_tensors(linear(classifier.classifier, _CLASSIFIER_HEAD, hidden,
+                                          classifier.num_classes)))
+    return tensors

@@ -323,17 +323,24 @@ def load_hf_gpt(directory):
     weights_path = os.path.join(directory, WEIGHTS_FILE)
     tensors = without_prefix(read_safetensors(weights_path), _PREFIXES[model_type],
                              weights_path)
+    return gpt_from_tensors(config, model_type, tensors, weights_path)
+
+
+def gpt_from_tensors(config, model_type, tensors, path):
+    """(GptCausalLM, ConversionReport) of GptConfig `config` filled from `tensors`
+    ({Hugging Face name without the task prefix: (name in the file, array)}) of a
+    "gpt2" or "llama" checkpoint at `path` (for messages); see load_hf_gpt."""
     model = GptCausalLM(GptDecoder(config)).build_for_inputs()
     if model_type == "gpt2":
-        _split_fused_qkv(tensors, config, weights_path)
+        _split_fused_qkv(tensors, config, path)
         plan, embedding_key = _gpt2_assignments(model), "wte.weight"
     else:
         plan, embedding_key = _llama_assignments(model), "embed_tokens.weight"
     if model.lm_head is not None:
         plan += _dense(model.lm_head, "lm_head", config.hidden_size, config.vocab_size, True,
                        bias=False)
-    skipped = _skipped_tensors(tensors, model_type, config, embedding_key, weights_path)
-    check_plan(plan, tensors, skipped, weights_path, f"{model_type} causal LM")
+    skipped = _skipped_tensors(tensors, model_type, config, embedding_key, path)
+    check_plan(plan, tensors, skipped, path, f"{model_type} causal LM")
     assigned = apply_plan(plan, tensors, model, {})
     report = ConversionReport(
         config=config, tokenizer={"kind": "not loaded (tokenizer files are not read)"},
@@ -349,7 +356,7 @@ def _config_mismatch(config, wanted):
                      for field, value in wanted.items() if getattr(config, field) != value)
 
 
-def _gpt_model_type(config):
+def gpt_style(config):
     """"gpt2" or "llama": the Hugging Face architecture that holds `config` exactly.
 
     Raises:
@@ -378,9 +385,9 @@ def hf_config_of(config, special_ids=None):
     equal GptConfig); `special_ids` ({"bos_token_id": ..., ...}) are added.
 
     Raises:
-      ConversionError: see _gpt_model_type.
+      ConversionError: see gpt_style.
     """
-    model_type = _gpt_model_type(config)
+    model_type = gpt_style(config)
     if model_type == "gpt2":
         values = {
             "architectures": ["GPT2LMHeadModel"], "n_layer": config.num_layers,
@@ -423,7 +430,7 @@ def hf_gpt_tensors(model):
     GptCausalLM of GPT-2 or Llama style, named as GPT2LMHeadModel / LlamaForCausalLM
     name them (the output projection only when untied)."""
     config = model.backbone.config
-    model_type = _gpt_model_type(config)
+    model_type = gpt_style(config)
     plan = _gpt2_assignments(model) if model_type == "gpt2" else _llama_assignments(model)
     tensors = planned_tensors(plan)
     if model_type == "gpt2":

@@ -155,6 +155,13 @@ class TaskModel(keras.Model):
         from kerasllm.pretrained import presets
         return presets.save_preset(self, directory)
 
+    def save_to_hf(self, directory, dtype="f32", overwrite=False):
+        """Writes this task and its tokenizer as a Hugging Face checkpoint directory
+        (GPT2LMHeadModel, LlamaForCausalLM, BertForSequenceClassification; see
+        kerasllm.convert.hf_export)."""
+        from kerasllm.convert.hf_export import save_to_hf
+        return save_to_hf(self, directory, dtype=dtype, overwrite=overwrite)
+
     # --- LoRA -----------------------------------------------------------------------------
 
     def enable_lora(self, rank, alpha=None, dropout=0.0, targets="attention",

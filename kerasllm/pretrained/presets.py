@@ -132,9 +132,11 @@ def _load_path(path):
         return _load_model_dir(path)
     model_type = supported_model_type(path)
     if model_type == "bert":
-        from kerasllm.convert.hf_bert import load_hf_bert
+        from kerasllm.convert.hf_bert import classifier_from_hf, load_hf_bert
         backbone, tokenizer, report = load_hf_bert(path)
-        return Preset(registry.family("bert"), backbone, tokenizer, source=path, report=report)
+        return Preset(registry.family("bert"), backbone, tokenizer,
+                      classifier_from_hf(path, backbone, tokenizer), source=path,
+                      report=report)
     if model_type is not None:
         return _load_hf_gpt(path)
     raise PresetError(f"{path} is not a preset: it has no {PRESET_FILE}, no kerasllm "
@@ -143,11 +145,13 @@ def _load_path(path):
 
 def _load_gguf(path):
     from kerasllm.convert.gguf_file import GgufFile
+    from kerasllm.convert.gguf_gpt2 import load_gguf_gpt2
     from kerasllm.convert.gguf_llama import load_gguf_llama
-    from kerasllm.convert.gguf_tokenizer import byte_bpe_from_gguf, chat_template
+    from kerasllm.convert.gguf_tokenizer import chat_template, tokenizer_from_gguf
     gguf = GgufFile(path)
-    task, report = load_gguf_llama(gguf)
-    return Preset(registry.family("gpt"), task.backbone, byte_bpe_from_gguf(gguf), task,
+    load = load_gguf_gpt2 if gguf.scalar("general.architecture") == "gpt2" else load_gguf_llama
+    task, report = load(gguf)
+    return Preset(registry.family("gpt"), task.backbone, tokenizer_from_gguf(gguf), task,
                   source=path, chat_template=chat_template(gguf), report=report)
 
 

@@ -12,6 +12,9 @@ import tokenizers
 import kerasllm
 from kerasllm.convert.errors import ConversionError
 from kerasllm.convert.hf_export import save_to_hf
+from kerasllm.models import registry
+from kerasllm.models.bert.backbone import BertEncoder
+from kerasllm.models.bert.classifier import BertClassifier
 from kerasllm.models.gpt.backbone import GptDecoder
 from kerasllm.models.gpt.causal_lm import GptCausalLM
 from kerasllm.models.gpt.config import GptConfig
@@ -137,3 +140,41 @@ def test_an_existing_directory_is_kept_unless_overwrite(tmp_path):
     save_to_hf(model, tmp_path / "hf", overwrite=True)
     assert "mine.txt" not in os.listdir(tmp_path / "hf")
     assert_nothing_written(tmp_path, ["hf"])
+
+
+def test_a_bert_classifier_reads_back_with_its_head_and_labels(tmp_path):
+    classifier = BertClassifier(text_tasks.classifier().backbone, num_classes=3,
+                                label_names=["bad", "meh", "good"],
+                                tokenizer=text_tasks.wordpiece()).build_for_inputs()
+    directory = classifier.save_to_hf(tmp_path / "hf")
+    loaded = BertClassifier.from_preset(directory)
+    assert (loaded.label_names, loaded.pooling) == (["bad", "meh", "good"], "cls")
+    for mine, theirs in zip(classifier.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    texts = ["the king and the queen", "a dog"]
+    np.testing.assert_allclose(loaded.classify(texts)["probabilities"],
+                               classifier.classify(texts)["probabilities"], atol=1e-6)
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["architectures"] == ["BertForSequenceClassification"]
+    assert config["id2label"] == {"0": "bad", "1": "meh", "2": "good"}
+    # The encoder alone, as BertModel.
+    encoder = save_to_hf(classifier.backbone, tmp_path / "encoder",
+                         tokenizer=classifier.tokenizer)
+    assert_same_weights_of(classifier.backbone, BertEncoder.from_preset(encoder))
+
+
+def assert_same_weights_of(model, other):
+    for mine, theirs in zip(model.get_weights(), other.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_berts_hugging_face_cannot_hold_are_named(tmp_path):
+    mean_pooled = BertClassifier(text_tasks.classifier().backbone, num_classes=2,
+                                 pooling="mean", tokenizer=text_tasks.wordpiece())
+    with pytest.raises(ConversionError, match="pools by 'mean'; Hugging Face's "
+                                              "BertForSequenceClassification"):
+        mean_pooled.save_to_hf(tmp_path / "hf")
+    pre_ln = BertEncoder(registry.get("bert_tiny").replace(norm_first=True, vocab_size=30))
+    with pytest.raises(ConversionError, match="norm_first=True.*post-LN with GELU"):
+        save_to_hf(pre_ln, tmp_path / "hf", tokenizer=text_tasks.wordpiece())
+    assert_nothing_written(tmp_path)

@@ -126,3 +126,29 @@ def test_a_bert_model_is_refused(tmp_path):
 def test_no_room_for_a_prompt_is_one_line_in_a_fresh_process(tmp_path):
     code, output = trainer.run_fresh("--max_new_tokens=512", f"--model_dir={tmp_path}")
     trainer.assert_one_line_error(code, output, "--max_new_tokens=512 leaves no room")
+
+
+def test_a_run_converts_to_gguf_and_hugging_face(trained, tmp_path):
+    model_dir, export_path, *_ = trained
+    convert = Trainer("convert")
+    model = GptCausalLM.from_preset(model_dir)
+    for to, output in (("gguf", tmp_path / "run.gguf"), ("hf", tmp_path / "run_hf")):
+        assert f"wrote {output}" in convert.run(f"--input={model_dir}", f"--to={to}",
+                                                f"--output={output}")
+        written = GptCausalLM.from_preset(str(output))
+        for mine, theirs in zip(model.get_weights(), written.get_weights(), strict=True):
+            np.testing.assert_array_equal(mine, theirs)
+        texts = ["To be, or not to be:  that is\n\tthe question 1601", "naïve ✓"]
+        assert (written.tokenizer.tokenize(texts).to_list()
+                == model.tokenizer.tokenize(texts).to_list())
+    assert convert.error(f"--input={model_dir}", "--to=gguf", f"--output={tmp_path / 'run.gguf'}"
+                         ) == f"{tmp_path / 'run.gguf'} exists; pass --overwrite to replace it"
+    assert convert.error(f"--input={export_path}", "--to=gguf", "--output=x.gguf").startswith(
+        f"{export_path} is a SavedModel export, a serving graph; --to=gguf needs the model "
+        "itself")
+    assert convert.error(f"--input={model_dir}", "--to=hf") == \
+        "--to=hf needs --output=PATH, where to write it"
+    assert convert.error(f"--input={model_dir}", "--to=hf", "--dtype=q8_0",
+                         f"--output={tmp_path / 'q8'}").startswith(
+        "dtype 'q8_0' is not one Hugging Face safetensors holds here; choose f32 or f16")
+    assert not os.path.exists(tmp_path / "q8")

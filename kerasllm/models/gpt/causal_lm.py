@@ -214,6 +214,12 @@ class GptCausalLM(LanguageModelTask):
                    for c in conversations]
         return unbatched(self.generate(prompts, **settings), single)
 
+    def save_to_gguf(self, path, dtype="f32", overwrite=False):
+        """Writes this model, its tokenizer and chat template as a GGUF file for
+        llama.cpp ("f32", "f16" or "q8_0"; see kerasllm.convert.gguf_export)."""
+        from kerasllm.convert.gguf_export import save_to_gguf
+        return save_to_gguf(self, path, dtype=dtype, overwrite=overwrite)
+
     def score(self, texts):
         """log p(text) of each text (a string, or a list): {"log_probability",
         "num_tokens"} (how many tokens the sum covers: all but the first of the
