@@ -8,6 +8,7 @@
     python -m bench.all --parts=fit              # Keras fit vs the loop and keras-hub's fit
     python -m bench.all --parts=lora             # LoRA vs full fine-tuning and keras-hub's LoRA
     python -m bench.all --parts=gateway          # the OpenAI gateway vs TF Serving's REST
+    python -m bench.all --parts=decode           # served SmolLM2 decoding vs llama.cpp
 
 Every number is one fresh process (`python -m bench.measure ...`, median of its
 --rounds timed rounds after an untimed warm-up), and the processes of one sweep
@@ -40,8 +41,13 @@ target tokens):
   gateway    (--parts=gateway) the OpenAI gateway's latency and 8-client throughput
              against the serving REST API called directly, and chunked streaming
              against one final chunk (bench/gateway_overhead.py; --quick: its quick run).
+  decode     (--parts=decode) SmolLM2's served greedy decoding (the export in a TF1
+             session, XLA off) against llama.cpp at F32 and Q8_0, batch 1 and 8, with
+             the export's top op costs (bench/served_decode.py --profile; needs the
+             llama_cpp extra).
 
---parts picks throughput (everything above serving), serving, fit, lora and gateway; a run of
+--parts picks throughput (everything above serving), serving, fit, lora, gateway and
+decode; a run of
 some parts keeps the figures of the others from the record beside --output.
 """
 import json
@@ -56,13 +62,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench import (bert_serving_latency, cases, fit_throughput,  # noqa: E402
-                   gateway_overhead, lora_throughput, timing)
+                   gateway_overhead, lora_throughput, served_decode, timing)
 from bench.tables import markdown_table, speed  # noqa: E402
 from kerasllm.models.registry import UnknownModelError  # noqa: E402
 
 FLAGS = flags.FLAGS
-PARTS = ["throughput", "serving", "fit", "lora", "gateway"]
-LATER_PARTS = ("serving", "fit", "lora", "gateway")
+PARTS = ["throughput", "serving", "fit", "lora", "gateway", "decode"]
+LATER_PARTS = ("serving", "fit", "lora", "gateway", "decode")
 MODELS = ["bert_tiny", "bert_small", "gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 GENERATION_MODELS = ["gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 MODEL_GARDEN = "model-garden"
@@ -197,6 +203,15 @@ def gateway():
         "gateway overhead"), **made_by()}
 
 
+def decode():
+    """bench/served_decode.py's figures and profile (its --quick run when this run is
+    quick), and how, when and where they were made."""
+    return {**cases.last_json_line(
+        [sys.executable, "-m", served_decode.MODULE, "--json", "--profile",
+         f"--rounds={FLAGS.repeats * FLAGS.rounds}", *(["--quick"] if FLAGS.quick else [])],
+        "served decoding against llama.cpp"), **made_by()}
+
+
 def sweep(model_garden):
     """{key(spec): [median of each sweep's process]}, the trainable-weight counts."""
     specs = measurements(model_garden)
@@ -320,7 +335,10 @@ def report(record, output):
             ("lora", "LoRA fine-tuning: speed and memory", lora_throughput, ""),
             ("gateway", "OpenAI gateway: overhead and chunked streaming", gateway_overhead,
              " Stock TF Serving cannot stream tokens: chunked streaming re-sends prompt + "
-             "text so far for each chunk (docs/serving_gateway.md).")):
+             "text so far for each chunk (docs/serving_gateway.md)."),
+            ("decode", "Served decoding against llama.cpp", served_decode,
+             " llama.cpp keeps its KV cache in float16 (its default)."
+             " docs/export_out.md has how the GGUF files are made and checked.")):
         if record.get(part):
             made = record[part]
             lines += ["", f"## {heading}", "",
@@ -462,6 +480,8 @@ def main(argv):
             record["lora"] = lora()
         if "gateway" in FLAGS.parts:
             record["gateway"] = gateway()
+        if "decode" in FLAGS.parts:
+            record["decode"] = decode()
     except cases.BenchmarkError as error:
         sys.exit(f"bench.all: {error}")
     print(write(record, FLAGS.output))

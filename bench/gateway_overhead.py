@@ -40,7 +40,7 @@ from absl import app, flags  # noqa: E402
 
 from bench import timing  # noqa: E402
 from kerasllm.serving.dev_server import DevServer  # noqa: E402
-from bench.tables import markdown_table, ratio, speed  # noqa: E402
+from bench.tables import markdown_table, print_record, ratio, speed  # noqa: E402
 
 FLAGS = flags.FLAGS
 MODULE = "bench.gateway_overhead"
@@ -226,10 +226,7 @@ def main(argv):
         timing.set_unless_given(QUICK)
     record = measure(FLAGS.model, FLAGS.new_tokens, FLAGS.chunk_tokens, FLAGS.clients,
                      FLAGS.requests, FLAGS.rounds)
-    print(f"\n{description(record)}\n")
-    print("\n".join(table(record)))
-    if FLAGS.json:
-        print(json.dumps(record))
+    print_record(record, description, table, FLAGS.json)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from absl import app, flags  # noqa: E402
 
 from bench import timing  # noqa: E402
 from bench.exported import profile_signature, time_signature  # noqa: E402
-from bench.tables import markdown_table, ratio, speed  # noqa: E402
+from bench.tables import markdown_table, print_record, ratio, speed  # noqa: E402
 
 FLAGS = flags.FLAGS
 MODULE = "bench.served_decode"
@@ -218,10 +218,7 @@ def main(argv):
                      FLAGS.rounds, FLAGS.work_dir, FLAGS.profile)
     # JSON keys are strings; so are the batch sizes of a recorded run.
     record = json.loads(json.dumps(record))
-    print(f"\n{description(record)}\n")
-    print("\n".join(table(record)))
-    if FLAGS.json:
-        print(json.dumps(record))
+    print_record(record, description, table, FLAGS.json)
 
 
 if __name__ == "__main__":

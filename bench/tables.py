@@ -24,3 +24,13 @@ def against_goal(value, goal):
 
 def ratio(ours, theirs):
     return "n/a" if ours is None or theirs is None else f"{ours / theirs:.2f}"
+
+
+def print_record(record, description, table, as_json):
+    """What a bench script prints at its end: the description, its table, and with
+    `as_json` the record as one JSON line (what bench.all reads)."""
+    import json
+    print(f"\n{description(record)}\n")
+    print("\n".join(table(record)))
+    if as_json:
+        print(json.dumps(record))

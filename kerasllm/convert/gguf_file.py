@@ -74,6 +74,25 @@ class GgufFile:
         """`source` if it is an open GgufFile, else the GgufFile at that path."""
         return source if isinstance(source, cls) else cls(source)
 
+    def check_architecture(self, architecture, required_keys):
+        """Returns the metadata prefix "<architecture>." once the file is of
+        `architecture` with every "<architecture>.<key>" of `required_keys`.
+
+        Raises:
+          ConversionError: no general.architecture, another one, or missing keys.
+        """
+        found = self.scalar("general.architecture")
+        if found is None:
+            raise ConversionError(f"{self.path} has no general.architecture in its metadata.")
+        if found != architecture:
+            raise ConversionError(f"{self.path} holds a {found!r} model; only the "
+                                  f"{architecture!r} architecture can be converted.")
+        prefix = architecture + "."
+        missing = [prefix + key for key in required_keys if prefix + key not in self]
+        if missing:
+            raise ConversionError(f"{self.path} lacks the metadata keys {', '.join(missing)}.")
+        return prefix
+
     def __contains__(self, key):
         return key in self.fields
 

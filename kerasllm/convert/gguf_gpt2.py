@@ -71,13 +71,7 @@ def load_gguf_gpt2(source):
         invalid metadata, or tensors missing, unexpected or of the wrong shape.
     """
     gguf = GgufFile.of(source)
-    if gguf.scalar("general.architecture") != ARCHITECTURE:
-        raise ConversionError(f"{gguf.path} holds a {gguf.scalar('general.architecture')!r} "
-                              f"model, not {ARCHITECTURE!r}.")
-    prefix = ARCHITECTURE + "."
-    missing = [prefix + key for key in _REQUIRED_KEYS if prefix + key not in gguf]
-    if missing:
-        raise ConversionError(f"{gguf.path} lacks the metadata keys {', '.join(missing)}.")
+    prefix = gguf.check_architecture(ARCHITECTURE, _REQUIRED_KEYS)
     tensors = gguf.float32_tensors()
     if "token_embd.weight" not in tensors:
         raise ConversionError(f"{gguf.path} has no token_embd.weight tensor.")

@@ -79,16 +79,7 @@ def gguf_llama_config(gguf):
         experts, per-layer head counts).
     """
     path = gguf.path
-    architecture = gguf.scalar("general.architecture")
-    if architecture is None:
-        raise ConversionError(f"{path} has no general.architecture in its metadata.")
-    if architecture != ARCHITECTURE:
-        raise ConversionError(f"{path} holds a {architecture!r} model; only the "
-                              f"{ARCHITECTURE!r} architecture can be converted.")
-    prefix = ARCHITECTURE + "."
-    missing = [prefix + key for key in _REQUIRED_KEYS if prefix + key not in gguf]
-    if missing:
-        raise ConversionError(f"{path} lacks the metadata keys {', '.join(missing)}.")
+    prefix = gguf.check_architecture(ARCHITECTURE, _REQUIRED_KEYS)
     sizes = {key: _positive_int(gguf, prefix + key)
              for key in ("block_count", "embedding_length", "attention.head_count",
                          "feed_forward_length", "context_length")}

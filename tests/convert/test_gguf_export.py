@@ -183,7 +183,7 @@ def assert_llama_cpp_agrees(model, path, prompts, max_new_tokens, atol):
             ours = model({"token_ids": x, "padding_mask": np.ones_like(x)})["logits"][0]
             np.testing.assert_allclose(reference.logits(ids), ours, atol=atol, rtol=0)
             details = model.generate(prompt, max_new_tokens=max_new_tokens,
-                                     return_details=True)
+                                     return_details=True, jit_compile=False)
             generated = list(details["token_ids"][:details["num_tokens"]])
             assert reference.greedy(ids, max_new_tokens, tokenizer.eos_id) == generated, prompt
     finally:
