@@ -9,8 +9,8 @@ the same weights written as GGUF and run by llama.cpp (llama-cpp-python).
 Sides, one run, the same prompts (--prompt_tokens-token windows of Shakespeare, given
 to both as the same token ids):
   kerasllm f32     the export's `generate` signature (greedy), float32 weights
-  llama.cpp f32    the F32 GGUF, 2 threads
-  llama.cpp q8_0   the Q8_0 GGUF (8-bit weights, blocks of 32), 2 threads
+  llama.cpp f32    the F32 GGUF, --threads threads
+  llama.cpp q8_0   the Q8_0 GGUF (8-bit weights, blocks of 32), --threads threads
 at batch 1 and batch 8 (llama.cpp: 8 sequences decoded together, one llama_decode per
 step, the way llama-server batches). Greedy, every row --new_tokens tokens (a row of
 ours that ends early at </s> counts its tokens: tokens/s = new tokens / seconds).
@@ -49,6 +49,9 @@ def define_flags():
     flags.DEFINE_integer("new_tokens", 128, "Tokens each row generates.")
     flags.DEFINE_list("batch_sizes", ["1", "8"], "Rows per request.")
     flags.DEFINE_integer("rounds", 3, "Timed rounds of each figure (median).")
+    flags.DEFINE_integer("threads", 2, "llama.cpp's threads (its spinning threads slow "
+                         "down badly when another process holds a core: measure on a "
+                         "quiet machine).")
     flags.DEFINE_string("work_dir", None, "Where the export and GGUF files go (kept; "
                         "default: a temporary directory).")
     flags.DEFINE_bool("profile", False, "Also profile one batch-1 request of the export.")
@@ -75,14 +78,14 @@ def prompt_ids(tokenizer, rows, length):
 class LlamaCppBatch:
     """A llama.cpp context for up to `rows` sequences decoded together."""
 
-    def __init__(self, path, rows, n_ctx):
+    def __init__(self, path, rows, n_ctx, threads):
         import llama_cpp
         from llama_cpp import _internals
         self.llama_cpp = llama_cpp
-        self.model = llama_cpp.Llama(path, n_ctx=16, verbose=False, n_threads=2)
+        self.model = llama_cpp.Llama(path, n_ctx=16, verbose=False, n_threads=threads)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx, params.n_batch, params.n_ubatch = rows * n_ctx, rows * n_ctx, 512
-        params.n_seq_max, params.n_threads, params.n_threads_batch = rows, 2, 2
+        params.n_seq_max, params.n_threads, params.n_threads_batch = rows, threads, threads
         self.context = _internals.LlamaContext(model=self.model._model, params=params,
                                                verbose=False)
         self.batch = llama_cpp.llama_batch_init(rows * n_ctx, 0, rows)
@@ -148,7 +151,8 @@ def prepare(model_name, work_dir, new_tokens, prompt_tokens):
     return os.path.join(export_root, "1"), ggufs, model.tokenizer
 
 
-def measure(model_name, prompt_tokens, new_tokens, batch_sizes, rounds, work_dir, profile):
+def measure(model_name, prompt_tokens, new_tokens, batch_sizes, rounds, work_dir, profile,
+            threads):
     export_path, ggufs, tokenizer = prepare(
         model_name, work_dir or tempfile.mkdtemp(prefix="served_decode-"), new_tokens,
         prompt_tokens)
@@ -162,7 +166,7 @@ def measure(model_name, prompt_tokens, new_tokens, batch_sizes, rounds, work_dir
         ours = [ids[:n] for ids, n in zip(outputs["token_ids"], outputs["num_tokens"])]
         rates["kerasllm f32"][rows] = sum(outputs["num_tokens"]) / statistics.median(seconds)
         for dtype in ("f32", "q8_0"):
-            reference = LlamaCppBatch(ggufs[dtype], rows, prompt_tokens + new_tokens)
+            reference = LlamaCppBatch(ggufs[dtype], rows, prompt_tokens + new_tokens, threads)
             try:
                 reference.greedy(prompts[:rows], 2)  # set-up
                 times = []
@@ -176,7 +180,8 @@ def measure(model_name, prompt_tokens, new_tokens, batch_sizes, rounds, work_dir
             agree[f"{dtype}, batch {rows}"] = sum(
                 mine == their[:len(mine)] for mine, their in zip(ours, theirs))
     record = {"model": model_name, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
-              "rounds": rounds, "tokens_per_second": rates, "same_greedy_rows": agree}
+              "rounds": rounds, "threads": threads, "tokens_per_second": rates,
+              "same_greedy_rows": agree}
     if profile:
         record["profile"] = profile_signature(export_path, "generate", {"prompt": texts[:1]})
     return record
@@ -186,7 +191,8 @@ def description(record):
     return (f"{record['model']} greedy, prompts of {record['prompt_tokens']} tokens, "
             f"{record['new_tokens']} new tokens per row, median of {record['rounds']} "
             "rounds; kerasllm: the export's `generate` in a fresh process's TF1 session, XLA "
-            "off (as TF Serving); llama.cpp 0.3.36 (llama-cpp-python), 2 threads")
+            f"off (as TF Serving); llama.cpp 0.3.36 (llama-cpp-python), {record['threads']} "
+            "threads")
 
 
 def table(record):
@@ -215,7 +221,7 @@ def main(argv):
         timing.set_unless_given(QUICK)
     batch_sizes = [int(n) for n in FLAGS.batch_sizes]
     record = measure(FLAGS.model, FLAGS.prompt_tokens, FLAGS.new_tokens, batch_sizes,
-                     FLAGS.rounds, FLAGS.work_dir, FLAGS.profile)
+                     FLAGS.rounds, FLAGS.work_dir, FLAGS.profile, FLAGS.threads)
     # JSON keys are strings; so are the batch sizes of a recorded run.
     record = json.loads(json.dumps(record))
     print_record(record, description, table, FLAGS.json)
