@@ -8,6 +8,7 @@
     python -m bench.all --parts=fit              # Keras fit vs the loop and keras-hub's fit
     python -m bench.all --parts=lora             # LoRA vs full fine-tuning and keras-hub's LoRA
     python -m bench.all --parts=gateway          # the OpenAI gateway vs TF Serving's REST
+    python -m bench.all --parts=int8             # an int8 GPT export vs its float32 one, served
 
 Every number is one fresh process (`python -m bench.measure ...`, median of its
 --rounds timed rounds after an untimed warm-up), and the processes of one sweep
@@ -40,8 +41,12 @@ target tokens):
   gateway    (--parts=gateway) the OpenAI gateway's latency and 8-client throughput
              against the serving REST API called directly, and chunked streaming
              against one final chunk (bench/gateway_overhead.py; --quick: its quick run).
+  int8       (--parts=int8) SmolLM2's int8 export against its float32 one: served new
+             tokens/s through the TF1 session, XLA off, and the variables' size
+             (bench/int8_serving.py, its own alternating fresh processes, --repeats
+             sweeps; --quick: its quick run).
 
---parts picks throughput (everything above serving), serving, fit, lora and gateway; a run of
+--parts picks throughput (everything above serving), serving, fit, lora, gateway and int8; a run of
 some parts keeps the figures of the others from the record beside --output.
 """
 import json
@@ -56,13 +61,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench import (bert_serving_latency, cases, fit_throughput,  # noqa: E402
-                   gateway_overhead, lora_throughput, timing)
+                   gateway_overhead, int8_serving, lora_throughput, timing)
 from bench.tables import markdown_table, speed  # noqa: E402
 from kerasllm.models.registry import UnknownModelError  # noqa: E402
 
 FLAGS = flags.FLAGS
-PARTS = ["throughput", "serving", "fit", "lora", "gateway"]
-LATER_PARTS = ("serving", "fit", "lora", "gateway")
+PARTS = ["throughput", "serving", "fit", "lora", "gateway", "int8"]
+LATER_PARTS = ("serving", "fit", "lora", "gateway", "int8")
 MODELS = ["bert_tiny", "bert_small", "gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 GENERATION_MODELS = ["gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 MODEL_GARDEN = "model-garden"
@@ -197,6 +202,15 @@ def gateway():
         "gateway overhead"), **made_by()}
 
 
+def int8():
+    """bench/int8_serving.py's figures (its --quick run when this run is quick), and how,
+    when and where they were made."""
+    return {**cases.last_json_line(
+        [sys.executable, "-m", int8_serving.MODULE, "--json", f"--repeats={FLAGS.repeats}",
+         *(["--quick"] if FLAGS.quick else [])], "int8 against float32 serving"),
+        **made_by()}
+
+
 def sweep(model_garden):
     """{key(spec): [median of each sweep's process]}, the trainable-weight counts."""
     specs = measurements(model_garden)
@@ -320,7 +334,10 @@ def report(record, output):
             ("lora", "LoRA fine-tuning: speed and memory", lora_throughput, ""),
             ("gateway", "OpenAI gateway: overhead and chunked streaming", gateway_overhead,
              " Stock TF Serving cannot stream tokens: chunked streaming re-sends prompt + "
-             "text so far for each chunk (docs/serving_gateway.md).")):
+             "text so far for each chunk (docs/serving_gateway.md)."),
+            ("int8", "int8 against float32, served", int8_serving,
+             " Weight-only int8 (Keras' quantize, kerasllm.models.quantization): every "
+             "matmul still runs in float32, on a kernel dequantized per call.")):
         if record.get(part):
             made = record[part]
             lines += ["", f"## {heading}", "",
@@ -462,6 +479,8 @@ def main(argv):
             record["lora"] = lora()
         if "gateway" in FLAGS.parts:
             record["gateway"] = gateway()
+        if "int8" in FLAGS.parts:
+            record["int8"] = int8()
     except cases.BenchmarkError as error:
         sys.exit(f"bench.all: {error}")
     print(write(record, FLAGS.output))
