@@ -40,6 +40,8 @@ def test_int8_gpt_export_is_checked_smaller_and_close(tmp_path):
     int8_path = model.export(str(tmp_path / "int8"), max_new_tokens=4, quantize="int8")
     # export() checked both as TF Serving loads them; the caller's model stays float.
     assert set(kernel_dtypes(model).values()) == {"float32"}
+    # Each weight saved once (Keras' ExportArchive.track of the model saved a second copy).
+    assert variables_bytes(float_path) < 1.1 * sum(v.numpy().nbytes for v in model.weights)
     assert variables_bytes(int8_path) < 0.3 * variables_bytes(float_path)
     float_export, int8_export = kerasllm.export.load(float_path), kerasllm.export.load(int8_path)
     # score: the tied projection of the whole text; generate: the dequantized
