@@ -8,6 +8,7 @@
     python -m bench.all --parts=fit              # Keras fit vs the loop and keras-hub's fit
     python -m bench.all --parts=lora             # LoRA vs full fine-tuning and keras-hub's LoRA
     python -m bench.all --parts=gateway          # the OpenAI gateway vs TF Serving's REST
+    python -m bench.all --parts=int8             # an int8 GPT export vs its float32 one, served
     python -m bench.all --parts=decode           # served SmolLM2 decoding vs llama.cpp
 
 Every number is one fresh process (`python -m bench.measure ...`, median of its
@@ -41,14 +42,18 @@ target tokens):
   gateway    (--parts=gateway) the OpenAI gateway's latency and 8-client throughput
              against the serving REST API called directly, and chunked streaming
              against one final chunk (bench/gateway_overhead.py; --quick: its quick run).
+  int8       (--parts=int8) SmolLM2's int8 export against its float32 one: served new
+             tokens/s through the TF1 session, XLA off, and the variables' size
+             (bench/int8_serving.py, its own alternating fresh processes, --repeats
+             sweeps; --quick: its quick run).
   decode     (--parts=decode) SmolLM2's served greedy decoding (the export in a TF1
              session, XLA off) against llama.cpp at F32 and Q8_0, batch 1 and 8, with
              the export's top op costs (bench/served_decode.py --profile; needs the
              llama_cpp extra).
 
---parts picks throughput (everything above serving), serving, fit, lora, gateway and
-decode; a run of
-some parts keeps the figures of the others from the record beside --output.
+--parts picks throughput (everything above serving), serving, fit, lora, gateway, int8
+and decode; a run of some parts keeps the figures of the others from the record beside
+--output.
 """
 import json
 import math
@@ -62,13 +67,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench import (bert_serving_latency, cases, fit_throughput,  # noqa: E402
-                   gateway_overhead, lora_throughput, served_decode, timing)
+                   gateway_overhead, int8_serving, lora_throughput, served_decode,
+                   timing)
 from bench.tables import markdown_table, speed  # noqa: E402
 from kerasllm.models.registry import UnknownModelError  # noqa: E402
 
 FLAGS = flags.FLAGS
-PARTS = ["throughput", "serving", "fit", "lora", "gateway", "decode"]
-LATER_PARTS = ("serving", "fit", "lora", "gateway", "decode")
+PARTS = ["throughput", "serving", "fit", "lora", "gateway", "int8", "decode"]
+LATER_PARTS = ("serving", "fit", "lora", "gateway", "int8", "decode")
 MODELS = ["bert_tiny", "bert_small", "gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 GENERATION_MODELS = ["gpt_tiny", "gpt_4x512", "seq2seq_tiny"]
 MODEL_GARDEN = "model-garden"
@@ -203,9 +209,22 @@ def gateway():
         "gateway overhead"), **made_by()}
 
 
+def int8():
+    """bench/int8_serving.py's figures (its --quick run when this run is quick), and how,
+    when and where they were made."""
+    return {**cases.last_json_line(
+        [sys.executable, "-m", int8_serving.MODULE, "--json", f"--repeats={FLAGS.repeats}",
+         *(["--quick"] if FLAGS.quick else [])], "int8 against float32 serving"),
+        **made_by()}
+
+
 def decode():
     """bench/served_decode.py's figures and profile (its --quick run when this run is
     quick), and how, when and where they were made."""
+    import importlib.util
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise cases.BenchmarkError("--parts=decode needs llama.cpp's binding: the llama_cpp "
+                                   "extra (docs/export_out.md has the command)")
     return {**cases.last_json_line(
         [sys.executable, "-m", served_decode.MODULE, "--json", "--profile",
          f"--rounds={FLAGS.repeats * FLAGS.rounds}", *(["--quick"] if FLAGS.quick else [])],
@@ -336,6 +355,9 @@ def report(record, output):
             ("gateway", "OpenAI gateway: overhead and chunked streaming", gateway_overhead,
              " Stock TF Serving cannot stream tokens: chunked streaming re-sends prompt + "
              "text so far for each chunk (docs/serving_gateway.md)."),
+            ("int8", "int8 against float32, served", int8_serving,
+             " Weight-only int8 (Keras' quantize, kerasllm.models.quantization): every "
+             "matmul still runs in float32, on a kernel dequantized per call."),
             ("decode", "Served decoding against llama.cpp", served_decode,
              " llama.cpp keeps its KV cache in float16 (its default)."
              " docs/export_out.md has how the GGUF files are made and checked.")):
@@ -480,6 +502,8 @@ def main(argv):
             record["lora"] = lora()
         if "gateway" in FLAGS.parts:
             record["gateway"] = gateway()
+        if "int8" in FLAGS.parts:
+            record["int8"] = int8()
         if "decode" in FLAGS.parts:
             record["decode"] = decode()
     except cases.BenchmarkError as error:

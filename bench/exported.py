@@ -4,7 +4,8 @@ process, loaded into a TF1 session with XLA compilation disabled, one untimed ru
 
     seconds, outputs = time_signature(path, "generate", {"prompt": prompts}, rounds=3)
 
-The fresh process is `python -m bench.exported '<JSON request>'`; it prints one JSON
+The fresh process is `python -m bench.exported '<JSON request>'`, which loads the
+model as the export check does (kerasllm.export.serving_session); it prints one JSON
 line, {"seconds": [one per round], "outputs": {name: the last run's output}} (its
 outputs of one value, or one row of numbers, per request row). `profile_signature`
 traces one run instead and sums the time of each op type.
@@ -47,25 +48,24 @@ def profile_signature(path, signature, inputs, top=10):
 
 def _run(request):
     import numpy as np
-    import tensorflow as tf
 
-    from kerasllm.export.check import disable_xla_compilation  # registers tensorflow-text ops
+    # The export check's own loading (registers tensorflow-text's ops too).
+    from kerasllm.export.serving_session import (disable_xla_compilation,
+                                                 load_serving_session, run_signature)
     disable_xla_compilation()
-    with tf.compat.v1.Session(graph=tf.Graph()) as session:
-        signature = tf.compat.v1.saved_model.loader.load(
-            session, ["serve"], request["path"]).signature_def[request["signature"]]
-        fetches = {key: info.name for key, info in signature.outputs.items()}
+    session, meta_graph = load_serving_session(request["path"])
+    with session:
+        signature = meta_graph.signature_def[request["signature"]]
         # Strings as numpy objects (bytes), as a request's tensors arrive.
-        feed = {signature.inputs[name].name: np.array(
-            value, dtype=object if isinstance(value[0], str) else None)
-            for name, value in request["inputs"].items()}
-        session.run(fetches, feed)  # the first run sets things up
+        feed = {name: np.array(value, dtype=object if isinstance(value[0], str) else None)
+                for name, value in request["inputs"].items()}
+        run_signature(session, signature, feed)  # the first run sets things up
         if request.get("profile"):
-            return {"profile": _op_time_shares(session, fetches, feed, request["profile"])}
+            return {"profile": _op_time_shares(session, signature, feed, request["profile"])}
         seconds = []
         for _ in range(request["rounds"]):
             start = time.perf_counter()
-            outputs = session.run(fetches, feed)
+            outputs = run_signature(session, signature, feed)
             seconds.append(time.perf_counter() - start)
     decoded = {name: [v.decode("utf-8", "replace") if isinstance(v, bytes) else v
                       for v in np.asarray(value).tolist()]
@@ -75,13 +75,15 @@ def _run(request):
     return {"seconds": seconds, "outputs": decoded}
 
 
-def _op_time_shares(session, fetches, feed, top):
+def _op_time_shares(session, signature, feed, top):
     import collections
 
     import tensorflow as tf
     options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
     metadata = tf.compat.v1.RunMetadata()
-    session.run(fetches, feed, options=options, run_metadata=metadata)
+    session.run({key: info.name for key, info in signature.outputs.items()},
+                {signature.inputs[key].name: value for key, value in feed.items()},
+                options=options, run_metadata=metadata)
     op_types = {node.name: node.type for node in session.graph.get_operations()}
     for function in session.graph.as_graph_def().library.function:
         op_types.update((node.name, node.op) for node in function.node_def)

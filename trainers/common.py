@@ -28,6 +28,7 @@ from kerasllm.errors import CheckpointError, DataError
 from kerasllm.export.errors import ExportError
 from kerasllm.export.saved_model import export_saved_model
 from kerasllm.export.versioned import existing_versions
+from kerasllm.models import quantization
 from kerasllm.pretrained.model_dir import check_model_dir
 from kerasllm.serving.batching import Batching
 from kerasllm.tokenizers.base import Tokenizer
@@ -102,7 +103,9 @@ def sentencepiece_tokenizer(fv, model_dir, lines, vocab_size, source):
 
 def export_root(fv, default_name):
     """--export_dir, else saved_models/<default_name>; an explicit --export_version
-    that exists there already is refused now, before any training."""
+    that exists there already, or a --quantize kerasllm does not export, is refused
+    now, before any training."""
+    quantization.check_mode(fv.quantize, "--quantize")
     root = fv.export_dir or os.path.join(EXPORT_ROOT, default_name)
     if fv.export_version in existing_versions(root):
         raise ExportError(f"export version {root}/{fv.export_version} already exists; pass "
@@ -161,6 +164,17 @@ def prepare_export(validation, result):
     return {"step": result.step, "exported_step": best["step"] if best else result.step,
             "metrics": result.metrics, "train_seconds": round(result.train_seconds, 3),
             "validation": validation.records if validation else [], "best": best}
+
+
+def quantize_for_export(fv, model):
+    """Quantizes `model` in place as --quantize asks (see
+    kerasllm.models.quantization); returns it. Call it before building the export's
+    signatures: a function traced earlier keeps reading the float kernels, and the
+    export would hold those too."""
+    if fv.quantize:
+        absl_logging.info("quantizing the weights to %s for the export", fv.quantize)
+        quantization.quantize(model, fv.quantize)
+    return model
 
 
 def export(fv, root, signatures, resources, metadata, warmup_inputs=None,

@@ -126,6 +126,7 @@ def run(fv):
     if family == "gpt":
         model, tokenizer, report, source, template = load_gpt(fv.input)
         print(report)
+        common.quantize_for_export(fv, model)
         config = model.backbone.config
         max_seq_length = common.sequence_length(fv, config, "the checkpoint")
         if fv.max_new_tokens >= max_seq_length:
@@ -143,6 +144,7 @@ def run(fv):
         preset = load_preset(fv.input)
         model, tokenizer, source = preset.backbone, preset.tokenizer, preset.source
         print(preset.report)
+        common.quantize_for_export(fv, model)
         config = model.config
         max_seq_length = common.sequence_length(fv, config, "the checkpoint")
         signatures = bert_signatures(model, tokenizer, max_seq_length)

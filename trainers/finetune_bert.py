@@ -231,6 +231,7 @@ def run(fv):
         print(f"best epoch {schedule.epoch(best['step']):g}: eval "
               f"{format_scores(scores_of(best))}")
     if exporting:
+        common.quantize_for_export(fv, result.task)
         common.export(
             fv, export_root,
             task.signatures(result.task, tokenizer, label_names, max_seq_length),

@@ -104,7 +104,7 @@ def run(fv):
     common.log_finished(result)
     if not common.export_wanted(fv, result, strategy):
         return
-    task = result.task
+    task = common.quantize_for_export(fv, result.task)
     common.export(
         fv, export_root,
         bert_signatures(task.backbone, tokenizer, max_seq_length, mlm_head=task.mlm_head),

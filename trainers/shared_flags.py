@@ -9,7 +9,7 @@ TensorFlow's.
 from absl import flags
 
 from kerasllm.errors import DataError
-from kerasllm.models import lora, registry
+from kerasllm.models import lora, quantization, registry
 from kerasllm.pretrained import MINILM, packaged_names
 from kerasllm.training.config import DECAYS, DEFAULT_WARMUP_FRACTION, PRECISIONS, TrainConfig
 from kerasllm.training.strategy import STRATEGIES
@@ -174,8 +174,8 @@ def define_init_checkpoint_flag(fv, default=MINILM):
 
 
 def define_export_flags(fv, default_root):
-    """--export_dir, --export_version and --export; `default_root` describes the
-    default export directory under saved_models/ for the help text."""
+    """--export_dir, --export_version, --export and --quantize; `default_root`
+    describes the default export directory under saved_models/ for the help text."""
     flags.DEFINE_string("export_dir", None,
                         f"Export root. Default: {EXPORT_ROOT}/{default_root}.", flag_values=fv)
     flags.DEFINE_integer("export_version", None,
@@ -186,6 +186,13 @@ def define_export_flags(fv, default_root):
                          "run already finished exports only when --export is given: then "
                          "with the run's metrics and validation history, read from "
                          "--model_dir. --noexport never exports.", flag_values=fv)
+    # A string checked by kerasllm.models.quantization, not an enum: a mode it does
+    # not export is the one line that names the supported ones, as in Python.
+    flags.DEFINE_string("quantize", None,
+                        f"Export int8 weights ({', '.join(quantization.MODES)}): Keras' "
+                        "weight-only int8 of the dense and embedding kernels, about a "
+                        "quarter of the float32 export's size. Default: float weights.",
+                        flag_values=fv)
 
 
 def define_lora_flags(fv, default_rank):

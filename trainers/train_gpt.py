@@ -142,7 +142,8 @@ def check_new_tokens(fv, config, source):
 def export_gpt(fv, export_root, task, metadata):
     """Exports `task` (with its tokenizer) as the next version under export_root:
     gpt_signatures for --max_new_tokens, and `metadata` beside the family, config
-    and tokenizer settings."""
+    and tokenizer settings; int8 weights with --quantize."""
+    common.quantize_for_export(fv, task)
     common.export(
         fv, export_root, task.serving_signatures(max_new_tokens=fv.max_new_tokens),
         [task, task.tokenizer],

@@ -480,6 +480,7 @@ def run(fv):
         return
     run_metadata = common.prepare_export(validation, result)
     result.task.merge_lora()  # the served graph is the plain model's
+    common.quantize_for_export(fv, result.task)  # the test pairs score what is served
     signatures = export_signatures(result.task, tokenizer, fv)
     test = quality_on_test_pairs(signatures["translate_with_options"], pairs["test"], fv)
     common.export(

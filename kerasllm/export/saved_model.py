@@ -33,8 +33,9 @@ def export_saved_model(export_root, signatures, resources, version=None, metadat
     """Exports `signatures` ({name: tf.function with an input signature}) as
     `<export_root>/<version>/` (default version: the next free integer).
 
-    `resources` are the models, layers and tokenizers the functions use; each is
-    tracked so its variables and lookup tables are saved. `metadata` (a JSON-able
+    `resources` are the models, layers and tokenizers the functions use; the
+    tokenizers are tracked so their lookup tables and files are saved, and the
+    variables the functions use are saved once each. `metadata` (a JSON-able
     dict) goes to assets.extra/kerasllm.json, which TF Serving ignores. Warmup
     requests for every signature go to assets.extra/tf_serving_warmup_requests
     (see kerasllm.export.warmup): sample texts for string inputs, and for any
@@ -60,7 +61,12 @@ def export_saved_model(export_root, signatures, resources, version=None, metadat
     def write(path):
         archive = keras.export.ExportArchive()
         for resource in resources:
-            archive.track(resource)
+            # A tracked Keras layer's variables are saved twice (Keras 3.15): once as
+            # the keras.Variables `track` lists, once as the tf.Variables the
+            # endpoints capture, each its own VarHandleOp in the served graph. The
+            # endpoints' own are all a server needs: tokenizers alone are tracked.
+            if not isinstance(resource, keras.layers.Layer):
+                archive.track(resource)
         for name, function in signatures.items():
             archive.add_endpoint(name, function)
         archive.write_out(path, verbose=False)

@@ -2,7 +2,7 @@
 import keras
 from keras import ops
 
-from kerasllm.layers.vocabulary_projection import project
+from kerasllm.layers.vocabulary_projection import float_matrix, project
 
 
 @keras.saving.register_keras_serializable(package="kerasllm")
@@ -61,7 +61,7 @@ class MaskedLMHead(keras.layers.Layer):
             axis=1,
         )
         hidden = self.layer_norm(self.transform(gathered))
-        table = (self.token_embedding.embeddings if self.token_embedding is not None
+        table = (float_matrix(self.token_embedding) if self.token_embedding is not None
                  else self.output_kernel)
         # Not einsum, whose gradient for this pattern TF computes much more slowly.
         return project(hidden, table, transpose=True) + ops.cast(self.output_bias, "float32")

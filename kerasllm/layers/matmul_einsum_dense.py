@@ -15,6 +15,7 @@ import math
 
 import keras
 from keras import ops
+from keras.src.layers.core import einsum_dense
 
 from kerasllm.layers.low_rank_adapter import LowRankAdapter
 
@@ -28,7 +29,10 @@ class MatmulEinsumDense(keras.layers.EinsumDense):
 
     Input [*lead, *contracted]; kernel [*contracted, *out]; output [*lead, *out]
     (plus the bias, then the activation, as in EinsumDense). With quantization
-    enabled, Keras' own computation runs.
+    enabled, Keras' own computation runs: `quantize("int8")` (what
+    `keras.Model.quantize` calls) is EinsumDense's, which Keras refuses to
+    subclasses unless they opt in, as this one does (its weights and equation are
+    EinsumDense's own). A layer with an adapter is not quantized: merge it first.
 
     LoRA: `enable_lora(rank, lora_alpha, dropout)` freezes the kernel and bias and
     adds a LowRankAdapter seeing the kernel as one [prod(contracted), prod(out)]
@@ -110,6 +114,25 @@ class MatmulEinsumDense(keras.layers.EinsumDense):
         self._kernel.trainable = True
         if self.bias is not None:
             self.bias.trainable = True
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        """EinsumDense's quantization of the kernel (see the class docstring); a
+        ValueError with an adapter, which Keras' quantized call would ignore."""
+        if self.adapter is not None:
+            raise ValueError(f"{self.path} has a LoRA adapter: merge_lora() before "
+                             "quantizing (the quantized layer cannot carry it)")
+        super().quantize(mode, type_check=False, config=config)
+
+    def _set_quantization_info(self):
+        # Keras 3.15 hands the input's rank to _analyze_quantization_info where it
+        # takes a shape, which only equations with "..." (dense's) measure: len(int)
+        # fails. A shape of that rank gives the axes Keras means.
+        (self._input_reduced_axes, self._kernel_reduced_axes, self._input_transpose_axes,
+         self._kernel_transpose_axes, self._input_expand_axes, self._kernel_expand_axes,
+         self._input_squeeze_axes, self._kernel_squeeze_axes,
+         self._custom_gradient_equation, self._kernel_reverse_transpose_axes,
+         ) = einsum_dense._analyze_quantization_info(self.equation,
+                                                     (None,) * self.input_spec.ndim)
 
     def call(self, inputs, training=None):
         if self.quantization_mode is not None:

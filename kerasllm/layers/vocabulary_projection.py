@@ -1,6 +1,33 @@
-"""Hidden states times a vocabulary matrix, as one 2-D matmul."""
+"""Hidden states times a vocabulary matrix, as one 2-D matmul; the matrix of a layer
+that Keras may have quantized."""
+import keras
 import tensorflow as tf
 from keras import ops
+
+
+def float_matrix(layer):
+    """The vocabulary matrix `layer` holds, as stored and in float: an Embedding's
+    table [vocab, hidden] or a Dense / EinsumDense "...d,de->...e" kernel
+    [hidden, vocab].
+
+    Read here rather than as `embeddings` / `kernel`, which after Keras'
+    quantize("int8") (see kerasllm.models.quantization) are the int8 values
+    round(w * scale), one scale per vocabulary entry: those are divided back.
+    """
+    if isinstance(layer, keras.layers.Embedding):
+        matrix, scale_name = layer.embeddings, "embeddings_scale"
+    else:
+        matrix, scale_name = layer.kernel, "kernel_scale"
+    mode = layer.quantization_mode
+    if mode is None:
+        return matrix
+    if mode != "int8":
+        raise ValueError(f"{layer.path} is quantized to {mode}; its vocabulary matrix "
+                         "is read for int8 only")
+    scale = ops.reshape(getattr(layer, scale_name), [-1])
+    if isinstance(layer, keras.layers.Embedding):
+        scale = ops.expand_dims(scale, -1)  # per row of the table
+    return ops.divide(ops.cast(matrix, layer.compute_dtype), ops.cast(scale, layer.compute_dtype))
 
 
 def project(hidden_states, matrix, transpose):

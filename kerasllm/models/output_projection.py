@@ -3,7 +3,7 @@ through the token embedding table (tied embeddings)."""
 import tensorflow as tf
 from keras import ops
 
-from kerasllm.layers.vocabulary_projection import project
+from kerasllm.layers.vocabulary_projection import float_matrix, project
 
 
 def vocabulary_logits(sequence_output, token_embedding, lm_head=None,
@@ -23,7 +23,7 @@ def vocabulary_logits(sequence_output, token_embedding, lm_head=None,
                        transpose=False)
     if lm_head is not None:
         return ops.cast(lm_head(sequence_output), "float32")
-    return project(sequence_output, token_embedding.embeddings, transpose=True)
+    return project(sequence_output, float_matrix(token_embedding), transpose=True)
 
 
 def decoding_weights(token_embedding, lm_head=None):
@@ -34,7 +34,8 @@ def decoding_weights(token_embedding, lm_head=None):
     For decoding, made once per generate call, outside its loop: XLA's CPU backend
     runs the small-batch product with the table as stored ~10-30x slower than with
     this copy, and folds a transpose inside the compiled step back into the product,
-    so the copy has to come in from outside the step.
+    so the copy has to come in from outside the step. An int8 model's matrix is
+    dequantized here too, once per call rather than in every step.
     """
-    return {"output_projection": (lm_head.kernel if lm_head is not None
-                                  else tf.transpose(token_embedding.embeddings))}
+    return {"output_projection": (float_matrix(lm_head) if lm_head is not None
+                                  else tf.transpose(float_matrix(token_embedding)))}

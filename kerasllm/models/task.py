@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from kerasllm.errors import KerasLLMError
+from kerasllm.models import quantization
 from kerasllm.raw_text import python_value, unbatched
 from kerasllm.training.optimizer import PreReducedAdamW
 
@@ -219,20 +220,26 @@ class TaskModel(keras.Model):
         return unbatched({key: python_value(value) for key, value in outputs.items()},
                          single)
 
-    def export(self, export_root, version=None, metadata=None, check=True, **settings):
+    def export(self, export_root, version=None, metadata=None, check=True, quantize=None,
+               **settings):
         """Writes the serving SavedModel of `serving_signatures(**settings)` (the one
         the trainers write) as `<export_root>/<version>/`, checked as TF Serving
         loads it, atomically; returns its path. `metadata` (JSON-able) goes to
-        assets.extra/kerasllm.json beside the config and tokenizer settings."""
+        assets.extra/kerasllm.json beside the config and tokenizer settings.
+        `quantize="int8"` exports int8 kernels (see kerasllm.models.quantization)
+        from a quantized copy: this model stays as it is."""
         from kerasllm.export.saved_model import export_saved_model  # export imports models
         tokenizer = self.needs_tokenizer("export")
+        served = self if quantization.check_mode(quantize) is None else (
+            quantization.quantized_copy(self, quantize))
         return export_saved_model(
-            export_root, self.serving_signatures(**settings), [self, tokenizer],
+            export_root, served.serving_signatures(**settings), [served, tokenizer],
             version=version, check=check,
             metadata={"config": self.backbone.config.to_dict(),
                       "tokenizer": tokenizer.settings(), "task": type(self).__name__,
+                      **({"quantize": quantize} if quantize else {}),
                       **settings, **(metadata or {})},
-            **self.export_options())
+            **served.export_options())
 
     # --- raw text -> batches ---------------------------------------------------------
 

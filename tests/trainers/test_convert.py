@@ -136,7 +136,7 @@ def test_convert_a_gpt2_directory_and_serve_generation(tiny_gpt2_dir, tmp_path, 
 def test_a_directory_with_only_tokenizer_json_converts(tiny_gpt2_dir, tmp_path):
     for name in ("config.json", "model.safetensors"):
         shutil.copy(os.path.join(tiny_gpt2_dir, name), tmp_path / name)
-    with pytest.raises(ConversionError, match="neither vocab.json and merges.txt nor"):
+    with pytest.raises(ConversionError, match="neither vocab.json and merges.txt, nor"):
         load_gpt(str(tmp_path))
     vocab_json, merges_txt = (os.path.join(tiny_gpt2_dir, name)
                               for name in ("vocab.json", "merges.txt"))
