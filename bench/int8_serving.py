@@ -21,7 +21,6 @@ exports' variables/ bytes, and how many rows' greedy texts the two sides agree o
 
 Only the ratios of one run mean anything on a shared machine.
 """
-import json
 import os
 import statistics
 import sys
@@ -33,7 +32,7 @@ sys.path.insert(0, ROOT)
 from absl import app, flags  # noqa: E402
 
 from bench import exported, timing  # noqa: E402
-from bench.tables import markdown_table, ratio, speed  # noqa: E402
+from bench.tables import markdown_table, print_record, ratio, speed  # noqa: E402
 
 FLAGS = flags.FLAGS
 MODULE = "bench.int8_serving"
@@ -171,10 +170,7 @@ def main(argv):
                                  f"{FLAGS.model}")
     record = measure(FLAGS.model, [int(b) for b in FLAGS.batch_sizes], FLAGS.new_tokens,
                      FLAGS.repeats, FLAGS.rounds, FLAGS.exports)
-    print(f"\n{description(record)}\n")
-    print("\n".join(table(record)))
-    if FLAGS.json:
-        print(json.dumps(record))
+    print_record(record, description, table, FLAGS.json)
 
 
 if __name__ == "__main__":
