@@ -26,7 +26,7 @@ from kerasllm.convert.gguf_file import GgufFile
 from kerasllm.convert.gguf_gpt2 import gguf_name, to_gguf_layout
 from kerasllm.convert.gguf_tokenizer import add_tokenizer
 from kerasllm.convert.hf_gpt import gpt_style, hf_gpt_tensors
-from kerasllm.convert.llama_weights import GGUF_NAMES, llama_plan
+from kerasllm.convert.gguf_llama import gguf_llama_plan
 
 # dtype name -> (ggml type of the matrices, the file type general.file_type records).
 DTYPES = {"f32": (GGMLQuantizationType.F32, LlamaFileType.ALL_F32),
@@ -44,15 +44,11 @@ def rope_permutation(weight, num_heads):
 
 def _llama_tensors(model):
     config = model.backbone.config
-    plan = llama_plan(model, GGUF_NAMES)
-    tensors = planned_tensors(plan)
+    tensors = planned_tensors(gguf_llama_plan(model))
     for i in range(config.num_layers):
         for kind, heads in (("q", config.num_heads), ("k", config.num_key_value_heads)):
             name = f"blk.{i}.attn_{kind}.weight"
             tensors[name] = rope_permutation(tensors[name], heads)
-    if model.lm_head is not None:
-        tensors["output.weight"] = np.ascontiguousarray(
-            np.asarray(model.lm_head.kernel.numpy(), np.float32).T)
     return tensors
 
 

@@ -149,8 +149,9 @@ def _kernel(dense, tensor, in_size, out_size):
     return Assignment(dense.kernel, tensor, (out_size, in_size), transpose=True)
 
 
-def _assignments(model):
-    """Every weight of the Llama-style `model` with the GGUF tensor that fills it."""
+def gguf_llama_plan(model):
+    """Every weight of the Llama-style `model` with the GGUF tensor that fills it (read
+    by load_gguf_llama, written by gguf_export)."""
     plan = llama_plan(model, GGUF_NAMES)
     if model.lm_head is not None:
         plan.append(_kernel(model.lm_head, "output.weight", model.backbone.config.hidden_size,
@@ -194,7 +195,7 @@ def load_gguf_llama(source):
     _undo_rope_permutations(tensors, config)
 
     model = GptCausalLM(GptDecoder(config)).build_for_inputs()
-    plan = _assignments(model)
+    plan = gguf_llama_plan(model)
     try:
         check_plan(plan, tensors, {}, gguf.path, "Llama causal LM")
     except ConversionError as error:  # the GGUF metadata plays config.json's part
