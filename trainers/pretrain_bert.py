@@ -1,8 +1,9 @@
-r"""Pretrains BERT (masked LM + next sentence prediction) on plain text and exports it.
+r"""Pretrains a BERT encoder on plain text with the objective --objective names, and exports it.
 
-    python -m trainers.pretrain_bert                      # bert_tiny on Shakespeare
+    python -m trainers.pretrain_bert                      # bert_tiny on Shakespeare, MLM + NSP
     python -m trainers.pretrain_bert --model=bert_mini --corpus='my_text/*.txt' \
         --strategy=mirrored --train_steps=100000 --batch_size=256
+    python -m trainers.pretrain_bert --flagfile=recipes/roberta_mini_shakespeare.flags
 
 Resumes from the latest checkpoint in --model_dir; exports a versioned SavedModel
 whose signatures take raw text to --export_dir (default saved_models/<model>).
@@ -11,7 +12,7 @@ import os
 
 from absl import flags, logging
 
-from kerasllm.data import bert_pretraining, bert_pretraining_tfrecords
+from kerasllm.data import bert_pretraining, bert_pretraining_tfrecords, full_sentences
 from kerasllm.errors import DataError
 from kerasllm.export.bert_signatures import bert_signatures
 from kerasllm.models import BertEncoder, BertPretrainer
@@ -24,6 +25,11 @@ from kerasllm.training.strategy import create_strategy, is_chief
 from trainers import common, shared_flags
 
 FAMILY = "bert"
+OBJECTIVES = {
+    "mlm_nsp": "BERT's: masked LM + next-sentence prediction on sentence pairs",
+    "mlm": "RoBERTa's: masked LM alone on windows of whole sentences packed across "
+           "documents (FULL-SENTENCES), no segment B",
+}
 
 
 def define_corpus_flags(fv):
@@ -40,6 +46,9 @@ def define_corpus_flags(fv):
 
 def define_flags(fv):
     shared_flags.define_model_flags(fv, FAMILY, "bert_tiny")
+    flags.DEFINE_enum("objective", "mlm_nsp", list(OBJECTIVES), "The pretraining objective: " +
+                      "; ".join(f"{name}, {text}" for name, text in OBJECTIVES.items()) + ".",
+                      flag_values=fv)
     define_corpus_flags(fv)
     flags.DEFINE_integer("vocab_size", 8000, "Size of a vocabulary learned from the corpus.",
                          lower_bound=100, flag_values=fv)
@@ -83,6 +92,9 @@ def run(fv):
         max_predictions_per_seq=fv.max_predictions_per_seq,
         whole_word_masking=fv.whole_word_masking, seed=train_config.seed)
     if fv.train_tfrecords:
+        if fv.objective != "mlm_nsp":
+            raise DataError(f"--train_tfrecords hold sentence pairs for --objective=mlm_nsp; "
+                            f"--objective={fv.objective} reads --corpus")
         if not fv.vocab_file:
             raise DataError("--train_tfrecords needs the --vocab_file the records were "
                             "written with")
@@ -93,14 +105,15 @@ def run(fv):
         documents = common.read_corpus(fv)
         tokenizer = WordPieceTokenizer(
             load_or_learn_vocab(fv, documents, train_config.model_dir))
-        dataset_fn = bert_pretraining.pretraining_dataset_fn(documents, tokenizer,
-                                                             **example_settings)
+        examples = bert_pretraining if fv.objective == "mlm_nsp" else full_sentences
+        dataset_fn = examples.pretraining_dataset_fn(documents, tokenizer, **example_settings)
     model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
     if is_chief(strategy):
         # So finetune_bert --init_checkpoint=<this model_dir> can rebuild the encoder.
         describe_model_dir(train_config.model_dir, FAMILY, model_config, tokenizer)
-    result = train(lambda: BertPretrainer(BertEncoder(model_config)), dataset_fn,
-                   train_config, strategy)
+    result = train(lambda: BertPretrainer(
+        BertEncoder(model_config), next_sentence_prediction=fv.objective == "mlm_nsp"),
+        dataset_fn, train_config, strategy)
     common.log_finished(result)
     if not common.export_wanted(fv, result, strategy):
         return

@@ -268,10 +268,12 @@ def _group_words(token_ids, is_continuation):
 
 def make_masking_fn(tokenizer, *, max_seq_length, max_predictions_per_seq=20, mask_rate=0.15,
                     whole_word_masking=False):
-    """A TF function (segment_a, segment_b, labels, seed) -> the pretraining batch dict.
+    """A TF function (segments, seed, next_sentence_labels=None) -> the pretraining batch dict.
 
-    segment_a, segment_b: int32 ragged [B, (n)]; labels: int32 [B]; seed: int
-    [2], the seed of this batch's masks (the same seed gives the same masks).
+    segments: a tuple of 1 or 2 int32 ragged [B, (n)] ("[CLS] a [SEP]" or "[CLS] a
+    [SEP] b [SEP]"); seed: int [2], the seed of this batch's masks (the same seed
+    gives the same masks); next_sentence_labels: int32 [B] for MLM+NSP batches,
+    None for masked-LM-only ones (the batch then has no such feature).
     Selection never picks [CLS], [SEP] or [PAD]; the selected tokens become
     [MASK] 80% of the time, a uniformly random vocabulary id 10%, and stay
     unchanged 10%.
@@ -282,8 +284,8 @@ def make_masking_fn(tokenizer, *, max_seq_length, max_predictions_per_seq=20, ma
         [whole_word_masking and token.startswith(SUFFIX_INDICATOR)
          for token in tokenizer.vocabulary])
 
-    def mask_batch(segment_a, segment_b, labels, seed):
-        token_ids, segment_ids = tokenizer.join([segment_a, segment_b], max_seq_length)
+    def mask_batch(segments, seed, next_sentence_labels=None):
+        token_ids, segment_ids = tokenizer.join(list(segments), max_seq_length)
         selection, choice, random_ids = (tf.random.experimental.stateless_fold_in(seed, stream)
                                          for stream in (_SELECTION, _CHOICE, _RANDOM_IDS))
         masked_ids, positions, original_ids = tf_text.mask_language_model(
@@ -301,11 +303,13 @@ def make_masking_fn(tokenizer, *, max_seq_length, max_predictions_per_seq=20, ma
                                           [None, max_predictions_per_seq]),
             "masked_weights": tf.ensure_shape(tf.cast(masked_weights, tf.float32),
                                               [None, max_predictions_per_seq]),
-            "next_sentence_labels": tf.cast(labels, tf.int32),
         })
-        # Ragged ops lose the static batch size that `labels` has; restore it so
+        if next_sentence_labels is not None:
+            batch["next_sentence_labels"] = tf.cast(next_sentence_labels, tf.int32)
+        # Ragged ops lose the static batch size the inputs have; restore it so
         # every output shape is fully defined.
-        return {name: tf.ensure_shape(value, labels.shape.concatenate(value.shape[1:]))
+        rows = (segments[0] if next_sentence_labels is None else next_sentence_labels).shape[:1]
+        return {name: tf.ensure_shape(value, rows.concatenate(value.shape[1:]))
                 for name, value in batch.items()}
 
     return mask_batch
@@ -325,19 +329,20 @@ def check_settings(max_seq_length, batch_size, max_predictions_per_seq, mask_rat
         raise DataError(f"mask_rate must be in (0, 1], got {mask_rate}.")
 
 
-def masked_batches(pair_batches, tokenizer, *, max_seq_length, seed, max_predictions_per_seq=20,
-                   mask_rate=0.15, whole_word_masking=False):
-    """Numbered batches of pairs -> pretraining batch dicts, packed and masked (see
-    make_masking_fn), batch k's masks drawn from (seed, k); prefetched.
+def masked_batches(numbered_batches, tokenizer, *, max_seq_length, seed,
+                   max_predictions_per_seq=20, mask_rate=0.15, whole_word_masking=False):
+    """Numbered batches of segments -> pretraining batch dicts, packed and masked
+    (see make_masking_fn), batch k's masks drawn from (seed, k); prefetched.
 
-    pair_batches: tf.data.Dataset of (batch number int64 [], (segment_a,
-    segment_b int32 ragged [B, (n)], is_next int32 [B])).
+    numbered_batches: tf.data.Dataset of (batch number int64 [], batch), batch a
+    dict of make_masking_fn's arguments: "segments" (a tuple of int32 ragged
+    [B, (n)]) and, for MLM+NSP, "next_sentence_labels" (int32 [B]).
     """
     mask_batch = make_masking_fn(
         tokenizer, max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions_per_seq,
         mask_rate=mask_rate, whole_word_masking=whole_word_masking)
-    return pair_batches.map(
-        lambda number, pairs: mask_batch(*pairs, stateless_seed(seed, number, MASKS)),
+    return numbered_batches.map(
+        lambda number, batch: mask_batch(seed=stateless_seed(seed, number, MASKS), **batch),
         num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
@@ -377,7 +382,8 @@ def dataset_from_tokenized(tokenized_documents, tokenizer, *, max_seq_length, ba
             for ids, lengths in ((a_ids, a_lengths), (b_ids, b_lengths)))
         labels = tf.ensure_shape(labels, [None])
         rows = epoch_batches(tf.size(labels), batch_size, batches_per_epoch, seed, epoch)
-        return tf.gather(segment_a, rows), tf.gather(segment_b, rows), tf.gather(labels, rows)
+        return {"segments": (tf.gather(segment_a, rows), tf.gather(segment_b, rows)),
+                "next_sentence_labels": tf.gather(labels, rows)}
 
     return masked_batches(
         batches_from(start_batch, batches_per_epoch, batches_of_epoch, None if repeat else 1),

@@ -117,8 +117,10 @@ def pairs_dataset(pairs, tokenizer, *, max_seq_length, batch_size, max_predictio
     columns = pairs.columns
     batches = shuffled_batches(len(pairs), batch_size, seed=seed, start_batch=start_batch,
                                epochs=None if repeat else 1).map(
-        lambda number, rows: (number, tuple(tf.gather(columns[name], rows)
-                                            for name in ("segment_a", "segment_b", "is_next"))))
+        lambda number, rows: (number, {
+            "segments": tuple(tf.gather(columns[name], rows)
+                              for name in ("segment_a", "segment_b")),
+            "next_sentence_labels": tf.gather(columns["is_next"], rows)}))
     return masked_batches(batches, tokenizer, max_seq_length=max_seq_length, seed=seed or 0,
                           max_predictions_per_seq=max_predictions_per_seq,
                           mask_rate=mask_rate, whole_word_masking=whole_word_masking)

@@ -72,8 +72,11 @@ def make_train_function(task, optimizer, strategy, config):
         # Embedding gradients stay sparse across the all-reduce; clipping and the
         # Adam step would each turn them into the dense table, so do it once here.
         grads = [None if g is None else tf.convert_to_tensor(g) for g in grads]
-        gradient_norm = tf.linalg.global_norm([g for g in grads if g is not None])
-        optimizer.apply(grads, variables)
+        # A variable the loss never reaches (the pooler under a masked-LM-only
+        # objective) has no gradient; it is left as it is, without Keras' warning.
+        updates = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        gradient_norm = tf.linalg.global_norm([g for g, _ in updates])
+        optimizer.apply([g for g, _ in updates], [v for _, v in updates])
         metrics = {k: v / accum for k, v in metrics_sum.items()}
         metrics["gradient_norm"] = gradient_norm / optimizer.scale_loss(1.0)
         return metrics, tokens

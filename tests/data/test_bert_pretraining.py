@@ -88,7 +88,7 @@ def test_masking_statistics(tokenizer):
     segments = random_batch(np.random.default_rng(0))
     selected = mask_changes = random_changes = kept = 0
     for number in range(2):
-        batch = mask_batch(*segments, seed(1, number))
+        batch = mask_batch(segments[:2], seed(1, number), segments[2])
         original = tf.concat([segments[0].to_tensor(), segments[1].to_tensor()], axis=1).numpy()
         maskable = original.size
         for row in range(original.shape[0]):
@@ -115,7 +115,7 @@ def test_masking_statistics(tokenizer):
 def test_masks_are_a_function_of_the_seed(tokenizer):
     mask_batch = make_masking_fn(tokenizer, max_seq_length=S, max_predictions_per_seq=P)
     segments = random_batch(np.random.default_rng(0), batch=8)
-    first, again, other = (mask_batch(*segments, seed(3, n)) for n in (0, 0, 1))
+    first, again, other = (mask_batch(segments[:2], seed(3, n), segments[2]) for n in (0, 0, 1))
     for name in ("token_ids", "masked_positions"):
         np.testing.assert_array_equal(first[name], again[name])
     assert not np.array_equal(first["masked_positions"], other["masked_positions"])
@@ -135,7 +135,7 @@ def test_whole_word_masking_never_splits_words(tokenizer):
     b = tf.ragged.constant([random_words(rng, 25) for _ in range(64)], tf.int32)
     mask_batch = make_masking_fn(tokenizer, max_seq_length=S, max_predictions_per_seq=P,
                                  whole_word_masking=True)
-    batch = mask_batch(a, b, tf.zeros([64], tf.int32), seed(0, 0))
+    batch = mask_batch((a, b), seed(0, 0), tf.zeros([64], tf.int32))
     token_ids = tf.concat([tf.fill([64, 1], 2), a, tf.fill([64, 1], 3), b,
                            tf.fill([64, 1], 3)], axis=1)
     total_selected = total_maskable = 0

@@ -1,4 +1,4 @@
-"""BERT pretraining: the masked-language-model and next-sentence-prediction heads."""
+"""BERT pretraining: the masked-language-model head, with or without next-sentence prediction."""
 import keras
 import tensorflow as tf
 from keras import ops
@@ -16,17 +16,20 @@ from kerasllm.raw_text import text_batch
 
 @keras.saving.register_keras_serializable(package="kerasllm")
 class BertPretrainer(BertTextTask):
-    """BERT pretraining: masked-language-model + next-sentence-prediction heads.
+    """BERT pretraining: a masked-language-model head and, with
+    next_sentence_prediction (BERT's recipe), a next-sentence-prediction head;
+    without it, RoBERTa's masked LM alone (batches from
+    `kerasllm.data.full_sentences`).
 
     Inputs: a batch dict as built by `kerasllm.data.bert_pretraining`:
         token_ids, segment_ids, padding_mask: int [batch, seq];
         masked_positions, masked_ids: int [batch, predictions];
         masked_weights: float [batch, predictions] (0 marks padding predictions);
-        next_sentence_labels: int [batch] (1 = B follows A).
-    Outputs: dict with mlm_logits float32 [batch, predictions, vocab] and
-        nsp_logits float32 [batch, 2].
+        next_sentence_labels: int [batch] (1 = B follows A), with NSP only.
+    Outputs: dict with mlm_logits float32 [batch, predictions, vocab] and, with
+        NSP, nsp_logits float32 [batch, 2].
 
-    Loss = mean MLM cross-entropy over real predictions + mean NSP cross-entropy.
+    Loss = mean MLM cross-entropy over real predictions (+ mean NSP cross-entropy).
 
     With a tokenizer, on raw text, through its export's functions
     (kerasllm.export.bert_signatures): `embed(texts)` (sentence embeddings, or every
@@ -35,8 +38,9 @@ class BertPretrainer(BertTextTask):
     from a pretrain_bert run; an imported encoder such as MiniLM brings none).
     """
 
-    def __init__(self, backbone: BertEncoder, **kwargs):
+    def __init__(self, backbone: BertEncoder, next_sentence_prediction=True, **kwargs):
         super().__init__(backbone, **kwargs)
+        self.next_sentence_prediction = bool(next_sentence_prediction)
         config = backbone.config
         self.mlm_head = MaskedLMHead(
             config.vocab_size, activation=config.activation,
@@ -46,24 +50,33 @@ class BertPretrainer(BertTextTask):
             dtype=self.dtype_policy, name="mlm_head")
         self.nsp_head = NextSentencePredictionHead(
             initializer_range=config.initializer_range, dtype=self.dtype_policy,
-            name="nsp_head")
+            name="nsp_head") if self.next_sentence_prediction else None
+
+    def task_config(self):
+        return super().task_config() | {"next_sentence_prediction": self.next_sentence_prediction}
 
     @classmethod
-    def from_name(cls, name, **overrides):
+    def from_name(cls, name, next_sentence_prediction=True, **overrides):
         """A fresh pretrainer for a registered config, e.g. `from_name("bert_tiny")`."""
         from kerasllm.models import registry  # the registry imports this family
-        return cls(BertEncoder(registry.get(name).replace(**overrides)))
+        return cls(BertEncoder(registry.get(name).replace(**overrides)),
+                   next_sentence_prediction=next_sentence_prediction)
 
     def preprocess(self, x, y=None):
-        """Texts string [B] -> a masked pretraining batch: each text split in half at
-        its middle token, A = the first half and B = the second (is-next) for even
-        rows, B = the next row's second half (not next) for odd ones; 15% of the
-        tokens masked as in kerasllm.data.bert_pretraining, masks drawn anew each
-        batch; padded to the batch's longest."""
+        """Texts string [B] -> a masked pretraining batch: with NSP each text split
+        in half at its middle token, A = the first half and B = the second
+        (is-next) for even rows, B = the next row's second half (not next) for odd
+        ones; without NSP each text whole; 15% of the tokens masked as in
+        kerasllm.data.bert_pretraining, masks drawn anew each batch; padded to the
+        batch's longest."""
         if y is not None:
             raise DataError("BERT pretraining reads texts alone; pass no labels")
         tokenizer = self.needs_tokenizer("fit")
         ids = tf.cast(tokenizer.tokenize(x), tf.int32)
+        masks = make_masking_fn(tokenizer, max_seq_length=self.sequence_length)
+        seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int64)
+        if not self.next_sentence_prediction:
+            return trim_padding(masks((ids,), seed), length_multiple=1)
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         positions = tf.ragged.range(lengths)
         halves = tf.expand_dims(lengths // 2, 1)
@@ -72,9 +85,7 @@ class BertPretrainer(BertTextTask):
         rows = tf.range(tf.size(lengths))
         is_next = tf.cast(rows % 2 == 0, tf.int32)
         partner = tf.where(is_next == 1, rows, (rows + 1) % tf.maximum(tf.size(lengths), 1))
-        masks = make_masking_fn(tokenizer, max_seq_length=self.sequence_length)
-        seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int64)
-        batch = masks(first, tf.gather(second, partner), is_next, seed)
+        batch = masks((first, tf.gather(second, partner)), seed, is_next)
         return trim_padding(batch, length_multiple=1)
 
     def serving_signatures(self, top_k=5):
@@ -108,27 +119,26 @@ class BertPretrainer(BertTextTask):
 
     def call(self, inputs, training=None):
         outputs = self.backbone(inputs, training=training)
-        return {
-            "mlm_logits": self.mlm_head(outputs["sequence_output"], inputs["masked_positions"]),
-            "nsp_logits": self.nsp_head(outputs["pooled_output"]),
-        }
+        logits = {
+            "mlm_logits": self.mlm_head(outputs["sequence_output"], inputs["masked_positions"])}
+        if self.nsp_head is not None:
+            logits["nsp_logits"] = self.nsp_head(outputs["pooled_output"])
+        return logits
 
     def compute_loss_and_metrics(self, batch, training=False):
         """Returns (loss, metrics) for one batch: the loss is a float32 scalar
         (mean over this batch); metrics is a dict of float32 scalars."""
         outputs = self(batch, training=training)
-        mlm_logits, nsp_logits = outputs["mlm_logits"], outputs["nsp_logits"]
         weights = batch["masked_weights"]
-        mlm = sparse_cross_entropy(batch["masked_ids"], mlm_logits)
+        mlm = sparse_cross_entropy(batch["masked_ids"], outputs["mlm_logits"])
         mlm_loss = masked_mean(mlm.loss, weights)
+        mlm_metrics = {"mlm_loss": mlm_loss, "mlm_accuracy": masked_mean(mlm.correct, weights)}
+        if self.nsp_head is None:
+            return mlm_loss, mlm_metrics
+        nsp_logits = outputs["nsp_logits"]
         nsp_loss = ops.mean(keras.losses.sparse_categorical_crossentropy(
             batch["next_sentence_labels"], nsp_logits, from_logits=True))
         nsp_correct = ops.equal(ops.argmax(nsp_logits, -1),
                                 ops.cast(batch["next_sentence_labels"], "int64"))
-        metrics = {
-            "mlm_loss": mlm_loss,
-            "nsp_loss": nsp_loss,
-            "mlm_accuracy": masked_mean(mlm.correct, weights),
-            "nsp_accuracy": ops.mean(ops.cast(nsp_correct, "float32")),
-        }
-        return mlm_loss + nsp_loss, metrics
+        return mlm_loss + nsp_loss, mlm_metrics | {
+            "nsp_loss": nsp_loss, "nsp_accuracy": ops.mean(ops.cast(nsp_correct, "float32"))}
