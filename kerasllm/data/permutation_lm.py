@@ -23,7 +23,9 @@ follow in a random order drawn from the seed.
 Partial prediction (§2.3): only the last ceil(n / K) of the n tokens that can be
 predicted are targets, as the first ones have too little context to learn from.
 Every target has at least one token before it in the order, so no query stream
-row is empty (an empty row would attend everywhere, its own token included).
+row that is predicted is empty: attention spreads an empty row over every key,
+its own token and padding included. (The first token of the order has such a
+row; nothing is predicted from it, and no other row reads the query stream.)
 """
 import math
 
