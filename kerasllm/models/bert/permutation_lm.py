@@ -4,8 +4,8 @@ import keras
 from keras import ops
 
 from kerasllm.export.bert_signatures import bert_signatures
-from kerasllm.layers import MaskedLMHead
 from kerasllm.models.bert.backbone import BertEncoder
+from kerasllm.models.bert.pretrainer import tied_lm_head
 from kerasllm.models.bert.text_task import BertTextTask
 from kerasllm.models.losses import masked_mean, sparse_cross_entropy
 
@@ -46,12 +46,7 @@ class PermutationLanguageModel(BertTextTask):
         self.query_start = self.add_weight(
             name="query_start", shape=(config.hidden_size,),
             initializer=keras.initializers.TruncatedNormal(stddev=config.initializer_range))
-        self.plm_head = MaskedLMHead(
-            config.vocab_size, activation=config.activation,
-            layer_norm_epsilon=config.layer_norm_epsilon,
-            initializer_range=config.initializer_range,
-            token_embedding=backbone.token_embedding,
-            dtype=self.dtype_policy, name="plm_head")
+        self.plm_head = tied_lm_head(backbone, self.dtype_policy, "plm_head")
 
     @classmethod
     def from_name(cls, name, **overrides):
