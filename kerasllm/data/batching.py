@@ -35,7 +35,7 @@ LENGTH_MULTIPLE_COMPILED = 8
 LENGTH_MULTIPLE_TRACED = 2
 SEQUENCE_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 # The random streams drawn from one seed, kept apart by number (see stateless_seed).
-EXAMPLE_ORDER, BATCH_ORDER, PAIRS, MASKS = range(4)
+EXAMPLE_ORDER, BATCH_ORDER, PAIRS, MASKS, PERMUTATIONS = range(5)
 
 
 def stateless_seed(seed, number, stream):

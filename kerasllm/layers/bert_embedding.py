@@ -10,6 +10,10 @@ class BertEmbedding(keras.layers.Layer):
     Call args:
         token_ids: int [batch, seq].
         segment_ids: int [batch, seq], or None for all-zero segments.
+        token_vectors: float [batch or 1, seq or 1, hidden_size], summed in place of
+            the tokens' embeddings (token_ids then only give the shape); or None.
+            XLNet's query stream starts this way, from a learned vector that knows
+            its position but not its token.
     Returns:
         float [batch, seq, hidden_size].
 
@@ -57,13 +61,15 @@ class BertEmbedding(keras.layers.Layer):
         self.layer_norm.build(tuple(token_ids_shape) + (self.hidden_size,))
         self.built = True
 
-    def call(self, token_ids, segment_ids=None, training=None):
+    def call(self, token_ids, segment_ids=None, training=None, token_vectors=None):
         if segment_ids is None:
             segment_ids = ops.zeros_like(token_ids)
+        if token_vectors is None:
+            token_vectors = self.token_embedding(token_ids)
         seq_length = ops.shape(token_ids)[1]
         positions = ops.arange(seq_length, dtype="int32")
         embeddings = (
-            self.token_embedding(token_ids)
+            ops.cast(token_vectors, self.compute_dtype)
             + self.segment_embedding(segment_ids)
             + ops.expand_dims(self.position_embedding(positions), 0)
         )

@@ -15,12 +15,23 @@ class TransformerEncoderBlock(keras.layers.Layer):
     Pre-LN (`norm_first=True`, more stable for deep stacks):
         h = x + Dropout(Attention(LN(x)));  y = h + Dropout(FFN(LN(h)))
 
+    Two-stream mode (XLNet, Yang et al., 2019), with `query_stream`: the query
+    stream g runs through the same weights as the content stream h (`inputs`), but
+    its queries attend to the content stream's keys and values, under its own
+    mask: g' = Block(queries g, keys/values h), h' = Block(queries h, keys/values h).
+
     Call args:
-        inputs: float [batch, seq, hidden].
-        padding_mask: int/bool [batch, seq], 1 = real token; or None.
-        attention_mask: int/bool [batch, seq, seq]; or None. Combined with padding_mask.
+        inputs: float [batch, seq, hidden], the content stream.
+        padding_mask: int/bool [batch, seq], 1 = real token; or None. No stream
+            attends to padding.
+        attention_mask: int/bool [batch, seq, seq] (row = attending position,
+            column = attended); or None. Combined with padding_mask.
+        query_stream: float [batch, query_seq, hidden]; or None (one stream).
+        query_attention_mask: int/bool [batch, query_seq, seq]: what each query
+            stream position may see of the content stream; or None.
     Returns:
-        float [batch, seq, hidden].
+        float [batch, seq, hidden]; in two-stream mode the pair (content stream,
+        query stream float [batch, query_seq, hidden]).
     """
 
     def __init__(self, num_heads, intermediate_size, dropout=0.1, attention_dropout=0.1,
@@ -62,16 +73,25 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=dtype)
         self.built = True
 
-    def call(self, inputs, padding_mask=None, attention_mask=None, training=None):
-        mask = attention_mask
-        if padding_mask is not None:
-            key_mask = ops.expand_dims(ops.cast(padding_mask, "bool"), 1)
-            mask = key_mask if mask is None else ops.logical_and(
-                ops.cast(mask, "bool"), key_mask)
+    def call(self, inputs, padding_mask=None, attention_mask=None, query_stream=None,
+             query_attention_mask=None, training=None):
+        mask = _with_padding(attention_mask, padding_mask)
+        if query_stream is None:
+            return self._transform(inputs, mask, None, training)
+        # Both streams read the content stream's keys and values: projected once.
+        key_values = self.attention.key_values(
+            self.attention_norm(inputs) if self.norm_first else inputs)
+        return (self._transform(inputs, mask, key_values, training),
+                self._transform(query_stream, _with_padding(query_attention_mask, padding_mask),
+                                key_values, training))
 
+    def _transform(self, inputs, mask, key_values, training):
+        """The block on `inputs`, its attention over `key_values` (those of another
+        stream) or, when None, over itself."""
         def attend(x):
             return self.dropout(
-                self.attention(x, attention_mask=mask, training=training), training=training)
+                self.attention(x, attention_mask=mask, key_values=key_values,
+                               training=training), training=training)
 
         def feed_forward(x):
             return self.dropout(
@@ -98,3 +118,12 @@ class TransformerEncoderBlock(keras.layers.Layer):
             "norm_first": self.norm_first,
             "initializer_range": self.initializer_range,
         }
+
+
+def _with_padding(attention_mask, padding_mask):
+    """bool [batch, query_seq or 1, seq]: `attention_mask` without the padded keys."""
+    if padding_mask is None:
+        return attention_mask
+    key_mask = ops.expand_dims(ops.cast(padding_mask, "bool"), 1)
+    return key_mask if attention_mask is None else ops.logical_and(
+        ops.cast(attention_mask, "bool"), key_mask)

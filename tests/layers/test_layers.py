@@ -79,6 +79,60 @@ def test_encoder_block_post_ln_output_is_normalised():
     np.testing.assert_allclose(ops.std(out, -1), 1.0, atol=1e-2)
 
 
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_block_two_streams_share_its_weights(norm_first):
+    # Weights larger than BERT's 0.02: attention that moves the outputs visibly.
+    block = TransformerEncoderBlock(num_heads=2, intermediate_size=32, dropout=0.0,
+                                    attention_dropout=0.0, norm_first=norm_first,
+                                    initializer_range=0.3)
+    rng = np.random.default_rng(6)
+    content = rng.normal(size=(2, 5, 16)).astype("float32")
+    query = rng.normal(size=(2, 5, 16)).astype("float32")
+    padding = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    mask = rng.integers(0, 2, (2, 5, 5)) | np.eye(5, dtype=int)
+    query_mask = rng.integers(0, 2, (2, 5, 5))
+    content_out, query_out = block(content, padding_mask=padding, attention_mask=mask,
+                                   query_stream=query, query_attention_mask=query_mask)
+    # The content stream is the block's one-stream output, unchanged by the query stream.
+    np.testing.assert_allclose(content_out, block(content, padding_mask=padding,
+                                                  attention_mask=mask), atol=1e-5)
+    # A query row reads its own query input and the content its mask lets it see.
+    query_mask[0, 2] = [1, 0, 0, 1, 1]  # column 4 is padding all the same
+    _, query_out = block(content, padding_mask=padding, attention_mask=mask,
+                         query_stream=query, query_attention_mask=query_mask)
+
+    def query_row_after(content_change, query_change):
+        changed_content, changed_query = content.copy(), query.copy()
+        changed_content[0, content_change] += rng.normal(size=(len(content_change), 16))
+        changed_query[0, query_change] += rng.normal(size=(len(query_change), 16))
+        return block(changed_content, padding_mask=padding, attention_mask=mask,
+                     query_stream=changed_query, query_attention_mask=query_mask)[1][0, 2]
+
+    np.testing.assert_allclose(query_row_after([1, 2, 4], [0, 1, 3, 4]), query_out[0, 2],
+                               atol=1e-5)
+    assert not np.allclose(query_row_after([3], []), query_out[0, 2], atol=1e-2)
+    assert not np.allclose(query_row_after([], [2]), query_out[0, 2], atol=1e-2)
+    # Given the content stream itself and its mask, it is the content stream.
+    _, same = block(content, padding_mask=padding, attention_mask=mask,
+                    query_stream=content, query_attention_mask=mask)
+    np.testing.assert_allclose(same, content_out, atol=1e-5)
+    # No weights of its own: the block has exactly its one-stream weights.
+    assert len(block.weights) == 16
+
+
+def test_bert_embedding_token_vectors_replace_the_tokens():
+    layer = BertEmbedding(vocab_size=50, hidden_size=16, max_sequence_length=12,
+                          dropout=0.0)
+    vector = np.random.default_rng(7).normal(size=(1, 1, 16)).astype("float32")
+    out = layer(np.array([[1, 2, 3]]), token_vectors=vector)
+    np.testing.assert_allclose(out, layer(np.array([[4, 5, 6]]), token_vectors=vector))
+    # Still position-dependent: each row sees its position embedding.
+    assert not np.allclose(out[0, 0], out[0, 1])
+    table = layer.token_embedding.embeddings
+    np.testing.assert_allclose(layer(np.array([[1, 2]]), token_vectors=ops.take(
+        table, np.array([[1, 2]]), axis=0)), layer(np.array([[1, 2]])), atol=1e-6)
+
+
 def test_masked_lm_head_gathers_positions_and_ties_embedding():
     embedding = keras.layers.Embedding(30, 8)
     embedding.build((None,))

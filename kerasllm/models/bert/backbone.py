@@ -71,9 +71,40 @@ class BertEncoder(Backbone):
 
     def call(self, inputs, training=None):
         x = self.embedding(inputs["token_ids"], inputs.get("segment_ids"), training=training)
-        padding_mask = inputs.get("padding_mask")
-        for block in self.blocks:
-            x = block(x, padding_mask=padding_mask, training=training)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
+        x = self._encode(x, inputs.get("padding_mask"), training)
         return {"sequence_output": x, "pooled_output": self.pooler(x[:, 0, :])}
+
+    def two_stream(self, inputs, query_start, training=None):
+        """XLNet's two-stream self-attention through this encoder's weights (see
+        TransformerEncoderBlock): the content stream starts from the tokens'
+        embeddings, the query stream from `query_start` in place of every token's
+        (so it knows each position, never its token); each block's query stream
+        attends to the content stream under `query_mask`.
+
+        Args:
+          inputs: dict with token_ids, segment_ids, padding_mask int [batch, seq],
+            content_mask and query_mask int/bool [batch, seq, seq] (row = attending
+            position, column = attended; see kerasllm.data.permutation_lm).
+          query_start: float [hidden], the query stream's learned start vector.
+        Returns:
+          (content stream, query stream), float [batch, seq, hidden] each.
+        """
+        token_ids, segment_ids = inputs["token_ids"], inputs.get("segment_ids")
+        content = self.embedding(token_ids, segment_ids, training=training)
+        query = self.embedding(token_ids, segment_ids, training=training,
+                               token_vectors=ops.reshape(query_start, (1, 1, -1)))
+        return self._encode(content, inputs.get("padding_mask"), training, query=query,
+                            attention_mask=inputs["content_mask"],
+                            query_attention_mask=inputs["query_mask"])
+
+    def _encode(self, content, padding_mask, training, query=None, **masks):
+        """The blocks (and the final norm) on the content stream's embeddings and,
+        in two-stream mode, the query stream's; the outputs of each given stream."""
+        for block in self.blocks:
+            outputs = block(content, padding_mask=padding_mask, query_stream=query,
+                            training=training, **masks)
+            content, query = (outputs, None) if query is None else outputs
+        if self.final_norm is not None:
+            content = self.final_norm(content)
+            query = None if query is None else self.final_norm(query)
+        return content if query is None else (content, query)

@@ -14,6 +14,17 @@ from kerasllm.models.losses import masked_mean, sparse_cross_entropy
 from kerasllm.raw_text import text_batch
 
 
+def tied_lm_head(backbone, dtype, name):
+    """A MaskedLMHead sized and initialised for `backbone` (a BertEncoder), its
+    output projection tied to the encoder's token embeddings."""
+    config = backbone.config
+    return MaskedLMHead(
+        config.vocab_size, activation=config.activation,
+        layer_norm_epsilon=config.layer_norm_epsilon,
+        initializer_range=config.initializer_range,
+        token_embedding=backbone.token_embedding, dtype=dtype, name=name)
+
+
 @keras.saving.register_keras_serializable(package="kerasllm")
 class BertPretrainer(BertTextTask):
     """BERT pretraining: a masked-language-model head and, with
@@ -41,15 +52,9 @@ class BertPretrainer(BertTextTask):
     def __init__(self, backbone: BertEncoder, next_sentence_prediction=True, **kwargs):
         super().__init__(backbone, **kwargs)
         self.next_sentence_prediction = bool(next_sentence_prediction)
-        config = backbone.config
-        self.mlm_head = MaskedLMHead(
-            config.vocab_size, activation=config.activation,
-            layer_norm_epsilon=config.layer_norm_epsilon,
-            initializer_range=config.initializer_range,
-            token_embedding=backbone.token_embedding,
-            dtype=self.dtype_policy, name="mlm_head")
+        self.mlm_head = tied_lm_head(backbone, self.dtype_policy, "mlm_head")
         self.nsp_head = NextSentencePredictionHead(
-            initializer_range=config.initializer_range, dtype=self.dtype_policy,
+            initializer_range=backbone.config.initializer_range, dtype=self.dtype_policy,
             name="nsp_head") if self.next_sentence_prediction else None
 
     def task_config(self):
