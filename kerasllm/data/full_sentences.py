@@ -107,6 +107,20 @@ def window_batches(tokenized_documents, *, max_seq_length, batch_size, separator
                         None if repeat else 1).map(with_static_batch_size)
 
 
+def padded_windows(tokenized_documents, tokenizer, *, max_seq_length, batch_size, seed=None,
+                   repeat=True, start_batch=0):
+    """tf.data.Dataset of (batch number int64 [], batch): window_batches as model
+    inputs without masks, token_ids, segment_ids (all 0), padding_mask int32 [B, S],
+    for objectives that read the text as it is (kerasllm.data.permutation_lm)."""
+    check_settings(max_seq_length, batch_size, max_predictions_per_seq=1, mask_rate=0.15)
+    batches = window_batches(tokenized_documents, max_seq_length=max_seq_length,
+                             batch_size=batch_size, separator_id=tokenizer.sep_id, seed=seed,
+                             repeat=repeat, start_batch=start_batch)
+    return batches.map(lambda number, batch: (number, {
+        name: tf.ensure_shape(value, [batch_size, max_seq_length])
+        for name, value in tokenizer.pack(list(batch["segments"]), max_seq_length).items()}))
+
+
 def dataset_from_tokenized(tokenized_documents, tokenizer, *, max_seq_length, batch_size,
                            max_predictions_per_seq=20, mask_rate=0.15, whole_word_masking=False,
                            seed=None, repeat=True, start_batch=0):

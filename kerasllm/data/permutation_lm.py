@@ -31,12 +31,13 @@ import math
 
 import tensorflow as tf
 
+from kerasllm.data import full_sentences
+from kerasllm.data.batching import PERMUTATIONS, sharded_dataset_fn, stateless_seed
+from kerasllm.data.bert_pretraining import tokenize_documents
 from kerasllm.errors import DataError
 
 # XLNet predicts the last 1/6 to 1/7 of each order.
 DEFAULT_PARTIAL_PREDICTION = 6
-# The features a window batch may carry for masked-LM training, which PLM does not use.
-MLM_FEATURES = ("masked_positions", "masked_ids", "masked_weights")
 
 
 def edge_tokens(padding_mask):
@@ -117,27 +118,19 @@ def add_permutation_targets(batch, seed, *, partial_prediction=DEFAULT_PARTIAL_P
     batch_number, PERMUTATIONS)) and its permutation_masks, for a tf.data map.
 
     Args:
-      batch: dict with token_ids, segment_ids, padding_mask int [B, S], S fixed.
-        MLM features (masked_positions, masked_ids, masked_weights) are dropped,
-        and the tokens they masked restored first: a permutation order reads
-        the text as it is.
+      batch: dict with token_ids, segment_ids, padding_mask int [B, S], S fixed,
+        the text as it is (no masks).
       seed: int [2].
       partial_prediction: K (see permutation_masks).
       special_ids: token ids that are context wherever they are (e.g. the
         tokenizer's cls_id and sep_id, when windows hold separators between
         documents); default: each row's first and last real token.
     Returns:
-      dict: token_ids, segment_ids, padding_mask as given (token_ids unmasked);
-      order int32 [B, S]; content_mask, query_mask bool [B, S, S];
-      target_positions, target_ids int32 [B, P]; target_weights float32 [B, P].
+      dict: token_ids, segment_ids, padding_mask as given; order int32 [B, S];
+      content_mask, query_mask bool [B, S, S]; target_positions, target_ids int32
+      [B, P]; target_weights float32 [B, P].
     """
-    batch = dict(batch)
     token_ids = tf.cast(batch["token_ids"], tf.int32)
-    if "masked_positions" in batch:
-        token_ids = unmasked_ids(token_ids, batch["masked_positions"], batch["masked_ids"],
-                                 batch["masked_weights"])
-    for name in MLM_FEATURES:
-        batch.pop(name, None)
     padding_mask = batch["padding_mask"]
     context = None
     if special_ids is not None:
@@ -149,11 +142,20 @@ def add_permutation_targets(batch, seed, *, partial_prediction=DEFAULT_PARTIAL_P
     return {**batch, "token_ids": token_ids, "order": order, **targets}
 
 
-def unmasked_ids(token_ids, masked_positions, masked_ids, masked_weights):
-    """int32 [B, S]: `token_ids` with the original ids written back at the real
-    (weight > 0) masked positions."""
-    keep = tf.cast(masked_weights, tf.float32) > 0
-    rows = tf.broadcast_to(tf.range(tf.shape(token_ids)[0])[:, None], tf.shape(masked_positions))
-    indices = tf.stack([rows, tf.cast(masked_positions, tf.int32)], axis=-1)
-    return tf.tensor_scatter_nd_update(token_ids, tf.boolean_mask(indices, keep),
-                                       tf.boolean_mask(tf.cast(masked_ids, tf.int32), keep))
+def pretraining_dataset_fn(documents, tokenizer, *, global_batch_size, max_seq_length,
+                           seed=None, partial_prediction=DEFAULT_PARTIAL_PREDICTION):
+    """A training dataset_fn for kerasllm.training.loop.train: RoBERTa's
+    full-sentence windows (kerasllm.data.full_sentences, unmasked), each batch k
+    with an order drawn from (seed, k); [CLS] and [SEP], also the [SEP] between
+    two documents inside a window, are context, never predicted."""
+    def permuted(share, *, batch_size, seed, start_batch):
+        windows = full_sentences.padded_windows(
+            share, tokenizer, max_seq_length=max_seq_length, batch_size=batch_size, seed=seed,
+            start_batch=start_batch)
+        return windows.map(lambda number, batch: add_permutation_targets(
+            batch, stateless_seed(seed, number, PERMUTATIONS), partial_prediction=partial_prediction,
+            special_ids=(tokenizer.cls_id, tokenizer.sep_id)),
+            num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    return sharded_dataset_fn(tokenize_documents(documents, tokenizer), permuted,
+                              global_batch_size=global_batch_size, seed=seed, contiguous=True)

@@ -8,8 +8,11 @@ import tensorflow as tf
 
 from kerasllm.data.batching import PERMUTATIONS, stateless_seed
 from kerasllm.data.permutation_lm import (add_permutation_targets, edge_tokens,
-                                          factorisation_order, permutation_masks)
+                                          factorisation_order, permutation_masks,
+                                          pretraining_dataset_fn)
 from kerasllm.errors import DataError
+from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
+from tests.data.test_bert_pretraining import VOCAB, text_documents
 
 CLS, SEP, PAD = 2, 3, 0
 
@@ -146,19 +149,27 @@ def test_no_context_never_predicts_the_first_of_the_order():
     np.testing.assert_array_equal(out["target_weights"], [[1, 1, 1, 1, 0]])
 
 
-def test_mlm_features_are_undone_and_dropped():
-    windows = random_windows(np.random.default_rng(2), batch=2, length=8)
-    original = windows["token_ids"].copy()
-    masked = dict(windows, token_ids=original.copy(),
-                  masked_positions=np.array([[1, 2, 0], [3, 0, 0]], "int32"),
-                  masked_ids=np.array([[original[0, 1], original[0, 2], 0],
-                                       [original[1, 3], 0, 0]], "int32"),
-                  masked_weights=np.array([[1, 1, 0], [1, 0, 0]], "float32"))
-    masked["token_ids"][0, 1:3] = 4  # [MASK]
-    masked["token_ids"][1, 3] = 77   # a random replacement
-    out = add_permutation_targets(masked, tf.constant([0, 0]))
-    np.testing.assert_array_equal(out["token_ids"], original)
-    assert not {"masked_positions", "masked_ids", "masked_weights"} & set(out)
+def test_pretraining_pipeline_permutes_whole_sentence_windows():
+    """Windows packed across documents, the text as it is (no [MASK]), targets only
+    where text is, and a resumed stream is the uninterrupted one."""
+    tokenizer = WordPieceTokenizer(VOCAB)
+    documents = text_documents(np.random.default_rng(0), num_documents=60)
+    dataset_fn = pretraining_dataset_fn(documents, tokenizer, global_batch_size=8,
+                                        max_seq_length=32, seed=0, partial_prediction=4)
+    context = tf.distribute.InputContext()
+    batches = [as_numpy(b) for b in dataset_fn(context).take(3)]
+    resumed = as_numpy(next(iter(dataset_fn(context, start_batch=2))))
+    for name in batches[2]:
+        np.testing.assert_array_equal(resumed[name], batches[2][name])
+    batch = batches[0]
+    assert batch["content_mask"].shape == (8, 32, 32) and batch["target_ids"].shape == (8, 8)
+    assert not (batch["token_ids"] == tokenizer.mask_id).any()
+    targets = batch["target_ids"][batch["target_weights"] > 0]
+    assert len(targets) > 8 * 4
+    assert not set(targets.tolist()) & {tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id}
+    inner_separators = sum(int((b["token_ids"][:, 1:] == tokenizer.sep_id).sum()) - 8
+                           for b in batches)
+    assert inner_separators > 0  # documents meet inside windows
 
 
 def test_special_ids_are_context_wherever_they_are():
