@@ -17,6 +17,8 @@ from tests.roundtrip import config_roundtrip
 from tests.training.helpers import SEQ, VOCAB, fixed_examples, run
 
 MASK = 4
+TOKENIZER = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+                               + [f"w{i}" for i in range(VOCAB - 5)])
 
 
 def tiny_electra(**settings):
@@ -146,12 +148,21 @@ def test_training_lowers_both_losses(trained):
         last["loss"], last["generator_loss"] + 50 * last["discriminator_loss"], rtol=0.05)
 
 
+def test_serving_signatures_embed_with_the_discriminator():
+    model = tiny_electra().build_for_inputs()
+    model.tokenizer = TOKENIZER
+    signatures = model.serving_signatures()
+    assert "fill_mask" not in signatures
+    outputs = signatures["serving_default"](text=tf.constant(["w1 w2 w3", "w4"]))
+    inputs = {name: outputs[name] for name in ("token_ids", "padding_mask")}
+    inputs["segment_ids"] = tf.zeros_like(inputs["token_ids"])
+    np.testing.assert_allclose(outputs["sequence_output"],
+                               model.backbone(inputs)["sequence_output"], atol=1e-5)
+
+
 def test_a_run_fine_tunes_from_its_discriminator(trained):
     model_dir, result, _ = trained
-    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
-        f"w{i}" for i in range(VOCAB - 5)]
-    describe_model_dir(str(model_dir), "bert", result.task.backbone.config,
-                       WordPieceTokenizer(vocabulary))
+    describe_model_dir(str(model_dir), "bert", result.task.backbone.config, TOKENIZER)
     encoder, tokenizer = load_pretrained(str(model_dir))  # what finetune_bert calls
     classifier = BertClassifier(encoder, 2).build_for_inputs()
     discriminator = result.task.backbone.get_weights()
