@@ -13,3 +13,7 @@ class DataError(KerasLLMError, ValueError):
 
 class CheckpointError(KerasLLMError, RuntimeError):
     """A checkpoint or model directory cannot be restored into this model."""
+
+
+class ConfigError(KerasLLMError, ValueError):
+    """A model setting (a size, a ratio, a weight) that no model can be built with."""

@@ -10,11 +10,13 @@ class MaskedLMHead(keras.layers.Layer):
     """Gathers masked positions, transforms them (dense + activation + LayerNorm)
     and projects onto the vocabulary, plus a per-token bias.
 
-    With `token_embedding` (a `keras.layers.Embedding` of shape [vocab, hidden])
-    the projection reuses its table, as BERT ties input and output embeddings.
-    The tie is a reference to another layer, so it is not part of `get_config`:
-    a head rebuilt from its config alone owns an untied projection, and the
-    model that owns both layers re-ties them when it is rebuilt.
+    With `token_embedding` (a `keras.layers.Embedding` of shape [vocab, width])
+    the projection reuses its table, as BERT ties input and output embeddings;
+    the transform maps the hidden states onto the table's width, which differs
+    where a small model shares a larger one's table (ELECTRA's generator). The
+    tie is a reference to another layer, so it is not part of `get_config`: a
+    head rebuilt from its config alone owns an untied projection, and the model
+    that owns both layers re-ties them when it is rebuilt.
 
     Call args:
         sequence_output: float [batch, seq, hidden].
@@ -35,16 +37,17 @@ class MaskedLMHead(keras.layers.Layer):
 
     def build(self, sequence_output_shape, masked_positions_shape=None):
         hidden = sequence_output_shape[-1]
+        width = hidden if self.token_embedding is None else self.token_embedding.output_dim
         dtype = self.dtype_policy
         self.transform = keras.layers.Dense(
-            hidden, activation=self.activation,
+            width, activation=self.activation,
             kernel_initializer=keras.initializers.TruncatedNormal(
                 stddev=self.initializer_range),
             dtype=dtype, name="transform")
         self.transform.build((None, None, hidden))
         self.layer_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=dtype, name="layer_norm")
-        self.layer_norm.build((None, None, hidden))
+        self.layer_norm.build((None, None, width))
         if self.token_embedding is None:
             self.output_kernel = self.add_weight(
                 name="output_kernel", shape=(self.vocab_size, hidden),

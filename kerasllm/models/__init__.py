@@ -2,7 +2,8 @@
 task models (`models.task.TaskModel`), all listed in `models.registry`."""
 from kerasllm.models import registry
 from kerasllm.models.bert import (BertClassifier, BertConfig, BertEncoder, BertPretrainer,
-                                  BertSpanQA, BertTokenClassifier, PermutationLanguageModel)
+                                  BertSpanQA, BertTokenClassifier, ElectraPretrainer,
+                                  PermutationLanguageModel)
 from kerasllm.models.gpt import GptCausalLM, GptConfig, GptDecoder
 from kerasllm.models.registry import UnknownModelError
 from kerasllm.models.seq2seq import Seq2SeqConfig, Seq2SeqLM, Seq2SeqTransformer

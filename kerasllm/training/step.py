@@ -63,12 +63,12 @@ def make_train_function(task, optimizer, strategy, config):
             g, metrics = micro_batch_gradients(batch)
             # Embedding gradients arrive as IndexedSlices, which do not add up.
             grads = g if grads is None else [
-                tf.convert_to_tensor(a) + tf.convert_to_tensor(b) for a, b in zip(grads, g)]
+                None if a is None else tf.convert_to_tensor(a) + tf.convert_to_tensor(b)
+                for a, b in zip(grads, g)]
             metrics_sum = metrics if metrics_sum is None else {
                 k: metrics_sum[k] + metrics[k] for k in metrics}
             tokens += count_tokens(batch)
-        grads = tf.distribute.get_replica_context().all_reduce(
-            tf.distribute.ReduceOp.SUM, grads)
+        grads = sum_over_replicas(grads)
         # Embedding gradients stay sparse across the all-reduce; clipping and the
         # Adam step would each turn them into the dense table, so do it once here.
         grads = [None if g is None else tf.convert_to_tensor(g) for g in grads]
@@ -112,3 +112,13 @@ def make_train_function(task, optimizer, strategy, config):
                     **{TOKENS: tf.reduce_sum(history[:, -1]), FIRST_NONFINITE: first_fault})
 
     return train_steps
+
+
+def sum_over_replicas(grads):
+    """Each gradient summed over the replicas. A weight the loss does not reach (a
+    pooler no pretraining head reads) has None for its gradient, in every
+    micro-batch; it stays None, which all_reduce itself refuses."""
+    present = [g for g in grads if g is not None]
+    summed = iter(tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, present))
+    return [None if g is None else next(summed) for g in grads]

@@ -4,7 +4,8 @@ import pytest
 from keras import ops
 
 from kerasllm.layers import (BertEmbedding, MaskedLMHead, MultiHeadAttention,
-                             NextSentencePredictionHead, TransformerEncoderBlock)
+                             NextSentencePredictionHead, ReplacedTokenHead,
+                             TransformerEncoderBlock)
 from tests.roundtrip import config_roundtrip
 
 
@@ -19,6 +20,23 @@ def test_bert_embedding_shapes_and_segments():
     # LayerNorm output: zero mean, unit variance over the hidden axis.
     np.testing.assert_allclose(ops.mean(out, -1), 0.0, atol=1e-5)
     config_roundtrip(layer)
+
+
+def test_bert_embedding_shares_a_wider_table_through_a_projection():
+    table = keras.layers.Embedding(50, 24)
+    layer = BertEmbedding(vocab_size=50, hidden_size=16, max_sequence_length=12,
+                          dropout=0.0, token_embedding=table)
+    ids = np.array([[1, 2, 3, 0]])
+    assert layer(ids).shape == (1, 4, 16)
+    assert layer.token_embedding is table and table.embeddings.shape == (50, 24)
+    assert layer.token_projection.kernel.shape == (24, 16)
+    before = layer(ids)
+    table.embeddings.assign(table.embeddings * 2.0)
+    assert not np.allclose(before, layer(ids))
+    # The tie is a reference: rebuilt from its config, the layer owns a table of its own.
+    untied = config_roundtrip(layer)
+    untied(ids)
+    assert untied.token_embedding.embeddings.shape == (50, 16) and untied.token_projection is None
 
 
 def test_attention_padding_mask_ignores_masked_keys():
@@ -146,6 +164,24 @@ def test_masked_lm_head_gathers_positions_and_ties_embedding():
     untied = config_roundtrip(head)
     untied(seq, positions)
     assert any(w.path.endswith("output_kernel") for w in untied.weights)
+
+
+def test_masked_lm_head_tied_to_a_table_of_another_width():
+    embedding = keras.layers.Embedding(30, 12)
+    embedding.build((None,))
+    head = MaskedLMHead(vocab_size=30, token_embedding=embedding)
+    seq = np.random.default_rng(5).normal(size=(2, 6, 8)).astype("float32")
+    assert head(seq, np.array([[0, 5], [2, 2]])).shape == (2, 2, 30)
+    assert head.transform.kernel.shape == (8, 12)
+
+
+def test_replaced_token_head_gives_one_logit_per_token():
+    head = ReplacedTokenHead()
+    seq = np.random.default_rng(6).normal(size=(2, 5, 8)).astype("float32")
+    logits = head(seq)
+    assert logits.shape == (2, 5) and logits.dtype == "float32"
+    np.testing.assert_allclose(head(seq[:, ::-1])[:, ::-1], logits, atol=1e-6)  # per token
+    config_roundtrip(head)
 
 
 def test_next_sentence_head():

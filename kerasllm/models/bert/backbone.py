@@ -18,11 +18,14 @@ class BertEncoder(Backbone):
         sequence_output: float [batch, seq, hidden];
         pooled_output: float [batch, hidden], tanh(dense(first token)), the
             [CLS] summary used by sentence-level heads.
+
+    `token_embedding`: another encoder's token table to share (see
+    BertEmbedding), as ELECTRA's generator shares its discriminator's.
     """
 
     config_class = BertConfig
 
-    def __init__(self, config: BertConfig, **kwargs):
+    def __init__(self, config: BertConfig, token_embedding=None, **kwargs):
         super().__init__(config, **kwargs)
         config = self.config
         init = keras.initializers.TruncatedNormal(stddev=config.initializer_range)
@@ -31,7 +34,7 @@ class BertEncoder(Backbone):
             max_sequence_length=config.max_sequence_length,
             type_vocab_size=config.type_vocab_size, dropout=config.dropout,
             layer_norm_epsilon=config.layer_norm_epsilon,
-            initializer_range=config.initializer_range,
+            initializer_range=config.initializer_range, token_embedding=token_embedding,
             dtype=self.dtype_policy, name="embedding")
         # One attribute per block, not a list: tf.train.Checkpoint does not follow
         # Keras' tracked lists, so a list of blocks would be missing from checkpoints.
