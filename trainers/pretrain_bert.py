@@ -12,10 +12,12 @@ import os
 
 from absl import flags, logging
 
-from kerasllm.data import bert_pretraining, bert_pretraining_tfrecords, full_sentences
+from kerasllm.data import (bert_pretraining, bert_pretraining_tfrecords, full_sentences,
+                           permutation_lm)
 from kerasllm.errors import DataError
 from kerasllm.export.bert_signatures import bert_signatures
-from kerasllm.models import BertEncoder, BertPretrainer
+from kerasllm.models import BertEncoder, BertPretrainer, ElectraPretrainer, PermutationLanguageModel
+from kerasllm.models.bert import electra
 from kerasllm.pretrained.model_dir import describe_model_dir
 from kerasllm.tokenizers import wordpiece_vocab
 from kerasllm.tokenizers.wordpiece import WordPieceTokenizer
@@ -29,6 +31,12 @@ OBJECTIVES = {
     "mlm_nsp": "BERT's: masked LM + next-sentence prediction on sentence pairs",
     "mlm": "RoBERTa's: masked LM alone on windows of whole sentences packed across "
            "documents (FULL-SENTENCES), no segment B",
+    "electra": "ELECTRA's: replaced-token detection on every token of those windows, "
+               "the replacements drawn from a small masked-LM generator (--generator_size) "
+               "sharing the token table; the encoder exported is the discriminator",
+    "plm": "XLNet's: permutation LM on those windows, two-stream attention predicting "
+           "the last 1/--partial_prediction of each factorisation order (XLNet's relative "
+           "positions and segment recurrence left out)",
 }
 
 
@@ -56,6 +64,15 @@ def define_flags(fv):
                          lower_bound=1, flag_values=fv)
     flags.DEFINE_boolean("whole_word_masking", False,
                          "Mask all word pieces of a word together.", flag_values=fv)
+    flags.DEFINE_float("generator_size", electra.DEFAULT_GENERATOR_SIZE,
+                       "electra: the generator's width as a fraction of the encoder's.",
+                       lower_bound=0.01, upper_bound=1.0, flag_values=fv)
+    flags.DEFINE_float("discriminator_weight", electra.DEFAULT_DISCRIMINATOR_WEIGHT,
+                       "electra: the weight of replaced-token detection's loss against "
+                       "the generator's.", lower_bound=1e-6, flag_values=fv)
+    flags.DEFINE_integer("partial_prediction", permutation_lm.DEFAULT_PARTIAL_PREDICTION,
+                         "plm: predict the last 1/K of each factorisation order (K).",
+                         lower_bound=1, flag_values=fv)
     flags.DEFINE_string("train_tfrecords", None,
                         "Glob of TFRecords of tokenized sentence pairs (from "
                         "trainers.make_pretraining_data) to train on instead of tokenizing "
@@ -76,6 +93,28 @@ def load_or_learn_vocab(fv, documents, model_dir):
         return wordpiece_vocab.load_vocab(saved)
     logging.info("learning a %d-token WordPiece vocabulary from the corpus", fv.vocab_size)
     return wordpiece_vocab.learn_wordpiece_vocab(documents, fv.vocab_size)
+
+
+def pretraining_task(fv, model_config):
+    """The task --objective trains, around a fresh encoder of `model_config`."""
+    encoder = BertEncoder(model_config)
+    if fv.objective == "electra":
+        return ElectraPretrainer(encoder, generator_size=fv.generator_size,
+                                 discriminator_weight=fv.discriminator_weight)
+    if fv.objective == "plm":
+        return PermutationLanguageModel(encoder)
+    return BertPretrainer(encoder, next_sentence_prediction=fv.objective == "mlm_nsp")
+
+
+def corpus_dataset_fn(fv, documents, tokenizer, settings):
+    """The training batches --objective reads from the corpus."""
+    if fv.objective == "plm":
+        return permutation_lm.pretraining_dataset_fn(
+            documents, tokenizer, global_batch_size=settings["global_batch_size"],
+            max_seq_length=settings["max_seq_length"], seed=settings["seed"],
+            partial_prediction=fv.partial_prediction)
+    examples = bert_pretraining if fv.objective == "mlm_nsp" else full_sentences
+    return examples.pretraining_dataset_fn(documents, tokenizer, **settings)
 
 
 def run(fv):
@@ -105,22 +144,22 @@ def run(fv):
         documents = common.read_corpus(fv)
         tokenizer = WordPieceTokenizer(
             load_or_learn_vocab(fv, documents, train_config.model_dir))
-        examples = bert_pretraining if fv.objective == "mlm_nsp" else full_sentences
-        dataset_fn = examples.pretraining_dataset_fn(documents, tokenizer, **example_settings)
+        dataset_fn = corpus_dataset_fn(fv, documents, tokenizer, example_settings)
     model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
     if is_chief(strategy):
         # So finetune_bert --init_checkpoint=<this model_dir> can rebuild the encoder.
         describe_model_dir(train_config.model_dir, FAMILY, model_config, tokenizer)
-    result = train(lambda: BertPretrainer(
-        BertEncoder(model_config), next_sentence_prediction=fv.objective == "mlm_nsp"),
-        dataset_fn, train_config, strategy)
+    result = train(lambda: pretraining_task(fv, model_config), dataset_fn, train_config,
+                   strategy)
     common.log_finished(result)
     if not common.export_wanted(fv, result, strategy):
         return
     task = common.quantize_for_export(fv, result.task)
     common.export(
         fv, export_root,
-        bert_signatures(task.backbone, tokenizer, max_seq_length, mlm_head=task.mlm_head),
+        # fill_mask where the encoder itself was trained with a masked-LM head.
+        bert_signatures(task.backbone, tokenizer, max_seq_length,
+                        mlm_head=getattr(task, "mlm_head", None)),
         [task, tokenizer],
         {"family": FAMILY, "model": fv.model, "config": model_config.to_dict(),
          "tokenizer": tokenizer.settings(), "max_seq_length": max_seq_length,

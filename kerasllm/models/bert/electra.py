@@ -9,8 +9,9 @@ from keras import ops
 
 from kerasllm.errors import ConfigError
 from kerasllm.export.bert_signatures import bert_signatures
-from kerasllm.layers import MaskedLMHead, ReplacedTokenHead
+from kerasllm.layers import ReplacedTokenHead
 from kerasllm.models.bert.backbone import BertEncoder
+from kerasllm.models.bert.pretrainer import tied_lm_head
 from kerasllm.models.bert.text_task import BertTextTask
 from kerasllm.models.losses import masked_mean, sparse_cross_entropy
 
@@ -116,11 +117,8 @@ class ElectraPretrainer(BertTextTask):
         self.generator = BertEncoder(generator_config(config, self.generator_size),
                                      token_embedding=table, dtype=self.dtype_policy,
                                      name="generator")
-        self.generator_head = MaskedLMHead(
-            config.vocab_size, activation=config.activation,
-            layer_norm_epsilon=config.layer_norm_epsilon,
-            initializer_range=config.initializer_range, token_embedding=table,
-            dtype=self.dtype_policy, name="generator_head")
+        # Tied to the shared table: it maps the generator's outputs to the table's width.
+        self.generator_head = tied_lm_head(backbone, self.dtype_policy, "generator_head")
         self.discriminator_head = ReplacedTokenHead(
             activation=config.activation, initializer_range=config.initializer_range,
             dtype=self.dtype_policy, name="discriminator_head")
