@@ -5,9 +5,9 @@ ride along in the training batches (see kerasllm.models.bert.distillation).
     teacher = ClassifierTeacher("saved_models/minilm_rt_sentences")
     examples = teacher.label(examples, batch_size=64)   # each with its teacher_logits
 
-The export is run as TF Serving runs it, so the teacher is exactly the model that
-was served and scored, its best (or averaged) weights included, tokenizing the
-text its own way.
+The export's own graph runs, the one TF Serving serves, so the teacher is exactly
+the model that was served and scored (its best or averaged weights), and it
+tokenizes the text its own way.
 """
 import json
 import os
