@@ -75,6 +75,31 @@ def define_flags(fv):
                       "What to fine-tune for: `classify` (a label per text or text pair), "
                       "`tag` (a label per word) or `qa` (the answer to a question as a span "
                       "of its context).", flag_values=fv)
+    define_data_flags(fv)
+    flags.DEFINE_boolean("label_confidence", True,
+                         "classify: train toward each label's confidence where the data gives "
+                         "one (a `confidence` column; rt_sentences: its raters' agreement) as "
+                         "a soft target; false: every label is certain.", flag_values=fv)
+    flags.DEFINE_float("label_smoothing", 0.0,
+                       "classify: mix each training target with the uniform one by this "
+                       "weight (0.33 with two labels aims at 0.83 for the label).",
+                       lower_bound=0.0, upper_bound=0.99, flag_values=fv)
+    flags.DEFINE_integer("max_answer_length", 30,
+                         "qa: the longest answer the model may give, in WordPiece tokens.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_boolean("freeze_token_embedding", False,
+                         "Keep the pretrained word-piece embedding table fixed: it regularises "
+                         "small data sets (words met only at test time keep their pretrained "
+                         "place relative to the trained ones) and saves the Adam update of "
+                         "the vocab x hidden table every step.", flag_values=fv)
+    shared_flags.define_export_flags(fv, "<init checkpoint>_<data>")
+    shared_flags.define_training_flags(fv, model_dir=None, train_steps=1_000_000,
+                                       batch_size=32, learning_rate=5e-5)
+
+
+def define_data_flags(fv):
+    """The flags of the examples, the model's head and the epochs, which
+    distill_bert shares."""
     flags.DEFINE_enum("dataset", None, DATASETS,
                       "A packaged data set instead of --train_file/--eval_file: rt_sentences "
                       "is Rotten Tomatoes sentence polarity with a fixed 20% held-out split.",
@@ -93,14 +118,6 @@ def define_flags(fv):
                       "The label set in label-id order (classify, tag). Default: the sorted "
                       "labels of --train_file (for tag with \"O\" first); eval labels outside "
                       "the set are an error.", flag_values=fv)
-    flags.DEFINE_boolean("label_confidence", True,
-                         "classify: train toward each label's confidence where the data gives "
-                         "one (a `confidence` column; rt_sentences: its raters' agreement) as "
-                         "a soft target; false: every label is certain.", flag_values=fv)
-    flags.DEFINE_float("label_smoothing", 0.0,
-                       "classify: mix each training target with the uniform one by this "
-                       "weight (0.33 with two labels aims at 0.83 for the label).",
-                       lower_bound=0.0, upper_bound=0.99, flag_values=fv)
     flags.DEFINE_integer("max_seq_length", 64,
                          "Tokens per example, [CLS] and [SEP] included (qa: question and "
                          "context together).", lower_bound=3, flag_values=fv)
@@ -115,23 +132,12 @@ def define_flags(fv):
                        "Dropout inside the encoder (hidden and attention probabilities) while "
                        "fine-tuning. Default: the checkpoint's own (0.1 in BERT configs).",
                        lower_bound=0.0, upper_bound=1.0, flag_values=fv)
-    flags.DEFINE_integer("max_answer_length", 30,
-                         "qa: the longest answer the model may give, in WordPiece tokens.",
-                         lower_bound=1, flag_values=fv)
-    flags.DEFINE_boolean("freeze_token_embedding", False,
-                         "Keep the pretrained word-piece embedding table fixed: it regularises "
-                         "small data sets (words met only at test time keep their pretrained "
-                         "place relative to the trained ones) and saves the Adam update of "
-                         "the vocab x hidden table every step.", flag_values=fv)
     flags.DEFINE_integer("epochs", 2, "Training epochs.", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("steps_per_epoch", None,
                          "Optimizer steps per epoch. Default: one pass over the training "
                          "examples (remainder dropped).", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("eval_batch_size", 64, "Examples per evaluation batch.",
                          lower_bound=1, flag_values=fv)
-    shared_flags.define_export_flags(fv, "<init checkpoint>_<data>")
-    shared_flags.define_training_flags(fv, model_dir=None, train_steps=1_000_000,
-                                       batch_size=32, learning_rate=5e-5)
 
 
 def fine_tuning_task(fv):
@@ -172,12 +178,24 @@ def load_examples(fv, task):
     return train_examples, eval_examples, label_names
 
 
+def check_init_checkpoint(source, flag, trainer):
+    """Refuses, before any slow work, a kerasllm model_dir `source` (given as --`flag`)
+    that holds another family's model."""
+    if source not in PACKAGED and is_model_dir(source):
+        check_model_dir(source, "bert",
+                        f"{trainer} --{flag} needs a BERT: a pretrain_bert --model_dir, a "
+                        f"Hugging Face BERT directory, or {', '.join(packaged_names('bert'))}")
+
+
+def with_encoder_dropout(fv, config):
+    """`config` with --encoder_dropout inside the encoder, when it is given."""
+    if fv.encoder_dropout is None:
+        return config
+    return config.replace(dropout=fv.encoder_dropout, attention_dropout=fv.encoder_dropout)
+
+
 def run(fv):
-    if fv.init_checkpoint not in PACKAGED and is_model_dir(fv.init_checkpoint):
-        check_model_dir(fv.init_checkpoint, "bert",
-                        "finetune_bert --init_checkpoint needs a BERT: a pretrain_bert "
-                        f"--model_dir, a Hugging Face BERT directory, or "
-                        f"{', '.join(packaged_names('bert'))}")
+    check_init_checkpoint(fv.init_checkpoint, "init_checkpoint", "finetune_bert")
     run_name = f"{pretrained_name(fv.init_checkpoint)}_{data_name(fv)}"
     export_root = common.export_root(fv, run_name)
     model_dir = fv.model_dir or os.path.join("model_dirs", run_name)
@@ -186,20 +204,10 @@ def run(fv):
     train_examples, eval_examples, label_names = load_examples(fv, task)
 
     init_encoder, tokenizer = load_pretrained(fv.init_checkpoint)
-    init_config, init_weights = init_encoder.config, init_encoder.get_weights()
-    if fv.encoder_dropout is not None:
-        init_config = init_config.replace(dropout=fv.encoder_dropout,
-                                          attention_dropout=fv.encoder_dropout)
+    init_config = with_encoder_dropout(fv, init_encoder.config)
+    init_weights = init_encoder.get_weights()
     max_seq_length = common.sequence_length(fv, init_config, "the checkpoint")
     train_examples = task.training_examples(train_examples, tokenizer, max_seq_length)
-
-    schedule = EpochSchedule.for_examples(len(train_examples), fv.batch_size, fv.epochs,
-                                          fv.steps_per_epoch, max_steps=fv.train_steps)
-    train_config = schedule.train_config(
-        shared_flags.train_config_from_flags(fv, model_dir=model_dir),
-        checkpoint_every=fv.checkpoint_every if fv["checkpoint_every"].present else None)
-    strategy = create_strategy(fv.strategy, tpu=fv.tpu)
-    ensure_writable(model_dir)
 
     def build_task():
         # Built here, inside the strategy scope, then given the imported weights.
@@ -207,6 +215,31 @@ def run(fv):
         encoder.set_weights(init_weights)
         encoder.token_embedding.trainable = not fv.freeze_token_embedding
         return task.build_model(encoder, label_names)
+
+    train_and_export(fv, task, build_task, tokenizer, train_examples, eval_examples,
+                     label_names, max_seq_length, model_dir=model_dir,
+                     export_root=export_root,
+                     metadata={"family": "bert", "task": fv.task,
+                               "init_checkpoint": fv.init_checkpoint,
+                               "config": init_config.to_dict()})
+
+
+def train_and_export(fv, task, build_task, tokenizer, train_examples, eval_examples,
+                     label_names, max_seq_length, *, model_dir, export_root, metadata,
+                     exported=lambda trained: trained):
+    """Trains `build_task()` on train_examples (a `task`'s training_examples) as the
+    epoch and training flags say, scores it on eval_examples (if any) after every
+    epoch, and exports `exported(trained task)`, with the best eval score's
+    weights, under `task`'s signatures, reading text with `tokenizer`.
+    `metadata` joins the export's own (tokenizer, labels, scores, history).
+    Returns the loop's TrainResult."""
+    schedule = EpochSchedule.for_examples(len(train_examples), fv.batch_size, fv.epochs,
+                                          fv.steps_per_epoch, max_steps=fv.train_steps)
+    train_config = schedule.train_config(
+        shared_flags.train_config_from_flags(fv, model_dir=model_dir),
+        checkpoint_every=fv.checkpoint_every if fv["checkpoint_every"].present else None)
+    strategy = create_strategy(fv.strategy, tpu=fv.tpu)
+    ensure_writable(model_dir)
 
     validation = None
     if eval_examples:
@@ -231,17 +264,15 @@ def run(fv):
         print(f"best epoch {schedule.epoch(best['step']):g}: eval "
               f"{format_scores(scores_of(best))}")
     if exporting:
-        common.quantize_for_export(fv, result.task)
+        model = common.quantize_for_export(fv, exported(result.task))
         common.export(
-            fv, export_root,
-            task.signatures(result.task, tokenizer, label_names, max_seq_length),
-            [result.task, tokenizer],
-            {"family": "bert", "task": fv.task, "init_checkpoint": fv.init_checkpoint,
-             "config": init_config.to_dict(), "tokenizer": tokenizer.settings(),
-             **task.metadata(), "label_names": list(label_names),
-             "max_seq_length": max_seq_length, **run_metadata,
-             "best_epoch": schedule.epoch(best["step"]) if best else None,
+            fv, export_root, task.signatures(model, tokenizer, label_names, max_seq_length),
+            [model, tokenizer],
+            {**metadata, "tokenizer": tokenizer.settings(), **task.metadata(),
+             "label_names": list(label_names), "max_seq_length": max_seq_length,
+             **run_metadata, "best_epoch": schedule.epoch(best["step"]) if best else None,
              "eval_metrics": scores_of(best) if best else {}})
+    return result
 
 
 if __name__ == "__main__":

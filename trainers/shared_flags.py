@@ -24,30 +24,30 @@ TRAINING_FLAGS = ("model_dir", "train_steps", "batch_size", "learning_rate", "wa
                   "checkpoint_every", "keep_checkpoints", "log_every", "seed", "deterministic")
 
 
-def define_model_flags(fv, family, default):
+def define_model_flags(fv, family, default, flag="model"):
     """--model, a named config of `family` (e.g. "gpt"), and --model_settings, fields
-    of it to change."""
-    flags.DEFINE_string("model", default,
+    of it to change; `flag` names them otherwise (--student, --student_settings)."""
+    flags.DEFINE_string(flag, default,
                         f"{family} config name: {', '.join(registry.model_names(family))}.",
                         flag_values=fv)
     config_class = registry.family(family).config_class.__name__
-    flags.DEFINE_list("model_settings", [],
-                      "Fields of the --model config to change, as name=value pairs, e.g. "
+    flags.DEFINE_list(f"{flag}_settings", [],
+                      f"Fields of the --{flag} config to change, as name=value pairs, e.g. "
                       f"dropout=0.1,norm_position=post (the fields of kerasllm's {config_class}).",
                       flag_values=fv)
 
 
-def model_config_from_flags(fv, family, trainer):
-    """The config --model names with --model_settings applied; DataError if --model
-    is of another family or a setting is wrong."""
-    found, config = registry.lookup(fv.model)
+def model_config_from_flags(fv, family, trainer, flag="model"):
+    """The config --model (or --`flag`) names with its settings applied; DataError if
+    it is of another family or a setting is wrong."""
+    found, config = registry.lookup(fv[flag].value)
     if found.name != family:
-        raise DataError(f"--model={fv.model} is a {found.name} model; {trainer} trains "
+        raise DataError(f"--{flag}={fv[flag].value} is a {found.name} model; {trainer} trains "
                         f"{', '.join(registry.model_names(family))}")
     try:
-        return config.with_settings(fv.model_settings)
+        return config.with_settings(fv[f"{flag}_settings"].value)
     except ValueError as error:
-        raise DataError(f"--model_settings: {error}") from None
+        raise DataError(f"--{flag}_settings: {error}") from None
 
 
 def define_training_flags(fv, *, model_dir=None, train_steps=1000, batch_size=32,

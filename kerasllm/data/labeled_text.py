@@ -38,10 +38,12 @@ class LabeledTextError(ExampleFileError):
 
 
 LabeledExample = collections.namedtuple("LabeledExample",
-                                        ["text", "label", "text_b", "confidence"],
-                                        defaults=["", 1.0])
-LabeledExample.__doc__ = ("One example: text, label id (int), optional second text, and the "
-                          "label's confidence (float, 1 = certain).")
+                                        ["text", "label", "text_b", "confidence",
+                                         "teacher_logits"],
+                                        defaults=["", 1.0, None])
+LabeledExample.__doc__ = ("One example: text, label id (int), optional second text, the "
+                          "label's confidence (float, 1 = certain), and for distillation a "
+                          "teacher's scores of it (float [num_labels]) or None.")
 
 
 def _error(path, line, message):
@@ -189,7 +191,8 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
     Returns:
       tf.data.Dataset of dicts: token_ids, segment_ids, padding_mask int32 [B, S'],
       S' <= S, and labels int32 [B]; in training, when some example's label is
-      less than certain, also label_confidence float32 [B].
+      less than certain, also label_confidence float32 [B]; when the examples
+      carry teacher_logits, those as float32 [B, num_labels].
     """
     has_pairs = any(e.text_b for e in examples)
 
@@ -198,8 +201,8 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
         if has_pairs:
             segments.append(tokenizer.tokenize(columns[TEXT_B]))
         inputs = tokenizer.pack(segments, max_seq_length)
-        targets = {name: columns[name] for name in ("labels", "label_confidence")
-                   if name in columns}
+        targets = {name: value for name, value in columns.items()
+                   if name not in (TEXT, TEXT_B)}
         return trim_padding(dict(inputs, **targets), length_multiple=length_multiple)
 
     columns = {TEXT: [e.text for e in examples], TEXT_B: [e.text_b for e in examples],
@@ -207,6 +210,9 @@ def classification_dataset(examples, tokenizer, *, max_seq_length, batch_size, t
     if training and any(e.confidence < 1 for e in examples):
         columns["label_confidence"] = tf.constant([e.confidence for e in examples],
                                                   tf.float32)
+    if examples and examples[0].teacher_logits is not None:
+        columns["teacher_logits"] = tf.constant([e.teacher_logits for e in examples],
+                                                tf.float32)
     lengths = _token_counts(examples, tokenizer, has_pairs) if examples else []
     return bucketed_batches(columns, lengths, tokenize_and_pack, batch_size=batch_size,
                             max_seq_length=max_seq_length, training=training, seed=seed,

@@ -75,3 +75,46 @@ def _flat_cross_entropy(targets, logits, smoothing):
         return (loss, nll, target_logits >= peak[:, 0]), gradient
 
     return cross_entropy(logits)
+
+
+class DistillationLoss(NamedTuple):
+    loss: tf.Tensor       # float32 [], alpha * soft_loss + (1 - alpha) * hard_loss
+    soft_loss: tf.Tensor  # float32 [], T^2 * KL(teacher || student) at temperature T
+    hard_loss: tf.Tensor  # float32 [], the student's cross-entropy against the labels
+
+
+def distillation_loss(student_logits, teacher_logits, labels, temperature, alpha):
+    """DistillationLoss of a student's logits against a teacher's (Hinton et al., 2015,
+    "Distilling the Knowledge in a Neural Network"), each part a mean over the batch:
+
+        loss = alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+               + (1 - alpha) * cross-entropy(labels, softmax(student))
+
+    The soft part's gradient with respect to the student's logits is
+    T * (softmax(student / T) - softmax(teacher / T)), which for large T shrinks
+    as 1/T (the differences of the softened probabilities are about the
+    differences of the logits over T): the factor T^2 keeps its scale, and so
+    the balance `alpha` strikes with the hard part, independent of T. Teacher
+    logits matter only up to a constant per row, so its log-probabilities serve
+    as well.
+
+    Args:
+      student_logits: float [B, C].
+      teacher_logits: float [B, C].
+      labels: int [B], class ids in [0, C).
+      temperature: T > 0.
+      alpha: the soft part's weight, in [0, 1] (0: plain cross-entropy, 1: soft
+        targets alone).
+    """
+    student_logits = tf.cast(student_logits, tf.float32)
+    teacher_logits = tf.cast(teacher_logits, tf.float32)
+    teacher_log_probs = tf.nn.log_softmax(teacher_logits / temperature)
+    student_log_probs = tf.nn.log_softmax(student_logits / temperature)
+    # Log-softmax stays finite where the teacher's probability underflows to 0, so
+    # such classes add 0, not 0 * -inf.
+    kl = tf.reduce_sum(tf.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs),
+                       axis=-1)
+    soft_loss = temperature ** 2 * tf.reduce_mean(kl)
+    hard_loss = tf.reduce_mean(sparse_cross_entropy(labels, student_logits).loss)
+    return DistillationLoss(alpha * soft_loss + (1.0 - alpha) * hard_loss, soft_loss,
+                            hard_loss)
