@@ -188,8 +188,9 @@ def main(argv):
         rows.append([objective, str(steps[objective]), f"{flops[objective] / 1e9:.1f}",
                      f"{seconds / 60:.1f}",
                      *[f"{s:.2f}" for s in scores], f"**{mean:.2f} ± {spread:.2f}**"])
-    table = markdown_table(["objective", "steps", "GFLOPs/step", "pretraining min (wall)",
-                            *[f"seed {s}" for s in FLAGS.seeds], "mean ± half-range"], rows)
+    table = "\n".join(markdown_table(
+        ["<objective", "steps", "GFLOPs/step", "pretraining min (wall)",
+         *[f"seed {s}" for s in FLAGS.seeds], "mean ± half-range"], rows))
     command = "python -m bench.pretraining_objectives " + " ".join(sys.argv[1:])
     with open(FLAGS.output + ".json", "w") as f:
         json.dump({"command": command, "model": FLAGS.model, "budget_tflops": budget / 1e12,
