@@ -46,3 +46,8 @@ def test_objective_pretrains_exports_and_fine_tunes(objective, hamlet, classifie
         f"--model_dir={tmp_path / 'classifier'}", "--max_seq_length=16", "--batch_size=4",
         "--epochs=1", "--steps_per_epoch=2", "--noexport")
     assert f"loading the backbone trained in {pretrained}" in output
+
+
+def test_roberta_recipe_reads_as_masked_lm_alone():
+    fv = Trainer("pretrain_bert").parse("--flagfile=recipes/roberta_mini_shakespeare.flags")
+    assert fv.objective == "mlm" and fv.model == "bert_mini"
