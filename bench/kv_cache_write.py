@@ -1,9 +1,10 @@
 """Writing one decoding step's keys and values into the KV caches, two ways, in one
 process: a scatter at (row, key or value, slot) triples (TensorScatterUpdate, what
-kerasllm.layers.attention.write_to_cache did until this measurement) and a strided
-slice update of the slot (TensorStridedSliceUpdate). Both are plain TensorFlow
-kernels, which TF Serving runs with XLA off (keras.ops.slice_update lowers to
-XlaDynamicUpdateSlice, which it cannot).
+kerasllm.layers.attention.write_to_cache does) and a strided slice update of the slot
+(TensorStridedSliceUpdate). Both are plain TensorFlow kernels, which TF Serving runs
+with XLA off (keras.ops.slice_update lowers to XlaDynamicUpdateSlice, which it cannot).
+The strided update wins here, alone in a loop, but not inside SmolLM2's exported
+`generate` (docs/benchmarks/decode.md), so the scatter stays.
 
     python -m bench.kv_cache_write          # SmolLM2-135M's caches: 30 layers, 3 KV heads of 64
 
