@@ -32,10 +32,10 @@ def test_objectives_at_one_budget(tmp_path):
     record = json.load(open(tmp_path / "objectives.json"))
     runs = {run["objective"]: run for run in record["runs"]}
     assert list(runs) == ["mlm", "electra", "plm"] and runs["mlm"]["steps"] == 6
-    # Equal FLOPs: the objectives that cost more a step take fewer steps.
+    # Equal FLOPs, to the nearest step: objectives that cost more a step take fewer.
+    budget = 6 * runs["mlm"]["step_gflops"]
     for run in runs.values():
-        assert run["steps"] * run["step_gflops"] == pytest.approx(
-            6 * runs["mlm"]["step_gflops"], rel=0.1)
+        assert abs(run["steps"] * run["step_gflops"] - budget) <= run["step_gflops"] / 2
     assert runs["plm"]["steps"] < 6
     assert all(0 < run["accuracy"]["0"] < 100 for run in runs.values())
     assert "| plm |" in open(tmp_path / "objectives.md").read()
