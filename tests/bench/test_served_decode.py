@@ -5,7 +5,7 @@ import pytest
 
 from tests.bench.recorded_page import run_part
 
-pytest.importorskip("llama_cpp", reason="pip install -e '.[llama_cpp]'")
+pytest.importorskip("llama_cpp", reason="pip install -e '.[llama-cpp]'")
 
 
 @pytest.mark.slow

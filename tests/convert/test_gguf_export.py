@@ -119,7 +119,7 @@ try:
 except ImportError:  # the llama_cpp extra (README's test command installs it)
     llama_cpp = None
 needs_llama_cpp = pytest.mark.skipif(llama_cpp is None,
-                                     reason="pip install -e '.[llama_cpp]'")
+                                     reason="pip install -e '.[llama-cpp]'")
 
 
 def trained_on_cycle(style, tokenizer):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("lm_eval", reason="lm-eval is not installed: pip install -e "
-                                      "'.[lm_eval]' (lm-eval[api]==0.4.13)")
+                                      "'.[lm-eval]' (lm-eval[api]==0.4.13)")
 
 import kerasllm.export  # noqa: E402
 from kerasllm.data.labeled_text import LabeledExample  # noqa: E402
