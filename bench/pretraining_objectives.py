@@ -13,6 +13,8 @@ gets as many steps as fit the same FLOPs. A step's FLOPs are TensorFlow's own co
 (tf.compat.v1.profiler) of the objective's loss graph on a real batch, times 3 for
 the backward pass: ELECTRA pays for its generator, the permutation LM for its
 second (query) stream, so they take fewer steps than masked LM.
+The objective `none` is the baseline of no pretraining: a fresh encoder of the same
+size and vocabulary (saved as a preset), fine-tuned with the same recipe.
 Pretraining runs one at a time; fine-tuning runs two at a time, each pinned to a
 core where taskset exists. Finished runs are reused (delete --work_dir to redo).
 """
@@ -33,12 +35,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # higher rate than MiniLM's 1e-4).
 FINETUNE_RECIPE = ["--dataset=rt_sentences", "--learning_rate=3e-4", "--epochs=3",
                    "--max_seq_length=64"]
+NO_PRETRAINING = "none"
 ACCURACY = re.compile(r"best epoch \S+: eval accuracy ([0-9.]+)")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "bert_mini", "The encoder size every objective trains.")
-flags.DEFINE_list("objectives", ["mlm_nsp", "mlm", "electra", "plm"],
-                  "pretrain_bert --objective values; the first sets the budget.")
+flags.DEFINE_list("objectives", ["mlm_nsp", "mlm", "electra", "plm", NO_PRETRAINING],
+                  "pretrain_bert --objective values (the first sets the budget) or "
+                  f"{NO_PRETRAINING!r}, the fresh encoder.")
 flags.DEFINE_integer("reference_steps", 1500, "Steps of the first objective: the budget.")
 flags.DEFINE_integer("batch_size", 32, "Pretraining batch size.")
 flags.DEFINE_integer("max_seq_length", 128, "Pretraining window length.")
@@ -126,6 +130,8 @@ def pretrain(objective, steps, vocab_file):
     if os.path.exists(timing_path) and json.load(open(timing_path))["steps"] == steps:
         return model_dir, json.load(open(timing_path))["seconds"]
     shutil.rmtree(model_dir, ignore_errors=True)
+    if objective == NO_PRETRAINING:
+        return fresh_encoder_preset(model_dir, vocab_file), 0.0
     start = time.perf_counter()
     finished(run_logged(
         ["trainers.pretrain_bert", f"--objective={objective}", f"--model={FLAGS.model}",
@@ -138,6 +144,19 @@ def pretrain(objective, steps, vocab_file):
     with open(timing_path, "w") as f:
         json.dump({"steps": steps, "seconds": seconds}, f)
     return model_dir, seconds
+
+
+def fresh_encoder_preset(path, vocab_file):
+    """A preset of a freshly initialised --model encoder with the runs' vocabulary,
+    which finetune_bert --init_checkpoint reads as it reads a pretraining run."""
+    import keras
+    from kerasllm.models import BertEncoder, registry
+    from kerasllm.pretrained.presets import save_preset
+    from kerasllm.tokenizers import WordPieceTokenizer, wordpiece_vocab
+    tokenizer = WordPieceTokenizer(wordpiece_vocab.load_vocab(vocab_file))
+    keras.utils.set_random_seed(0)
+    encoder = BertEncoder(registry.get(FLAGS.model).replace(vocab_size=tokenizer.vocab_size))
+    return save_preset(encoder.build_for_inputs(), path, tokenizer=tokenizer)
 
 
 def finetune_all(jobs):
@@ -169,9 +188,11 @@ def main(argv):
     os.makedirs(FLAGS.work_dir, exist_ok=True)
     vocab_file = os.path.join(FLAGS.work_dir, "vocab.txt")
     learn_vocab(vocab_file)
-    flops = {objective: step_flops(objective, vocab_file) for objective in FLAGS.objectives}
+    flops = {objective: 0 if objective == NO_PRETRAINING else step_flops(objective, vocab_file)
+             for objective in FLAGS.objectives}
     budget = FLAGS.reference_steps * flops[FLAGS.objectives[0]]
-    steps = {objective: max(1, round(budget / flops[objective])) for objective in flops}
+    steps = {objective: round(budget / flops[objective]) if flops[objective] else 0
+             for objective in flops}
     pretrained = {objective: pretrain(objective, steps[objective], vocab_file)
                   for objective in FLAGS.objectives}
     accuracy = finetune_all([(objective, pretrained[objective][0], seed)

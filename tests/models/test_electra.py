@@ -68,6 +68,11 @@ def test_a_generator_that_draws_the_original_replaces_nothing(drawn, replaced):
     model.generator_head.output_bias.assign(bias)
     _, metrics = model.compute_loss_and_metrics(batch)
     assert float(metrics["replaced_fraction"]) == replaced
+    # The base rate's loss: the entropy of the replaced share of the real tokens.
+    share = replaced * batch["masked_weights"].sum() / batch["padding_mask"].sum()
+    expected = 0.0 if share == 0 else -(share * np.log(share) + (1 - share) * np.log(1 - share))
+    np.testing.assert_allclose(float(metrics["discriminator_base_rate_loss"]), expected,
+                               atol=1e-5)
     assert float(metrics["generator_accuracy"]) == (1.0 if drawn == "original" else 0.0)
     # The discriminator saw the originals, or 9 at the masked positions.
     original = put_tokens(batch["token_ids"], batch["masked_positions"], batch["masked_ids"],
@@ -135,12 +140,34 @@ def trained(tmp_path_factory):
     return model_dir, result, logged
 
 
+def test_the_discriminator_learns_a_replacement_it_can_see(tmp_path):
+    """Through the whole training path (sampling, labels, loss, loop), the
+    discriminator learns more than the base rate when the replacements are
+    learnable: a generator that always draws one token the batch never holds."""
+    examples = mlm_batch()
+    held = set(examples["token_ids"].ravel()) | set(examples["masked_ids"].ravel())
+    drawn = min(set(range(MASK + 1, VOCAB)) - held)
+
+    def build():
+        model = tiny_electra().build_for_inputs()
+        bias = np.zeros(VOCAB, "float32")
+        bias[drawn] = 1e4
+        model.generator_head.output_bias.assign(bias)
+        return model
+
+    _, logged = run(tmp_path, build_task=build, examples=examples, train_steps=30)
+    last = logged[-1][1]
+    assert last["replaced_fraction"] == 1.0
+    assert last["discriminator_loss"] < 0.2 * last["discriminator_base_rate_loss"], last
+
+
 def test_training_lowers_both_losses(trained):
     _, result, logged = trained
     assert [step for step, _ in logged] == [10, 20, 30]
     first, last = logged[0][1], logged[-1][1]
     assert set(first) >= {"generator_loss", "generator_accuracy", "discriminator_loss",
-                          "discriminator_accuracy", "replaced_fraction"}
+                          "discriminator_accuracy", "discriminator_base_rate_loss",
+                          "replaced_fraction"}
     assert last["loss"] < 0.6 * first["loss"], (first, last)
     assert last["generator_loss"] < first["generator_loss"]
     assert last["discriminator_loss"] < first["discriminator_loss"]

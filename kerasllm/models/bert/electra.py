@@ -179,9 +179,11 @@ class ElectraPretrainer(BertTextTask):
         """Returns (loss, metrics) for one batch: the loss is a float32 scalar
         (mean over this batch); metrics is a dict of float32 scalars:
         generator_loss and generator_accuracy (its MLM over the masked positions),
-        discriminator_loss and discriminator_accuracy (over the real tokens), and
-        replaced_fraction (of the masked positions, where the generator's draw
-        differs from the original)."""
+        discriminator_loss and discriminator_accuracy (over the real tokens),
+        discriminator_base_rate_loss (the loss of a discriminator that knows only
+        the share of replaced tokens: one it must beat to have learned anything),
+        and replaced_fraction (of the masked positions, where the generator's
+        draw differs from the original)."""
         positions, weights = batch["masked_positions"], batch["masked_weights"]
         generator_logits = self.generator_logits(batch, training)
         mlm = sparse_cross_entropy(batch["masked_ids"], generator_logits)
@@ -196,11 +198,14 @@ class ElectraPretrainer(BertTextTask):
             ops.binary_crossentropy(ops.cast(labels, "float32"), logits, from_logits=True),
             real)
         correct = ops.equal(ops.cast(logits > 0, "int32"), labels)
+        share = ops.clip(masked_mean(labels, real), 1e-7, 1.0 - 1e-7)
         metrics = {
             "generator_loss": generator_loss,
             "generator_accuracy": masked_mean(mlm.correct, weights),
             "discriminator_loss": discriminator_loss,
             "discriminator_accuracy": masked_mean(correct, real),
+            "discriminator_base_rate_loss": -(share * ops.log(share)
+                                              + (1.0 - share) * ops.log(1.0 - share)),
             "replaced_fraction": masked_mean(tf.gather(labels, positions, batch_dims=1),
                                              weights),
         }
