@@ -18,12 +18,7 @@ class BertEmbedding(keras.layers.Layer):
         float [batch, seq, hidden_size].
 
     The token table is public (`token_embedding`) so output heads can tie
-    their projection to it. Another model's table can be passed in as
-    `token_embedding` (a `keras.layers.Embedding` [vocab, width]) to share it, as
-    ELECTRA's generator reads its discriminator's; a table of another width than
-    `hidden_size` is followed by a linear projection to `hidden_size`. Like
-    MaskedLMHead's tie, the shared table is a reference to another layer, not
-    part of `get_config`: the model owning both re-ties them when rebuilt.
+    their projection to it.
     """
 
     def __init__(
@@ -35,7 +30,6 @@ class BertEmbedding(keras.layers.Layer):
         dropout=0.1,
         layer_norm_epsilon=1e-12,
         initializer_range=0.02,
-        token_embedding=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -47,13 +41,9 @@ class BertEmbedding(keras.layers.Layer):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.initializer_range = initializer_range
         init = keras.initializers.TruncatedNormal(stddev=initializer_range)
-        self.token_embedding = token_embedding if token_embedding is not None else (
-            keras.layers.Embedding(vocab_size, hidden_size, embeddings_initializer=init,
-                                   dtype=self.dtype_policy, name="token_embedding"))
-        self.token_projection = (
-            keras.layers.Dense(hidden_size, use_bias=False, kernel_initializer=init,
-                               dtype=self.dtype_policy, name="token_projection")
-            if self.token_embedding.output_dim != hidden_size else None)
+        self.token_embedding = keras.layers.Embedding(
+            vocab_size, hidden_size, embeddings_initializer=init,
+            dtype=self.dtype_policy, name="token_embedding")
         self.segment_embedding = keras.layers.Embedding(
             type_vocab_size, hidden_size, embeddings_initializer=init,
             dtype=self.dtype_policy, name="segment_embedding")
@@ -65,10 +55,7 @@ class BertEmbedding(keras.layers.Layer):
         self.dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, token_ids_shape, segment_ids_shape=None):
-        self.token_embedding.build(token_ids_shape)  # a shared table is built once
-        if self.token_projection is not None:
-            self.token_projection.build(
-                tuple(token_ids_shape) + (self.token_embedding.output_dim,))
+        self.token_embedding.build(token_ids_shape)
         self.segment_embedding.build(token_ids_shape)
         self.position_embedding.build((self.max_sequence_length,))
         self.layer_norm.build(tuple(token_ids_shape) + (self.hidden_size,))
@@ -79,8 +66,6 @@ class BertEmbedding(keras.layers.Layer):
             segment_ids = ops.zeros_like(token_ids)
         if token_vectors is None:
             token_vectors = self.token_embedding(token_ids)
-            if self.token_projection is not None:
-                token_vectors = self.token_projection(token_vectors)
         seq_length = ops.shape(token_ids)[1]
         positions = ops.arange(seq_length, dtype="int32")
         embeddings = (

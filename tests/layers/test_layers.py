@@ -22,23 +22,6 @@ def test_bert_embedding_shapes_and_segments():
     config_roundtrip(layer)
 
 
-def test_bert_embedding_shares_a_wider_table_through_a_projection():
-    table = keras.layers.Embedding(50, 24)
-    layer = BertEmbedding(vocab_size=50, hidden_size=16, max_sequence_length=12,
-                          dropout=0.0, token_embedding=table)
-    ids = np.array([[1, 2, 3, 0]])
-    assert layer(ids).shape == (1, 4, 16)
-    assert layer.token_embedding is table and table.embeddings.shape == (50, 24)
-    assert layer.token_projection.kernel.shape == (24, 16)
-    before = layer(ids)
-    table.embeddings.assign(table.embeddings * 2.0)
-    assert not np.allclose(before, layer(ids))
-    # The tie is a reference: rebuilt from its config, the layer owns a table of its own.
-    untied = config_roundtrip(layer)
-    untied(ids)
-    assert untied.token_embedding.embeddings.shape == (50, 16) and untied.token_projection is None
-
-
 def test_attention_padding_mask_ignores_masked_keys():
     layer = MultiHeadAttention(num_heads=2, head_size=4)
     x = np.random.default_rng(0).normal(size=(1, 5, 8)).astype("float32")

@@ -1,4 +1,4 @@
-"""ELECTRA pretraining: the replaced-token labels, the shared token table, the
+"""ELECTRA pretraining: the replaced-token labels, the shared embeddings, the
 generator's size, (de)serialisation, training through the loop (resumed exactly),
 and a run's model_dir fine-tuned from as the discriminator."""
 import keras
@@ -83,18 +83,25 @@ def test_a_generator_that_draws_the_original_replaces_nothing(drawn, replaced):
     assert labels.sum() == replaced * batch["masked_weights"].sum()
 
 
-def test_generator_shares_the_discriminators_token_table():
+def test_generator_shares_the_discriminators_embeddings():
     model = tiny_electra().build_for_inputs()
-    table = model.backbone.token_embedding.embeddings
-    assert model.generator.token_embedding.embeddings is table
-    assert model.generator_head.token_embedding.embeddings is table
-    assert sum(w is table for w in model.weights) == 1
-    assert sum(w is table for w in model.trainable_variables) == 1
-    # The generator's MLM loss alone trains the shared table.
+    shared = model.backbone.embedding
+    assert model.generator.embedding is shared
+    assert model.generator_head.token_embedding is shared.token_embedding
+    for weight in shared.weights:  # token, segment, position tables and LayerNorm
+        assert sum(w is weight for w in model.weights) == 1
+        assert sum(w is weight for w in model.trainable_variables) == 1
+    # Projected to the generator's width; the discriminator reads them as they are.
+    assert model.generator.embedding_projection.kernel.shape == (128, 32)
+    assert model.backbone.embedding_projection is None
+    # The generator's MLM loss alone trains the shared tables, every token's row.
+    tables = [shared.token_embedding.embeddings, shared.position_embedding.embeddings]
     with tf.GradientTape() as tape:
         _, metrics = model.compute_loss_and_metrics(mlm_batch(), training=True)
-    gradient = tf.convert_to_tensor(tape.gradient(metrics["generator_loss"], table))
-    assert float(tf.reduce_max(tf.abs(gradient))) > 0
+    token_rows, positions = (tf.convert_to_tensor(g) for g in
+                             tape.gradient(metrics["generator_loss"], tables))
+    assert bool(tf.reduce_all(tf.reduce_max(tf.abs(token_rows), -1) > 0))
+    assert float(tf.reduce_max(tf.abs(positions))) > 0
 
 
 def test_generator_is_a_fraction_of_the_discriminators_width():
@@ -119,7 +126,7 @@ def test_config_roundtrip_and_keras_file(tmp_path):
     clone = config_roundtrip(model).build_for_inputs()
     assert (clone.generator_size, clone.discriminator_weight) == (0.5, 20.0)
     assert clone.generator.config == model.generator.config
-    assert clone.generator.token_embedding is clone.backbone.token_embedding
+    assert clone.generator.embedding is clone.backbone.embedding
     assert clone.count_params() == model.count_params()
     path = str(tmp_path / "electra.keras")
     model.save(path)

@@ -19,23 +19,31 @@ class BertEncoder(Backbone):
         pooled_output: float [batch, hidden], tanh(dense(first token)), the
             [CLS] summary used by sentence-level heads.
 
-    `token_embedding`: another encoder's token table to share (see
-    BertEmbedding), as ELECTRA's generator shares its discriminator's.
+    `embedding`: another encoder's BertEmbedding to share (token, segment and
+    position tables and their LayerNorm), as ELECTRA's generator shares its
+    discriminator's; embeddings of another width than this encoder's hidden size
+    pass through a learned projection (`embedding_projection`). The shared layer
+    is a reference, not part of `get_config`: the model owning both encoders
+    re-ties them when rebuilt.
     """
 
     config_class = BertConfig
 
-    def __init__(self, config: BertConfig, token_embedding=None, **kwargs):
+    def __init__(self, config: BertConfig, embedding=None, **kwargs):
         super().__init__(config, **kwargs)
         config = self.config
         init = keras.initializers.TruncatedNormal(stddev=config.initializer_range)
-        self.embedding = BertEmbedding(
+        self.embedding = embedding if embedding is not None else BertEmbedding(
             config.vocab_size, config.hidden_size,
             max_sequence_length=config.max_sequence_length,
             type_vocab_size=config.type_vocab_size, dropout=config.dropout,
             layer_norm_epsilon=config.layer_norm_epsilon,
-            initializer_range=config.initializer_range, token_embedding=token_embedding,
+            initializer_range=config.initializer_range,
             dtype=self.dtype_policy, name="embedding")
+        self.embedding_projection = (
+            keras.layers.Dense(config.hidden_size, kernel_initializer=init,
+                               dtype=self.dtype_policy, name="embedding_projection")
+            if self.embedding.hidden_size != config.hidden_size else None)
         # One attribute per block, not a list: tf.train.Checkpoint does not follow
         # Keras' tracked lists, so a list of blocks would be missing from checkpoints.
         for i in range(config.num_layers):
@@ -65,7 +73,7 @@ class BertEncoder(Backbone):
 
     def depth_layers(self):
         top = self.num_layers + 1
-        return [(self.embedding, 0), *((b, i + 1) for i, b in enumerate(self.blocks)),
+        return [(self.embedding, 0), (self.embedding_projection, 0), *((b, i + 1) for i, b in enumerate(self.blocks)),
                 (self.final_norm, top), (self.pooler, top)]
 
     def dummy_inputs(self, seq_length):
@@ -73,7 +81,7 @@ class BertEncoder(Backbone):
         return {"token_ids": ids, "segment_ids": ids, "padding_mask": ops.ones_like(ids)}
 
     def call(self, inputs, training=None):
-        x = self.embedding(inputs["token_ids"], inputs.get("segment_ids"), training=training)
+        x = self._embed(inputs["token_ids"], inputs.get("segment_ids"), training)
         x = self._encode(x, inputs.get("padding_mask"), training)
         return {"sequence_output": x, "pooled_output": self.pooler(x[:, 0, :])}
 
@@ -93,12 +101,17 @@ class BertEncoder(Backbone):
           (content stream, query stream), float [batch, seq, hidden] each.
         """
         token_ids, segment_ids = inputs["token_ids"], inputs.get("segment_ids")
-        content = self.embedding(token_ids, segment_ids, training=training)
-        query = self.embedding(token_ids, segment_ids, training=training,
-                               token_vectors=ops.reshape(query_start, (1, 1, -1)))
+        content = self._embed(token_ids, segment_ids, training)
+        query = self._embed(token_ids, segment_ids, training,
+                            token_vectors=ops.reshape(query_start, (1, 1, -1)))
         return self._encode(content, inputs.get("padding_mask"), training, query=query,
                             attention_mask=inputs["content_mask"],
                             query_attention_mask=inputs["query_mask"])
+
+    def _embed(self, token_ids, segment_ids, training, token_vectors=None):
+        x = self.embedding(token_ids, segment_ids, training=training,
+                           token_vectors=token_vectors)
+        return x if self.embedding_projection is None else self.embedding_projection(x)
 
     def _encode(self, content, padding_mask, training, query=None, **masks):
         """The blocks (and the final norm) on the content stream's embeddings and,

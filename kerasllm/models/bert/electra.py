@@ -89,9 +89,11 @@ class ElectraPretrainer(BertTextTask):
 
     Training (compute_loss_and_metrics): the generator, a BertEncoder
     `generator_size` as wide (see generator_config) sharing the discriminator's
-    token table (one variable; BertEmbedding projects it to the generator's
-    width, and its MLM head maps back onto the table's), learns masked LM on the
-    masked positions. At each masked position a token is drawn from its softmax
+    embeddings, as the paper does (token, segment and position tables, one set
+    of variables, projected to the generator's width; its MLM head maps back
+    onto the token table's), learns masked LM on the masked positions: its
+    softmax updates every row of the shared token table at every step, where
+    the discriminator's loss reaches only the tokens in its input. At each masked position a token is drawn from its softmax
     (no gradient flows through the draw); the discriminator sees the original
     sequence with the draws put in and learns, by binary cross-entropy over the
     real tokens, which tokens differ from the original (see
@@ -113,9 +115,8 @@ class ElectraPretrainer(BertTextTask):
         self.generator_size = float(generator_size)
         self.discriminator_weight = float(discriminator_weight)
         config = backbone.config
-        table = backbone.token_embedding
         self.generator = BertEncoder(generator_config(config, self.generator_size),
-                                     token_embedding=table, dtype=self.dtype_policy,
+                                     embedding=backbone.embedding, dtype=self.dtype_policy,
                                      name="generator")
         # Tied to the shared table: it maps the generator's outputs to the table's width.
         self.generator_head = tied_lm_head(backbone, self.dtype_policy, "generator_head")
@@ -150,8 +151,8 @@ class ElectraPretrainer(BertTextTask):
             "masked_positions": ops.zeros((1, 2), "int32")}
 
     def call(self, inputs, training=None):
-        # The discriminator first: the shared table is created (and named) by the
-        # encoder that owns it.
+        # The discriminator first: the shared embeddings are created (and named) by
+        # the encoder that owns them.
         discriminator_logits = self.discriminator_logits(inputs, training)
         return {"generator_logits": self.generator_logits(inputs, training),
                 "discriminator_logits": discriminator_logits}
