@@ -73,7 +73,8 @@ class BertEncoder(Backbone):
 
     def depth_layers(self):
         top = self.num_layers + 1
-        return [(self.embedding, 0), (self.embedding_projection, 0), *((b, i + 1) for i, b in enumerate(self.blocks)),
+        return [(self.embedding, 0), (self.embedding_projection, 0),
+                *((b, i + 1) for i, b in enumerate(self.blocks)),
                 (self.final_norm, top), (self.pooler, top)]
 
     def dummy_inputs(self, seq_length):

@@ -93,8 +93,9 @@ class ElectraPretrainer(BertTextTask):
     of variables, projected to the generator's width; its MLM head maps back
     onto the token table's), learns masked LM on the masked positions: its
     softmax updates every row of the shared token table at every step, where
-    the discriminator's loss reaches only the tokens in its input. At each masked position a token is drawn from its softmax
-    (no gradient flows through the draw); the discriminator sees the original
+    the discriminator's loss reaches only the tokens in its input. At each
+    masked position a token is drawn from its softmax (no gradient flows
+    through the draw); the discriminator sees the original
     sequence with the draws put in and learns, by binary cross-entropy over the
     real tokens, which tokens differ from the original (see
     replaced_token_labels). Loss = generator MLM loss + discriminator_weight x
@@ -199,14 +200,14 @@ class ElectraPretrainer(BertTextTask):
             ops.binary_crossentropy(ops.cast(labels, "float32"), logits, from_logits=True),
             real)
         correct = ops.equal(ops.cast(logits > 0, "int32"), labels)
-        share = ops.clip(masked_mean(labels, real), 1e-7, 1.0 - 1e-7)
+        share = masked_mean(labels, real)
         metrics = {
             "generator_loss": generator_loss,
             "generator_accuracy": masked_mean(mlm.correct, weights),
             "discriminator_loss": discriminator_loss,
             "discriminator_accuracy": masked_mean(correct, real),
-            "discriminator_base_rate_loss": -(share * ops.log(share)
-                                              + (1.0 - share) * ops.log(1.0 - share)),
+            # Cross-entropy of the share with itself: the base rate's entropy.
+            "discriminator_base_rate_loss": ops.binary_crossentropy(share, share),
             "replaced_fraction": masked_mean(tf.gather(labels, positions, batch_dims=1),
                                              weights),
         }
